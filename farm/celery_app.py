@@ -1,0 +1,61 @@
+"""The one Celery configuration every farm process loads (scheduler, workers, beat, Flower).
+
+Delivery policy, and why:
+- ``task_acks_late``: a message is acknowledged only after its sample is committed, so a worker
+  that dies mid-sample never loses it; Redis re-delivers it after ``visibility_timeout``.
+- Redelivery can also happen while the first execution still runs (a sample longer than the
+  visibility timeout). That is harmless: the sample is claimed with a lease (SET NX) and committed
+  by one Lua script that refuses a second sample for the same (run, provider, snippet, rep).
+- A dead worker is not waited for: its lease expires within ``LEASE_MS`` and the reconciler
+  (farm/scheduler.py) re-enqueues the member at once, without shrinking the visibility timeout.
+- ``worker_disable_prefetch``: a worker fetches a message only when a process is free, so nothing
+  sits reserved behind a long sample or stranded in a dead worker's buffer.
+- ``task_reject_on_worker_lost``: a child killed by the hard time limit or the OOM killer puts the
+  message back instead of acking it as failed.
+The visibility timeout must agree across every process, so it is set here, in all three places.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+SAMPLE_TASK = "farm.sample"
+VISIBILITY_TIMEOUT_S = 3600
+LEASE_MS = 15_000
+
+
+def queue_name(provider: str) -> str:
+    """Each provider has its own queue, so a worker consumes only the providers it can serve."""
+    return f"farm.{provider}"
+
+
+def broker_url(redis_url: str) -> str:
+    """kombu spells unix sockets ``redis+socket://``; redis-py spells them ``unix://``."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://"):]
+    return redis_url
+
+
+def make_app(redis_url: str) -> Celery:
+    app = Celery("farm", broker=broker_url(redis_url), set_as_current=True)
+    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    app.conf.update(
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        visibility_timeout=VISIBILITY_TIMEOUT_S,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,          # samples go to the farm's own keys, not Celery results
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_disable_prefetch=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        worker_hijack_root_logger=False,
+        task_default_queue="farm.default",
+        broker_connection_max_retries=None,
+        timezone="UTC",
+    )
+    return app

@@ -1,0 +1,216 @@
+"""The ``farm`` command: a thin layer over farm.runner, farm.report and workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from farm.config import FarmConfig, load_config
+from farm.errors import ConfigError, FarmError
+from farm.report import FORMATS, render, render_table
+from farm.store import RunStatus
+
+
+def _config(ctx: click.Context) -> FarmConfig:
+    return ctx.obj["config"]
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+class Progress:
+    """done / failed / remaining and an ETA on stderr: redrawn in place on a terminal, a line now
+    and then elsewhere (CI logs)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.last_line = 0.0
+        self.last_done = -1
+
+    def __call__(self, st: RunStatus) -> None:
+        elapsed = time.monotonic() - self.start
+        rate = st.done / elapsed if elapsed > 0 and st.done else 0
+        eta = f"{st.remaining / rate:.0f}s" if rate else "?"
+        width = 30
+        filled = int(width * st.done / st.planned) if st.planned else width
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {st.done}/{st.planned} done · "
+                f"{st.failed} failed · {st.remaining} remaining · ETA {eta}")
+        if self.tty:
+            sys.stderr.write("\r" + text + ("\n" if st.state == "finished" else ""))
+            sys.stderr.flush()
+        elif st.state == "finished" or (st.done != self.last_done and time.monotonic() - self.last_line > 5):
+            print(text, file=sys.stderr, flush=True)
+            self.last_line = time.monotonic()
+        self.last_done = st.done
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", help="config file (default ./config.yml or FARM_CONFIG)")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Sandbox Farm: benchmark code-execution sandbox providers."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path or os.environ.get("FARM_CONFIG")
+    ctx.obj["config"] = load_config(config_path)
+
+
+@cli.command("run")
+@click.option("--providers", help="comma-separated providers (default: plan.providers in config)")
+@click.option("--snippets", help="comma-separated snippet names, or 'all' (default: plan.snippets)")
+@click.option("--snippets-dir", type=click.Path(), help="extra folder of snippets")
+@click.option("--repetitions", "-n", type=click.IntRange(1, 10_000_000), help="measured repetitions")
+@click.option("--warmup", type=click.IntRange(0, 1000), help="warm-up rounds (excluded from statistics)")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 1024), help="worker processes per provider")
+@click.option("--seed", type=int, help="seed for the interleaving order (recorded in the manifest)")
+@click.option("--label", default="", help="a label stored with the run")
+@click.option("--json", "as_json", is_flag=True, help="print the results document as JSON")
+@click.pass_context
+def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, snippets_dir: str | None,
+            repetitions: int | None, warmup: int | None, concurrency: int | None, seed: int | None,
+            label: str, as_json: bool) -> None:
+    """Schedule a benchmark, follow its progress, and print the results."""
+    from farm import runner
+    from farm.snippets import library, select
+    from providers import check_name
+
+    config = _config(ctx)
+    provider_names = _split(providers) or config.plan.providers
+    for name in provider_names:
+        try:
+            check_name(name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    available = library(snippets_dir or config.snippets_dir)
+    chosen = select(available, _split(snippets) or config.plan.snippets)
+    options = runner.RunOptions(
+        providers=provider_names, snippets=chosen,
+        repetitions=repetitions or config.defaults.repetitions,
+        warmup=config.defaults.warmup if warmup is None else warmup,
+        concurrency=concurrency or config.defaults.concurrency, seed=seed, label=label,
+        config_path=ctx.obj["config_path"])
+
+    def started(run_id: str, mode: str) -> None:
+        print(f"run {run_id} ({mode}): {len(provider_names)} provider(s) × {len(chosen)} snippet(s) × "
+              f"{options.repetitions} repetitions + {options.warmup} warm-up", file=sys.stderr, flush=True)
+
+    run_id, doc = runner.run(config, options, on_progress=Progress(), on_started=started)
+    click.echo(json.dumps(doc, indent=2, default=str) if as_json else render_table(doc))
+
+
+@cli.command("worker")
+@click.option("--provider", required=True, help="the provider this worker serves (one queue)")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 1024), help="worker processes")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_context
+def worker_cmd(ctx: click.Context, provider: str, concurrency: int | None, loglevel: str) -> None:
+    """Start a provider-pinned worker against the configured Redis (distributed mode)."""
+    from farm.embedded import worker_command
+    from providers import ProviderError, check_name, get_provider
+
+    config = _config(ctx)
+    try:
+        check_name(provider)
+        get_provider(provider, config.providers.get(provider, {})).check()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    except ProviderError as exc:
+        raise FarmError(f"cannot serve {provider}: {exc}") from None
+    url = config.redis_url()
+    if not url:
+        raise ConfigError("farm worker needs a shared Redis: set REDIS_URL or redis.url "
+                          "(the embedded default starts its own workers inside `farm run`)")
+    env = {**os.environ, "FARM_REDIS_URL": url, "FARM_PROVIDER": provider}
+    if ctx.obj["config_path"]:
+        env["FARM_CONFIG"] = ctx.obj["config_path"]
+    cmd = worker_command(provider, concurrency or config.defaults.concurrency, loglevel)
+    os.execve(cmd[0], cmd, env)
+
+
+def _with_store(ctx: click.Context, fn: Any) -> Any:
+    from farm.runner import connect
+
+    with connect(_config(ctx)) as (store, _url, _embedded):
+        return fn(store)
+
+
+@cli.command("report")
+@click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.pass_context
+def report_cmd(ctx: click.Context, run_id: str, fmt: str) -> None:
+    """Print a run's results again, in any format."""
+
+    def show(store: Any) -> str:
+        if not store.run_exists(run_id):
+            recent = store.recent_runs(5)
+            hint = f"; recent runs: {', '.join(recent)}" if recent else "; no runs recorded yet"
+            raise FarmError(f"no run {run_id!r} in this Redis{hint}")
+        return render(store, run_id, fmt)
+
+    click.echo(_with_store(ctx, show))
+
+
+@cli.command("runs")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.pass_context
+def runs_cmd(ctx: click.Context, limit: int) -> None:
+    """List recent runs with their status."""
+
+    def show(store: Any) -> str:
+        lines = []
+        for run_id in store.recent_runs(limit):
+            st = store.status(run_id)
+            lines.append(f"{run_id}  {st.state:9}  {st.done}/{st.planned} done  {st.failed} failed"
+                         + (f"  [{st.label}]" if st.label else ""))
+        return "\n".join(lines) or "no runs yet: start one with `farm run`"
+
+    click.echo(_with_store(ctx, show))
+
+
+@cli.command("snippets")
+@click.option("--snippets-dir", type=click.Path(), help="extra folder of snippets")
+@click.pass_context
+def snippets_cmd(ctx: click.Context, snippets_dir: str | None) -> None:
+    """List the snippet library."""
+    from farm.snippets import library
+
+    for s in library(snippets_dir or _config(ctx).snippets_dir).values():
+        flags = ("repeatable" if s.repeatable else "once") + (f", needs {','.join(s.needs)}" if s.needs else "")
+        pkgs = f" [packages: {', '.join(s.packages)}]" if s.packages else ""
+        click.echo(f"{s.name:24} {s.description} ({flags}){pkgs}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user mistakes become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="farm", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        print("farm: interrupted", file=sys.stderr)
+        return 130
+    except click.UsageError as exc:
+        cmd = exc.ctx.command_path if exc.ctx else "farm"
+        print(f"farm: {exc.format_message()} (see `{cmd} --help`)", file=sys.stderr)
+        return 2
+    except click.ClickException as exc:
+        print(f"farm: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except FarmError as exc:
+        print(f"farm: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("farm: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""config.yml: validated settings. Secrets never live here; they come from the environment or .env."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from farm.errors import ConfigError
+
+SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RedisSettings(Strict):
+    url: str | None = Field(None, description="Redis URL; unset = embedded redis-server")
+    data_dir: str = Field(".farm", description="where the embedded Redis keeps its data")
+
+
+class Timeouts(Strict):
+    """Per-phase limits in seconds."""
+
+    create: float = Field(120, gt=0)
+    ready: float = Field(60, gt=0)
+    setup: float = Field(600, gt=0)
+    run: float = Field(120, gt=0)
+    destroy: float = Field(60, gt=0)
+
+    def task_soft_limit(self) -> float:
+        """Soft time limit for one sample: every phase at its limit, plus slack for the harness."""
+        return self.create + self.ready + self.setup + self.run + self.destroy + 10
+
+    def task_hard_limit(self) -> float:
+        return self.task_soft_limit() + self.destroy + 30
+
+
+class Defaults(Strict):
+    repetitions: int = Field(20, ge=1, le=10_000_000)
+    warmup: int = Field(1, ge=0, le=1000)
+    concurrency: int = Field(2, ge=1, le=1024, description="worker processes per provider")
+    max_attempts: int = Field(3, ge=1, le=20)
+    seed: int | None = None
+    timeouts: Timeouts = Timeouts()
+
+
+class PlanDefaults(Strict):
+    providers: list[str] = ["local"]
+    snippets: list[str] = ["hello", "primes", "file_io"]
+
+
+class EnvVars(Strict):
+    pass_to_sandbox: list[str] = Field(default_factory=list)
+
+    @field_validator("pass_to_sandbox")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return names
+
+
+class FarmConfig(Strict):
+    redis: RedisSettings = RedisSettings()
+    defaults: Defaults = Defaults()
+    plan: PlanDefaults = PlanDefaults()
+    env_vars: EnvVars = EnvVars()
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    snippets_dir: str | None = None
+
+    @field_validator("providers")
+    @classmethod
+    def _no_secrets(cls, providers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, settings in providers.items():
+            if not isinstance(settings, dict):
+                raise ValueError(f"providers.{name} must be a mapping of settings")
+            for key in settings:
+                if SECRET_NAME.search(str(key)):
+                    raise ValueError(f"providers.{name}.{key} looks like a secret: set it in the "
+                                     "environment or .env, never in config.yml")
+        return providers
+
+    def redis_url(self) -> str | None:
+        """REDIS_URL from the environment wins over redis.url; None means embedded."""
+        return os.environ.get("REDIS_URL") or self.redis.url or None
+
+
+def _first_error(exc: ValidationError, model: type[BaseModel]) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        parent: Any = model
+        for part in err["loc"][:-1]:
+            field = parent.model_fields.get(str(part)) if isinstance(parent, type) else None
+            parent = field.annotation if field else None
+        known = list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
+        close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {loc!r}{hint}; valid keys here: {', '.join(known)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def parse_config(data: Any, source: str = "config") -> FarmConfig:
+    """Validate already-parsed YAML; raise ConfigError with one line naming the key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(data).__name__}")
+    try:
+        return FarmConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc, FarmConfig)}") from None
+
+
+def config_path(explicit: str | None = None) -> Path | None:
+    """--config, then FARM_CONFIG, then ./config.yml; None when none exists (built-in defaults)."""
+    chosen = explicit or os.environ.get("FARM_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"config file {chosen} not found: pass an existing file to --config")
+        return path
+    default = Path("config.yml")
+    return default if default.is_file() else None
+
+
+def load_config(explicit: str | None = None) -> FarmConfig:
+    """Load and validate config.yml (or defaults), after loading .env into the environment."""
+    load_dotenv_file()
+    path = config_path(explicit)
+    if path is None:
+        return FarmConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.__class__.__name__}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_config(data, str(path))
+
+
+def load_dotenv_file() -> None:
+    """Secrets from ./.env fill the environment; variables already set win."""
+    env_file = Path(os.environ.get("FARM_ENV_FILE", ".env"))
+    if env_file.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(env_file, override=False)

@@ -1,0 +1,122 @@
+"""``farm run`` as a Python call: connect (or boot the embedded default), schedule, follow, finish.
+
+The same path serves both modes. Embedded (no Redis URL configured): start redis-server and one
+worker process per provider here. Distributed (REDIS_URL or redis.url): only schedule and follow;
+workers started elsewhere with ``farm worker --provider NAME`` do the work.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import redis
+
+from farm.celery_app import make_app
+from farm.config import FarmConfig
+from farm.embedded import EmbeddedRedis, LocalWorkers
+from farm.errors import FarmError, RedisUnavailable
+from farm.redact import redact
+from farm.report import build_document
+from farm.scheduler import Scheduler
+from farm.snippets import Snippet
+from farm.store import RunStatus, Store
+
+
+@dataclass
+class RunOptions:
+    providers: Sequence[str]
+    snippets: Sequence[Snippet]
+    repetitions: int
+    warmup: int
+    concurrency: int
+    seed: int | None = None
+    label: str = ""
+    config_path: str | None = None
+    progress_every_s: float = 0.5
+    extra: dict = field(default_factory=dict)
+
+
+@contextmanager
+def connect(config: FarmConfig) -> Iterator[tuple[Store, str, EmbeddedRedis | None]]:
+    """Yield a Store for the configured Redis, booting the embedded one when none is configured."""
+    url = config.redis_url()
+    embedded = None
+    if url is None:
+        embedded = EmbeddedRedis(os.environ.get("FARM_DATA_DIR") or config.redis.data_dir).start()
+        url = embedded.url
+    try:
+        store = Store.from_url(url)
+        try:
+            store.r.ping()
+        except (redis.ConnectionError, redis.TimeoutError, ValueError, OSError) as exc:
+            raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {type(exc).__name__}: "
+                                   "check REDIS_URL / redis.url, or unset both for the embedded Redis") from None
+        except redis.AuthenticationError:
+            raise RedisUnavailable(f"Redis at {redact(url)} refused the password: fix it in REDIS_URL") from None
+        yield store, url, embedded
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def wait_for_workers(store: Store, providers: Sequence[str], workers: LocalWorkers,
+                     timeout: float = 60.0) -> None:
+    """Block until every local worker has sent a heartbeat."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers.check_alive()
+        live = {info.get("provider") for info in store.live_workers().values()}
+        if set(providers) <= live:
+            return
+        time.sleep(0.1)
+    raise FarmError(f"workers did not start within {timeout:g} s: see the logs in {workers.log_dir}")
+
+
+def follow(store: Store, scheduler: Scheduler, run_id: str,
+           on_progress: Callable[[RunStatus], None] | None = None, every_s: float = 0.5,
+           workers: LocalWorkers | None = None, owner: str = "farm-run") -> RunStatus:
+    """Poll the run until it finishes, reconciling orphans and topping up queues as it goes."""
+    while True:
+        status = store.status(run_id)
+        if on_progress:
+            on_progress(status)
+        if status.state == "finished":
+            return status
+        if workers is not None:
+            workers.check_alive()
+        scheduler.reconcile_active(owner=owner, every_ms=int(every_s * 2000))
+        time.sleep(every_s)
+
+
+def run(config: FarmConfig, options: RunOptions,
+        on_progress: Callable[[RunStatus], None] | None = None,
+        on_started: Callable[[str, str], None] | None = None) -> tuple[str, dict]:
+    """Run a benchmark to completion; returns the run id and its results document."""
+    with connect(config) as (store, url, embedded):
+        app = make_app(url)
+        scheduler = Scheduler(store, app)
+        workers = None
+        try:
+            if embedded is not None:
+                data_dir = Path(embedded.dir)
+                workers = LocalWorkers(url, data_dir / "logs", options.config_path)
+                for provider in options.providers:
+                    workers.start(provider, options.concurrency)
+                wait_for_workers(store, options.providers, workers)
+            run_id = scheduler.create_run(config, options.providers, options.snippets,
+                                          repetitions=options.repetitions, warmup=options.warmup,
+                                          concurrency=options.concurrency, seed=options.seed,
+                                          label=options.label)
+            if on_started:
+                on_started(run_id, "embedded" if embedded else "distributed")
+            follow(store, scheduler, run_id, on_progress, options.progress_every_s, workers)
+            return run_id, build_document(store, run_id)
+        finally:
+            if workers is not None:
+                workers.stop()
+            app.close()

@@ -1,0 +1,147 @@
+"""Turns a plan into Celery tasks, keeps a bounded number in flight, and re-enqueues orphans.
+
+Nothing here waits for a particular process: ``top_up`` is called by ``farm run`` and by every
+worker after each commit, and ``reconcile`` by whichever process holds the reconciler lock, so a
+run keeps going when ``farm run`` is interrupted and recovers when a worker dies.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import sys
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any, Sequence
+
+from celery import Celery
+
+from farm import __version__
+from farm.celery_app import SAMPLE_TASK, queue_name
+from farm.config import FarmConfig
+from farm.plan import Plan, PlanItem
+from farm.snippets import Snippet
+from farm.store import Store, member_key, parse_member
+
+MANIFEST_VERSION = 1
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+@lru_cache(maxsize=64)
+def _plan_from(run_id: str, providers: tuple, snippets: tuple, once: tuple, reps: int, warmup: int,
+               seed: int) -> Plan:
+    return Plan.build(providers, snippets, once, reps, warmup, seed)
+
+
+def plan_of(manifest: dict[str, Any]) -> Plan:
+    p = manifest["plan"]
+    return _plan_from(manifest["run_id"], tuple(p["providers"]), tuple(p["snippets"]),
+                      tuple(p["once"]), p["repetitions"], p["warmup"], p["seed"])
+
+
+class Scheduler:
+    """Creates runs and feeds their tasks to the provider queues."""
+
+    def __init__(self, store: Store, app: Celery) -> None:
+        self.store = store
+        self.app = app
+        self._manifests: dict[str, dict[str, Any]] = {}
+
+    def manifest(self, run_id: str) -> dict[str, Any]:
+        if run_id not in self._manifests:
+            self._manifests[run_id] = self.store.manifest(run_id)
+        return self._manifests[run_id]
+
+    def create_run(self, config: FarmConfig, providers: Sequence[str], snippets: Sequence[Snippet], *,
+                   repetitions: int, warmup: int, concurrency: int, seed: int | None = None,
+                   label: str = "", run_id: str | None = None) -> str:
+        """Write the manifest and status to Redis, then dispatch the first window of tasks."""
+        run_id = run_id or new_run_id()
+        seed = seed if seed is not None else (config.defaults.seed if config.defaults.seed is not None
+                                              else secrets.randbelow(2**31))
+        plan = Plan.build(providers, [s.name for s in snippets],
+                          [s.name for s in snippets if not s.repeatable], repetitions, warmup, seed)
+        timeouts = config.defaults.timeouts
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "run_id": run_id,
+            "label": label,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "plan": {"providers": list(providers), "snippets": [s.name for s in snippets],
+                     "once": sorted(plan.once), "repetitions": repetitions, "warmup": warmup,
+                     "seed": seed, "total": plan.total, "measured": plan.measured},
+            "concurrency": concurrency,
+            "window": max(2 * concurrency, 4),
+            "max_attempts": config.defaults.max_attempts,
+            "timeouts": timeouts.model_dump(),
+            "task_soft_limit_s": timeouts.task_soft_limit(),
+            "task_hard_limit_s": timeouts.task_hard_limit(),
+            "env_pass_to_sandbox": list(config.env_vars.pass_to_sandbox),  # names only, never values
+            "provider_settings": {p: config.providers.get(p, {}) for p in providers},
+            "snippets": {s.name: s.to_manifest() for s in snippets},
+            "scheduler": {"farm_version": __version__, "python": sys.version.split()[0],
+                          "host": platform.node(), "pid": os.getpid()},
+        }
+        self.store.create_run(run_id, manifest, plan.total, label=label)
+        self._manifests[run_id] = manifest
+        for provider in providers:
+            self.top_up(run_id, provider)
+        return run_id
+
+    def dispatch(self, run_id: str, item: PlanItem, attempt: int = 0) -> None:
+        """Record the member as queued, then send its task to the provider's queue."""
+        manifest = self.manifest(run_id)
+        member = member_key(item.provider, item.snippet, item.rep, item.warmup)
+        self.store.mark_queued(run_id, item.provider, member, attempt)
+        self.app.send_task(
+            SAMPLE_TASK, args=[run_id, item.provider, item.snippet, item.rep],
+            kwargs={"warmup": item.warmup, "enqueued_ns": time.time_ns()},
+            queue=queue_name(item.provider),
+            soft_time_limit=manifest["task_soft_limit_s"], time_limit=manifest["task_hard_limit_s"])
+
+    def top_up(self, run_id: str, provider: str) -> int:
+        """Dispatch plan items until the provider has ``window`` tasks in flight or the plan ends."""
+        manifest = self.manifest(run_id)
+        plan = plan_of(manifest)
+        sent = 0
+        while self.store.inflight_count(run_id, provider) < manifest["window"]:
+            index = self.store.reserve_index(run_id, provider)
+            item = plan.item(provider, index)
+            if item is None:
+                break
+            self.dispatch(run_id, item)
+            sent += 1
+        return sent
+
+    def reconcile(self, run_id: str) -> int:
+        """Re-enqueue members whose executing worker died (claimed, lease expired, not committed)."""
+        manifest = self.manifest(run_id)
+        requeued = 0
+        for provider in manifest["plan"]["providers"]:
+            for member, seen in self.store.inflight(run_id, provider).items():
+                if not seen.startswith("c|") or self.store.lease_exists(run_id, member):
+                    continue
+                if self.store.requeue_if_orphaned(run_id, provider, member, seen):
+                    prov, snippet, rep, warmup = parse_member(member)
+                    self.dispatch(run_id, PlanItem(prov, snippet, rep, warmup),
+                                  attempt=int(seen.rsplit("|", 1)[-1]))
+                    requeued += 1
+            self.top_up(run_id, provider)
+        return requeued
+
+    def reconcile_active(self, owner: str, every_ms: int = 3000) -> int:
+        """Reconcile every unfinished run, at most once per ``every_ms`` across all processes."""
+        if not self.store.try_lock("reconciler", owner, every_ms):
+            return 0
+        total = 0
+        for run_id in self.store.active_runs():
+            try:
+                total += self.reconcile(run_id)
+            except KeyError:
+                continue
+        return total

@@ -1,0 +1,289 @@
+"""Everything the farm keeps in Redis, and the only module that knows the key layout.
+
+Key layout (``{r}`` = ``farm:run:<run_id>``):
+
+    farm:runs                  ZSET   run_id -> created (epoch s); newest last
+    farm:active                SET    run ids not yet finished (the reconciler walks these)
+    {r}:manifest               STRING JSON: plan, seed, snippets (code included), settings, versions
+    {r}:status                 HASH   state, planned, done, ok, failed, created_ns, finished_ns, ...
+    {r}:samples                STREAM one entry per committed sample, fields = SAMPLE_FIELDS
+    {r}:done                   SET    members ("provider|snippet|rep") already committed: exactly-once
+    {r}:cursor                 HASH   provider -> index of the next plan item to dispatch
+    {r}:inflight:<provider>    HASH   member -> "q|<ns>|<attempt>" (queued) / "c|<ns>|<worker>|<attempt>" (claimed)
+    {r}:lease:<member>         STRING worker id, PX lease; refreshed while the sample runs
+    farm:worker:<worker>       STRING heartbeat of a live worker (TTL)
+
+A sample is claimed (lease SET NX) before anything runs, and committed by one Lua script that adds
+it to the stream only if the member is not yet in ``done``: whatever Celery redelivers, each
+(run, provider, snippet, repetition) gets exactly one sample. Missing values are stored as "" and
+read back as None: a missing value is never a zero.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import redis
+
+SCHEMA_VERSION = 1
+PHASES = ("queue", "claim", "create", "ready", "setup", "run", "destroy", "total")
+# Fixed order: every stream entry has the same fields, so Redis stores field names once per node.
+SAMPLE_FIELDS = (
+    "v", "provider", "snippet", "rep", "warmup", "attempt", "worker", "outcome", "error_class",
+    "error_phase", "error", "warm", "exit_code", "leaked", "retries", "started_ns",
+    *(f"{p}_ns" for p in PHASES), "internal", "output",
+)
+INT_FIELDS = {"rep", "attempt", "exit_code", "retries", "started_ns", *(f"{p}_ns" for p in PHASES)}
+BOOL_FIELDS = {"warmup", "leaked"}
+
+
+def member_key(provider: str, snippet: str, rep: int, warmup: bool) -> str:
+    return f"{provider}|{snippet}|{'w' if warmup else ''}{rep}"
+
+
+def parse_member(member: str) -> tuple[str, str, int, bool]:
+    provider, snippet, rep = member.split("|")
+    return provider, snippet, int(rep.lstrip("w")), rep.startswith("w")
+
+
+def encode_sample(sample: dict[str, Any]) -> list[str]:
+    """Flatten a sample dict to XADD's field/value list in SAMPLE_FIELDS order."""
+    flat: list[str] = []
+    for name in SAMPLE_FIELDS:
+        value = sample.get(name)
+        if value is None:
+            text = ""
+        elif isinstance(value, bool):
+            text = "1" if value else "0"
+        elif isinstance(value, (dict, list)):
+            text = json.dumps(value, separators=(",", ":")) if value else ""
+        else:
+            text = str(value)
+        flat += [name, text]
+    return flat
+
+
+def decode_sample(fields: dict[str, str]) -> dict[str, Any]:
+    sample: dict[str, Any] = {}
+    for name in SAMPLE_FIELDS:
+        text = fields.get(name, "")
+        if text == "":
+            sample[name] = None
+        elif name in INT_FIELDS:
+            sample[name] = int(text)
+        elif name in BOOL_FIELDS:
+            sample[name] = text == "1"
+        elif name == "internal":
+            sample[name] = json.loads(text)
+        else:
+            sample[name] = text
+    sample["v"] = int(sample["v"]) if sample["v"] else SCHEMA_VERSION
+    return sample
+
+
+# KEYS: done, lease, inflight, status   ARGV: member, worker, lease_ms, now_ns
+_CLAIM = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {-1, ''} end
+if redis.call('HGET', KEYS[4], 'state') == 'finished' then return {-1, ''} end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return {-2, redis.call('GET', KEYS[2]) or ''}
+end
+local prev = redis.call('HGET', KEYS[3], ARGV[1]) or 'q|0|0'
+local attempt = tonumber(string.match(prev, '|(%d+)$') or '0') + 1
+redis.call('HSET', KEYS[3], ARGV[1], 'c|' .. ARGV[4] .. '|' .. ARGV[2] .. '|' .. attempt)
+if redis.call('HGET', KEYS[4], 'state') == 'queued' then redis.call('HSET', KEYS[4], 'state', 'running') end
+return {attempt, ''}
+"""
+
+# KEYS: done, samples, status, inflight, lease, active   ARGV: run_id, member, outcome, now_ns, fields...
+_COMMIT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then return 0 end
+if redis.call('HGET', KEYS[3], 'state') == 'finished' then return 0 end
+redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
+redis.call('HINCRBY', KEYS[3], ARGV[3] == 'ok' and 'ok' or 'failed', 1)
+local done = redis.call('HINCRBY', KEYS[3], 'done', 1)
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('DEL', KEYS[5])
+if done >= tonumber(redis.call('HGET', KEYS[3], 'planned')) then
+  redis.call('HSET', KEYS[3], 'state', 'finished', 'finished_ns', ARGV[4])
+  redis.call('SREM', KEYS[6], ARGV[1])
+  return 2
+end
+return 1
+"""
+
+# KEYS: inflight, lease   ARGV: member, expected_value, new_value
+_REQUEUE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+# KEYS: lease  ARGV: worker, lease_ms
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+@dataclass
+class RunStatus:
+    run_id: str
+    state: str
+    planned: int
+    done: int
+    ok: int
+    failed: int
+    created_ns: int
+    finished_ns: int | None
+    label: str = ""
+
+    @property
+    def remaining(self) -> int:
+        return max(self.planned - self.done, 0)
+
+
+class Store:
+    """Typed access to the farm's Redis keys."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self._claim = client.register_script(_CLAIM)
+        self._commit = client.register_script(_COMMIT)
+        self._requeue = client.register_script(_REQUEUE)
+        self._renew = client.register_script(_RENEW)
+
+    @classmethod
+    def from_url(cls, url: str) -> "Store":
+        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                        socket_connect_timeout=5, retry_on_timeout=True))
+
+    @staticmethod
+    def key(run_id: str, suffix: str) -> str:
+        return f"farm:run:{run_id}:{suffix}"
+
+    # --- runs ---------------------------------------------------------------------------------
+    def create_run(self, run_id: str, manifest: dict[str, Any], planned: int, label: str = "") -> None:
+        """Write the manifest and status before any task exists."""
+        now = time.time_ns()
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.key(run_id, "manifest"), json.dumps(manifest, separators=(",", ":")))
+        pipe.hset(self.key(run_id, "status"), mapping={
+            "state": "queued", "planned": planned, "done": 0, "ok": 0, "failed": 0,
+            "created_ns": now, "label": label})
+        pipe.zadd("farm:runs", {run_id: now / 1e9})
+        pipe.sadd("farm:active", run_id)
+        pipe.execute()
+
+    def run_exists(self, run_id: str) -> bool:
+        return bool(self.r.exists(self.key(run_id, "manifest")))
+
+    def manifest(self, run_id: str) -> dict[str, Any]:
+        raw = self.r.get(self.key(run_id, "manifest"))
+        if raw is None:
+            raise KeyError(run_id)
+        return json.loads(raw)
+
+    def status(self, run_id: str) -> RunStatus:
+        h = self.r.hgetall(self.key(run_id, "status"))
+        if not h:
+            raise KeyError(run_id)
+        return RunStatus(run_id=run_id, state=h.get("state", "?"), planned=int(h.get("planned", 0)),
+                         done=int(h.get("done", 0)), ok=int(h.get("ok", 0)),
+                         failed=int(h.get("failed", 0)), created_ns=int(h.get("created_ns", 0)),
+                         finished_ns=int(h["finished_ns"]) if h.get("finished_ns") else None,
+                         label=h.get("label", ""))
+
+    def set_status_fields(self, run_id: str, **fields: Any) -> None:
+        self.r.hset(self.key(run_id, "status"), mapping={k: str(v) for k, v in fields.items()})
+
+    def recent_runs(self, limit: int = 20) -> list[str]:
+        return list(reversed(self.r.zrange("farm:runs", -limit, -1)))
+
+    def active_runs(self) -> list[str]:
+        return sorted(self.r.smembers("farm:active"))
+
+    # --- samples ------------------------------------------------------------------------------
+    def claim(self, run_id: str, member: str, worker: str, lease_ms: int) -> tuple[int, str]:
+        """Take the lease on a member. Returns (attempt, "") or (-1, "") if already committed /
+        run finished, or (-2, holder) if another live execution holds the lease."""
+        provider = member.split("|", 1)[0]
+        res = self._claim(keys=[self.key(run_id, "done"), self.key(run_id, f"lease:{member}"),
+                                self.key(run_id, f"inflight:{provider}"), self.key(run_id, "status")],
+                          args=[member, worker, lease_ms, time.time_ns()])
+        return int(res[0]), res[1]
+
+    def renew_lease(self, run_id: str, member: str, worker: str, lease_ms: int) -> bool:
+        return bool(self._renew(keys=[self.key(run_id, f"lease:{member}")], args=[worker, lease_ms]))
+
+    def commit(self, run_id: str, sample: dict[str, Any]) -> int:
+        """Commit one sample atomically. 0 = duplicate (dropped), 1 = committed, 2 = committed and
+        the run is now finished."""
+        member = member_key(sample["provider"], sample["snippet"], sample["rep"], bool(sample["warmup"]))
+        sample = {**sample, "v": SCHEMA_VERSION}
+        return int(self._commit(
+            keys=[self.key(run_id, "done"), self.key(run_id, "samples"), self.key(run_id, "status"),
+                  self.key(run_id, f"inflight:{sample['provider']}"), self.key(run_id, f"lease:{member}"),
+                  "farm:active"],
+            args=[run_id, member, sample["outcome"], time.time_ns(), *encode_sample(sample)]))
+
+    def iter_samples(self, run_id: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
+        """Read the run's stream in batches, oldest first."""
+        last = "-"
+        key = self.key(run_id, "samples")
+        while True:
+            entries = self.r.xrange(key, min=last, max="+", count=batch)
+            if last != "-" and entries and entries[0][0] == last:
+                entries = entries[1:]
+            if not entries:
+                return
+            for _id, fields in entries:
+                yield decode_sample(fields)
+            last = entries[-1][0]
+
+    def samples(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self.iter_samples(run_id))
+
+    def done_members(self, run_id: str) -> set[str]:
+        return self.r.smembers(self.key(run_id, "done"))
+
+    # --- dispatch bookkeeping -----------------------------------------------------------------
+    def reserve_index(self, run_id: str, provider: str) -> int:
+        """Atomically take the next plan index for a provider."""
+        return int(self.r.hincrby(self.key(run_id, "cursor"), provider, 1)) - 1
+
+    def mark_queued(self, run_id: str, provider: str, member: str, attempt: int = 0) -> None:
+        self.r.hset(self.key(run_id, f"inflight:{provider}"), member, f"q|{time.time_ns()}|{attempt}")
+
+    def inflight(self, run_id: str, provider: str) -> dict[str, str]:
+        return self.r.hgetall(self.key(run_id, f"inflight:{provider}"))
+
+    def inflight_count(self, run_id: str, provider: str) -> int:
+        return int(self.r.hlen(self.key(run_id, f"inflight:{provider}")))
+
+    def requeue_if_orphaned(self, run_id: str, provider: str, member: str, seen: str) -> bool:
+        """Flip a claimed member back to queued if its lease is gone and nobody changed it since."""
+        attempt = seen.rsplit("|", 1)[-1]
+        return bool(self._requeue(
+            keys=[self.key(run_id, f"inflight:{provider}"), self.key(run_id, f"lease:{member}")],
+            args=[member, seen, f"q|{time.time_ns()}|{attempt}"]))
+
+    def lease_exists(self, run_id: str, member: str) -> bool:
+        return bool(self.r.exists(self.key(run_id, f"lease:{member}")))
+
+    # --- workers ------------------------------------------------------------------------------
+    def heartbeat(self, worker: str, info: dict[str, Any], ttl_s: int = 15) -> None:
+        self.r.set(f"farm:worker:{worker}", json.dumps(info), ex=ttl_s)
+
+    def live_workers(self) -> dict[str, dict[str, Any]]:
+        keys = list(self.r.scan_iter("farm:worker:*", count=500))
+        values = self.r.mget(keys) if keys else []
+        return {k.split(":", 2)[2]: json.loads(v) for k, v in zip(keys, values) if v}
+
+    def try_lock(self, name: str, owner: str, ttl_ms: int) -> bool:
+        return bool(self.r.set(f"farm:lock:{name}", owner, nx=True, px=ttl_ms))

@@ -1,0 +1,113 @@
+"""The local baseline: a fresh working directory per sandbox and a fresh interpreter per run.
+
+Nothing here sleeps or pretends: create makes a private directory tree, run starts a new Python
+process in it with a clean environment and resource limits, destroy removes the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+from providers.base import OUTPUT_LIMIT, Provider, ProviderError, RunResult, Sandbox, SandboxSpec
+
+DEFAULT_LIMITS = {
+    "cpu_seconds": 600,          # RLIMIT_CPU
+    "memory_mb": 2048,           # RLIMIT_AS
+    "file_size_mb": 512,         # RLIMIT_FSIZE: also caps what a snippet can print
+}
+
+
+def _tail(path: Path, limit: int = OUTPUT_LIMIT) -> str:
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        if size > limit:
+            fh.seek(size - limit)
+        data = fh.read()
+    text = data.decode("utf-8", errors="replace")
+    return f"[... {size - limit} bytes cut ...]\n{text}" if size > limit else text
+
+
+class LocalProvider(Provider):
+    name = "local"
+    capabilities = frozenset({"network"})
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        self.python = str(self.settings.get("python") or sys.executable)
+        self.root = Path(self.settings.get("root") or tempfile.gettempdir())
+        self.limits = {**DEFAULT_LIMITS, **(self.settings.get("limits") or {})}
+
+    def facts(self) -> dict[str, Any]:
+        version = subprocess.run([self.python, "-c", "import sys; print(sys.version.split()[0])"],
+                                 capture_output=True, text=True, timeout=30).stdout.strip()
+        return {"python": version, "confinement": "rlimits+own-dir", "limits": self.limits}
+
+    def check(self) -> None:
+        if not (shutil.which(self.python) or Path(self.python).is_file()):
+            raise ProviderError("config", f"local provider: interpreter {self.python} not found: "
+                                "fix providers.local.python in config.yml")
+
+    def create(self, spec: SandboxSpec) -> Sandbox:
+        home = Path(tempfile.mkdtemp(prefix="farm-sbx-", dir=self.root))
+        for sub in ("work", "tmp", "site-packages"):
+            (home / sub).mkdir()
+        return Sandbox(id=f"local-{uuid.uuid4().hex[:12]}", handle=home)
+
+    def _preexec(self) -> None:
+        os.setsid()  # own process group, so a timeout kills everything the snippet started
+        mb = 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_CPU, (self.limits["cpu_seconds"],) * 2)
+        resource.setrlimit(resource.RLIMIT_AS, (self.limits["memory_mb"] * mb,) * 2)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.limits["file_size_mb"] * mb,) * 2)
+
+    def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
+        home: Path = sandbox.handle
+        clean_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home), "TMPDIR": str(home / "tmp"), "LANG": "C.UTF-8",
+            "PYTHONPATH": str(home / "site-packages"), "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            # packages installed in the setup phase land inside this sandbox, not in the worker's venv
+            "PIP_TARGET": str(home / "site-packages"), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            **env,
+        }
+        out_path, err_path = home / "tmp" / "stdout", home / "tmp" / "stderr"
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            proc = subprocess.Popen([self.python, "-c", code], cwd=home / "work", env=clean_env,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    preexec_fn=self._preexec)
+            try:
+                code_ = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._kill(proc)
+                raise ProviderError("timeout", f"snippet still running after {timeout:g} s") from None
+            except BaseException:  # soft time limit or shutdown: never leave the process behind
+                self._kill(proc)
+                raise
+        return RunResult(exit_code=code_, stdout=_tail(out_path), stderr=_tail(err_path))
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    def destroy(self, sandbox: Sandbox) -> None:
+        shutil.rmtree(sandbox.handle, ignore_errors=False)
+
+    def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
+        return [str(p) for p in self.root.glob("farm-sbx-*") if p.is_dir()]
+
+    def delete_by_id(self, sandbox_id: str) -> None:
+        shutil.rmtree(sandbox_id, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Provider-pinned Celery workers: they create sandboxes, run snippets, and record samples."""

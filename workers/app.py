@@ -1,0 +1,183 @@
+"""The Celery app workers load: ``celery -A workers.app worker -Q farm.<provider>``.
+
+``farm worker --provider NAME`` is the usual way to start one; it sets FARM_REDIS_URL and
+FARM_PROVIDER and runs this app with the prefork pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from celery import signals
+
+from farm.celery_app import LEASE_MS, SAMPLE_TASK, make_app
+from farm.config import load_config
+from farm.scheduler import Scheduler
+from farm.snippets import Snippet
+from farm.store import Store, member_key
+from providers import get_provider
+from providers.base import Provider, SandboxSpec
+from workers.measure import measure
+
+
+def _redis_url() -> str:
+    url = os.environ.get("FARM_REDIS_URL") or load_config(os.environ.get("FARM_CONFIG")).redis_url()
+    if not url:
+        raise SystemExit("farm worker: no Redis URL: set REDIS_URL or redis.url, or use `farm run` "
+                         "for the embedded default")
+    return url
+
+
+REDIS_URL = _redis_url()
+app = make_app(REDIS_URL)
+_store: Store | None = None
+_scheduler: Scheduler | None = None
+_providers: dict[str, Provider] = {}
+
+
+def store() -> Store:
+    global _store
+    if _store is None:
+        _store = Store.from_url(REDIS_URL)
+    return _store
+
+
+def scheduler() -> Scheduler:
+    global _scheduler
+    if _scheduler is None:
+        _scheduler = Scheduler(store(), app)
+    return _scheduler
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def provider_for(run_id: str, name: str, manifest: dict[str, Any]) -> Provider:
+    """One provider instance per process and settings; warmed once, its facts filed with the run."""
+    settings = manifest["provider_settings"].get(name, {})
+    cache_key = f"{name}:{json.dumps(settings, sort_keys=True)}"
+    if cache_key not in _providers:
+        provider = get_provider(name, settings)
+        provider.check()
+        _providers[cache_key] = provider
+    provider = _providers[cache_key]
+    facts_key = Store.key(run_id, "facts")
+    if not store().r.hexists(facts_key, name):
+        facts = {**provider.facts(), "worker": socket.gethostname()}
+        warm = provider.warm(SandboxSpec(labels=labels(run_id, name, "warm", 0)))
+        if warm:
+            facts["warm"] = warm
+        store().r.hsetnx(facts_key, name, json.dumps(facts, default=str))
+    return provider
+
+
+def labels(run_id: str, provider: str, snippet: str, rep: int) -> dict[str, str]:
+    """Every sandbox carries these, so `farm sweep` can find it again."""
+    return {"farm": "sandbox-farm", "farm-run": run_id, "farm-provider": provider,
+            "farm-snippet": snippet, "farm-rep": str(rep)}
+
+
+@contextmanager
+def lease(run_id: str, member: str, worker: str) -> Iterator[None]:
+    """Keep the claim's lease alive while the sample runs; it lapses within LEASE_MS if we die."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LEASE_MS / 3000):
+            try:
+                store().renew_lease(run_id, member, worker, LEASE_MS)
+            except Exception:  # a Redis blip must not kill the sample; the next renewal retries
+                pass
+
+    thread = threading.Thread(target=renew, name="farm-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+@app.task(name=SAMPLE_TASK, bind=True)
+def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: bool = False,
+           enqueued_ns: int | None = None) -> str:
+    """Measure one (run, provider, snippet, repetition) and commit it exactly once."""
+    started_ns = time.time_ns()
+    st = store()
+    try:
+        manifest = scheduler().manifest(run_id)
+    except KeyError:
+        return "unknown-run"
+    pinned = os.environ.get("FARM_PROVIDER")
+    if pinned and pinned != provider:
+        return f"wrong-queue: this worker serves {pinned}"
+    member = member_key(provider, snippet, rep, warmup)
+    me = worker_id()
+    attempt, holder = st.claim(run_id, member, me, LEASE_MS)
+    if attempt == -1:
+        return "already-committed"
+    if attempt == -2:
+        return f"held-by {holder}"
+    record: dict[str, Any] = {"provider": provider, "snippet": snippet, "rep": rep, "warmup": warmup,
+                              "attempt": attempt, "worker": me, "started_ns": started_ns,
+                              "retries": 0}
+    if enqueued_ns:
+        record["queue_ns"] = max(started_ns - int(enqueued_ns), 0)
+    with lease(run_id, member, me):
+        if attempt > manifest["max_attempts"]:
+            record.update(outcome="error", error_class="provider_error", error_phase="claim",
+                          error=f"gave up after {attempt - 1} attempts (workers died or were killed)")
+        else:
+            try:
+                prov = provider_for(run_id, provider, manifest)
+                snip = Snippet.from_manifest(manifest["snippets"][snippet])
+                env = {k: os.environ[k] for k in manifest["env_pass_to_sandbox"] if k in os.environ}
+                spec = SandboxSpec(labels=labels(run_id, provider, snippet, rep),
+                                   settings=manifest["provider_settings"].get(provider, {}),
+                                   timeout_s=manifest["timeouts"]["create"])
+                record.update(measure(prov, spec, snip, env, manifest["timeouts"]))
+            except Exception as exc:  # a provider that cannot even start is a recorded failure
+                from providers.base import ProviderError
+                cls = exc.error_class if isinstance(exc, ProviderError) else "provider_error"
+                record.update(outcome="error", error_class=cls, error_phase="create",
+                              error=f"{type(exc).__name__}: {exc}"[:300])
+    result = st.commit(run_id, record)
+    scheduler().top_up(run_id, provider)
+    return {0: "duplicate-dropped", 1: "committed", 2: "committed-run-finished"}[result]
+
+
+# --- the worker's main process: heartbeat and reconciler --------------------------------------
+_stop_background = threading.Event()
+
+
+def _background(hostname: str) -> None:
+    me = f"{hostname}:{os.getpid()}"
+    while not _stop_background.wait(3):
+        try:
+            store().heartbeat(me, {"provider": os.environ.get("FARM_PROVIDER", ""), "ts": time.time_ns()})
+            scheduler().reconcile_active(owner=me)
+        except Exception:  # Redis restarting: try again on the next tick
+            continue
+
+
+@signals.worker_ready.connect
+def _on_ready(sender: Any = None, **_: Any) -> None:
+    hostname = getattr(sender, "hostname", socket.gethostname())
+    store().heartbeat(f"{hostname}:{os.getpid()}", {"provider": os.environ.get("FARM_PROVIDER", "")})
+    threading.Thread(target=_background, args=(hostname,), name="farm-heartbeat", daemon=True).start()
+
+
+@signals.worker_shutdown.connect
+def _on_shutdown(**_: Any) -> None:
+    _stop_background.set()
+    for provider in _providers.values():
+        try:
+            provider.close()
+        except Exception:
+            pass

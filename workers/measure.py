@@ -1,0 +1,108 @@
+"""The one place phases are timed: create/claim, ready, setup, run, destroy, total.
+
+Each phase is ``perf_counter_ns`` around exactly one provider call. Package installs are the
+``setup`` phase, never part of ``run``; queue wait is measured by the caller from wall clocks,
+because enqueue and start happen in different processes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from farm.redact import redact
+from farm.snippets import Snippet, parse_internal_timings
+from providers.base import Provider, ProviderError, RunResult, SandboxSpec
+
+READY_CODE = "print('farm-ready')"
+OUTPUT_KEEP = 2000  # characters of output kept in the sample: enough to check, small enough to store
+
+
+def setup_code(packages: tuple[str, ...]) -> str:
+    """Python that installs packages with the sandbox's own interpreter; exits with pip's code."""
+    return ("import subprocess, sys\n"
+            f"sys.exit(subprocess.call([sys.executable, '-m', 'pip', 'install', '--quiet', *{list(packages)!r}]))\n")
+
+
+def _tail(result: RunResult) -> str:
+    text = result.stdout if not result.stderr else f"{result.stdout}\n[stderr]\n{result.stderr}"
+    return redact(text[-OUTPUT_KEEP:])
+
+
+def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mapping[str, str],
+            timeouts: Mapping[str, float]) -> dict[str, Any]:
+    """Run one sample's lifecycle and return its fields; never raises for provider failures."""
+    missing = set(snippet.needs) - set(provider.capabilities)
+    if missing:
+        return {"outcome": "skipped", "error": f"provider {provider.name} cannot offer {', '.join(sorted(missing))}"}
+    out: dict[str, Any] = {"outcome": "ok"}
+    phase, sandbox = "create", None
+    clock = time.perf_counter_ns
+    total_start = clock()
+    try:
+        start = clock()
+        sandbox = provider.create(spec)
+        out["claim_ns" if sandbox.warm else "create_ns"] = clock() - start
+        out["warm"] = sandbox.warm
+
+        phase = "ready"
+        start = clock()
+        ready = provider.run(sandbox, READY_CODE, {}, timeouts["ready"])
+        elapsed = clock() - start
+        if not ready.ok or "farm-ready" not in ready.stdout:
+            raise ProviderError("provider_error", f"readiness check failed (exit {ready.exit_code})")
+        out["ready_ns"] = elapsed
+
+        if snippet.packages:
+            phase = "setup"
+            start = clock()
+            setup = provider.run(sandbox, setup_code(snippet.packages), env, timeouts["setup"])
+            elapsed = clock() - start
+            if not setup.ok:
+                out["output"] = _tail(setup)
+                raise ProviderError("snippet_failed", f"installing {', '.join(snippet.packages)} failed "
+                                    f"(exit {setup.exit_code})")
+            out["setup_ns"] = elapsed
+
+        phase = "run"
+        start = clock()
+        result = provider.run(sandbox, snippet.code, env, timeouts["run"])
+        elapsed = clock() - start
+        out["exit_code"] = result.exit_code
+        out["output"] = _tail(result)
+        if result.ok:
+            out["run_ns"] = elapsed
+            internal = parse_internal_timings(result.stdout)
+            out["internal"] = {k: round(v * 1e6) for k, v in internal.items()}
+        else:
+            last = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
+            _fail(out, "run", ProviderError("snippet_failed", f"exit {result.exit_code}: {last[0][:200]}"))
+    except ProviderError as exc:
+        _fail(out, phase, exc)
+    except SoftTimeLimitExceeded:
+        _fail(out, phase, ProviderError("timeout", f"task soft time limit reached during {phase}"))
+    except Exception as exc:  # an SDK's unexpected exception is data, never a crashed worker
+        _fail(out, phase, ProviderError("provider_error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        if sandbox is not None:
+            start = clock()
+            try:
+                provider.destroy(sandbox)
+                out["destroy_ns"] = clock() - start
+            except Exception as exc:  # noqa: BLE001 - recorded, and the sandbox is flagged as leaked
+                out["leaked"] = True
+                if out["outcome"] == "ok":
+                    error = exc if isinstance(exc, ProviderError) else \
+                        ProviderError("provider_error", f"{type(exc).__name__}: {exc}")
+                    _fail(out, "destroy", error)
+    out["total_ns"] = clock() - total_start
+    return out
+
+
+def _fail(out: dict[str, Any], phase: str, exc: ProviderError) -> None:
+    out["outcome"] = "timeout" if exc.error_class == "timeout" else "error"
+    out["error_class"] = exc.error_class
+    out["error_phase"] = phase
+    out["error"] = redact(str(exc))[:300]
