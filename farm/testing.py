@@ -1,0 +1,129 @@
+"""Test doubles and harness pieces shipped with the farm: real redis-server, real worker processes.
+
+Nothing here fakes the farm's own code: tests start a real redis-server (the embedded one) and real
+prefork Celery workers as subprocesses, and drive the same scheduler ``farm run`` uses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from farm.celery_app import make_app
+from farm.config import FarmConfig, parse_config
+from farm.embedded import EmbeddedRedis, worker_command
+from farm.scheduler import Scheduler
+from farm.snippets import Snippet, library
+from farm.store import RunStatus, Store
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """One provider-pinned prefork worker subprocess."""
+
+    def __init__(self, redis_url: str, provider: str, concurrency: int = 2, log_dir: Path | None = None,
+                 env: dict[str, str] | None = None, name: str | None = None) -> None:
+        self.redis_url, self.provider, self.concurrency = redis_url, provider, concurrency
+        self.log_path = (log_dir or Path("/tmp")) / f"worker-{provider}-{time.monotonic_ns()}.log"
+        self.env = env or {}
+        self.name = name or f"{provider}@test-{time.monotonic_ns()}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        env = {**os.environ, "FARM_REDIS_URL": self.redis_url, "FARM_PROVIDER": self.provider,
+               **self.env}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(worker_command(self.provider, self.concurrency, "INFO", self.name),
+                                     env=env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT)
+        return self
+
+    def wait_ready(self, store: Store, timeout: float = 60) -> "WorkerProcess":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited {self.proc.returncode}: {self.log()[-2000:]}")
+            if any(k.startswith(self.name.replace("%h", "")) for k in store.live_workers()):
+                return self
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not ready after {timeout}s: {self.log()[-2000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: main process and pool children, no goodbye."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Farm:
+    """A real redis-server plus scheduler for tests: ``with Farm(tmp_path) as farm: ...``."""
+
+    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.redis = EmbeddedRedis(self.data_dir / "redis")
+        self.config: FarmConfig = parse_config(config or {})
+        self.workers: list[WorkerProcess] = []
+
+    def __enter__(self) -> "Farm":
+        self.redis.start()
+        self.url = self.redis.url
+        self.store = Store.from_url(self.url)
+        self.app = make_app(self.url)
+        self.scheduler = Scheduler(self.store, self.app)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for w in self.workers:
+            w.stop()
+        self.app.close()
+        self.redis.stop()
+
+    def worker(self, provider: str = "local", concurrency: int = 2, **kw: Any) -> WorkerProcess:
+        w = WorkerProcess(self.url, provider, concurrency, self.data_dir / "logs", **kw).start()
+        self.workers.append(w)
+        return w.wait_ready(self.store)
+
+    def snippets(self, *names: str) -> list[Snippet]:
+        lib = library()
+        return [lib[n] for n in names]
+
+    def start_run(self, providers: Sequence[str], snippets: Sequence[Snippet], repetitions: int,
+                  warmup: int = 0, concurrency: int = 2, seed: int = 1) -> str:
+        return self.scheduler.create_run(self.config, providers, snippets, repetitions=repetitions,
+                                         warmup=warmup, concurrency=concurrency, seed=seed)
+
+    def wait(self, run_id: str, timeout: float = 120) -> RunStatus:
+        """Follow the run like `farm run` does (reconciling as it goes) until it finishes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.store.status(run_id)
+            if st.state == "finished":
+                return st
+            self.scheduler.reconcile_active(owner="test", every_ms=500)
+            time.sleep(0.2)
+        raise TimeoutError(f"run {run_id} not finished: {self.store.status(run_id)}")
+
+
+def farm_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
+             ) -> subprocess.CompletedProcess:
+    """Run the real ``farm`` CLI in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "farm", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
