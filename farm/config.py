@@ -68,6 +68,25 @@ class EnvVars(Strict):
         return names
 
 
+class Statistics(Strict):
+    """How results are computed and compared."""
+
+    exact_limit: int = Field(100_000, ge=100, description="above this many values per series, use sketches")
+    sketch_relative_accuracy: float = Field(0.01, gt=0, lt=0.5)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    compare_alpha: float = Field(0.01, gt=0, lt=0.5, description="significance level for farm compare")
+    compare_threshold: float = Field(0.05, ge=0, description="relative change below which it is 'no change'")
+    baseline_runs: int = Field(5, ge=1, le=100, description="runs in the rolling baseline for nightly runs")
+
+
+class Pricing(Strict):
+    """A provider's configured prices; cost figures are estimates from these, labelled as such."""
+
+    per_hour: float | None = Field(None, ge=0, description="price per sandbox-hour")
+    per_sandbox: float | None = Field(None, ge=0, description="price per sandbox created")
+    currency: str = "USD"
+
+
 class FarmConfig(Strict):
     redis: RedisSettings = RedisSettings()
     defaults: Defaults = Defaults()
@@ -75,6 +94,8 @@ class FarmConfig(Strict):
     env_vars: EnvVars = EnvVars()
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     snippets_dir: str | None = None
+    statistics: Statistics = Statistics()
+    pricing: dict[str, Pricing] = Field(default_factory=dict)
 
     @field_validator("providers")
     @classmethod

@@ -7,6 +7,7 @@ because enqueue and start happen in different processes.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Mapping
 
@@ -17,6 +18,7 @@ from farm.snippets import Snippet, parse_internal_timings
 from providers.base import Provider, ProviderError, RunResult, SandboxSpec
 
 READY_CODE = "print('farm-ready')"
+SKIP_LINE = re.compile(r"^FARM_SKIP\s+(?P<reason>.+)$", re.M)
 OUTPUT_KEEP = 2000  # characters of output kept in the sample: enough to check, small enough to store
 
 
@@ -72,7 +74,10 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
         elapsed = clock() - start
         out["exit_code"] = result.exit_code
         out["output"] = _tail(result)
-        if result.ok:
+        skip = SKIP_LINE.search(result.stdout or "")
+        if result.ok and skip:  # the snippet found its precondition missing: skipped, not a zero
+            out.update(outcome="skipped", error=redact(skip["reason"])[:300])
+        elif result.ok:
             out["run_ns"] = elapsed
             internal = parse_internal_timings(result.stdout)
             out["internal"] = {k: round(v * 1e6) for k, v in internal.items()}

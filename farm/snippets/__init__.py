@@ -12,6 +12,8 @@ A snippet is a Python file that starts with a declared header in the PEP 723 sty
 
 A snippet may report its own measured section by printing lines of the form
 ``FARM_TIMING <phase> <milliseconds>``; each becomes a phase ``internal.<phase>`` in the results.
+A snippet that finds a precondition missing (say, no network) prints ``FARM_SKIP <reason>`` and
+exits 0: the sample is recorded as ``skipped`` with that reason, never as a zero.
 """
 
 from __future__ import annotations
