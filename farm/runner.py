@@ -50,14 +50,14 @@ def connect(config: FarmConfig) -> Iterator[tuple[Store, str, EmbeddedRedis | No
         embedded = EmbeddedRedis(os.environ.get("FARM_DATA_DIR") or config.redis.data_dir).start()
         url = embedded.url
     try:
-        store = Store.from_url(url)
         try:
+            store = Store.from_url(url)
             store.r.ping()
-        except (redis.ConnectionError, redis.TimeoutError, ValueError, OSError) as exc:
-            raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {type(exc).__name__}: "
-                                   "check REDIS_URL / redis.url, or unset both for the embedded Redis") from None
         except redis.AuthenticationError:
-            raise RedisUnavailable(f"Redis at {redact(url)} refused the password: fix it in REDIS_URL") from None
+            raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: fix them in REDIS_URL") from None
+        except (redis.RedisError, ValueError, OSError) as exc:
+            raise RedisUnavailable(f"cannot reach Redis at {redact(url)} ({type(exc).__name__}): "
+                                   "check REDIS_URL / redis.url, or unset both for the embedded Redis") from None
         yield store, url, embedded
     finally:
         if embedded is not None:
