@@ -104,6 +104,18 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
     click.echo(json.dumps(doc, indent=2, default=str) if as_json else render_table(doc))
 
 
+@cli.command("watch")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="print the results document as JSON")
+@click.pass_context
+def watch_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Re-attach to a run (after Ctrl-C, or from another terminal) and print its results."""
+    from farm import runner
+
+    doc = runner.watch(_config(ctx), run_id, on_progress=Progress(), config_path=ctx.obj["config_path"])
+    click.echo(json.dumps(doc, indent=2, default=str) if as_json else render_table(doc))
+
+
 @cli.command("worker")
 @click.option("--provider", required=True, help="the provider this worker serves (one queue)")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 1024), help="worker processes")

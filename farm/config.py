@@ -33,9 +33,13 @@ class Timeouts(Strict):
     setup: float = Field(600, gt=0)
     run: float = Field(120, gt=0)
     destroy: float = Field(60, gt=0)
+    task: float | None = Field(None, gt=0, description="soft limit for a whole sample; default: "
+                               "the sum of the phases plus 10 s")
 
     def task_soft_limit(self) -> float:
         """Soft time limit for one sample: every phase at its limit, plus slack for the harness."""
+        if self.task is not None:
+            return self.task
         return self.create + self.ready + self.setup + self.run + self.destroy + 10
 
     def task_hard_limit(self) -> float:
@@ -46,7 +50,10 @@ class Defaults(Strict):
     repetitions: int = Field(20, ge=1, le=10_000_000)
     warmup: int = Field(1, ge=0, le=1000)
     concurrency: int = Field(2, ge=1, le=1024, description="worker processes per provider")
-    max_attempts: int = Field(3, ge=1, le=20)
+    max_attempts: int = Field(3, ge=1, le=20, description="executions of one sample before it is failed")
+    retries: int = Field(2, ge=0, le=10, description="retries of a transient create failure")
+    backoff_s: float = Field(1.0, ge=0, le=300, description="first retry delay; doubles, with jitter")
+    deadline_s: float | None = Field(None, gt=0, description="finalize a run this long after it starts")
     seed: int | None = None
     timeouts: Timeouts = Timeouts()
 

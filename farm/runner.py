@@ -27,6 +27,9 @@ from farm.snippets import Snippet
 from farm.store import RunStatus, Store
 
 
+REDIS_PATIENCE_S = 120.0
+
+
 @dataclass
 class RunOptions:
     providers: Sequence[str]
@@ -80,17 +83,60 @@ def wait_for_workers(store: Store, providers: Sequence[str], workers: LocalWorke
 def follow(store: Store, scheduler: Scheduler, run_id: str,
            on_progress: Callable[[RunStatus], None] | None = None, every_s: float = 0.5,
            workers: LocalWorkers | None = None, owner: str = "farm-run") -> RunStatus:
-    """Poll the run until it finishes, reconciling orphans and topping up queues as it goes."""
+    """Poll the run until it finishes, reconciling orphans and topping up queues as it goes.
+    A Redis restart is ridden out: the loop reconnects for up to ``REDIS_PATIENCE_S``."""
+    outage_since: float | None = None
     while True:
-        status = store.status(run_id)
+        try:
+            status = store.status(run_id)
+            if status.state != "finished":
+                scheduler.reconcile_active(owner=owner, every_ms=int(every_s * 2000))
+            outage_since = None
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            outage_since = outage_since or time.monotonic()
+            if time.monotonic() - outage_since > REDIS_PATIENCE_S:
+                raise RedisUnavailable(f"lost Redis for over {REDIS_PATIENCE_S:g} s ({type(exc).__name__}); "
+                                       f"the run is kept: `farm watch {run_id}` when it is back") from None
+            time.sleep(every_s)
+            continue
         if on_progress:
             on_progress(status)
         if status.state == "finished":
             return status
         if workers is not None:
             workers.check_alive()
-        scheduler.reconcile_active(owner=owner, every_ms=int(every_s * 2000))
         time.sleep(every_s)
+
+
+class Detached(FarmError):
+    """``farm run`` was interrupted; the run itself is intact and can be re-attached."""
+
+    exit_code = 130
+
+
+def _start_local_workers(store: Store, embedded: EmbeddedRedis, url: str, providers: Sequence[str],
+                         concurrency: int, config_path: str | None) -> LocalWorkers:
+    workers = LocalWorkers(url, Path(embedded.dir) / "logs", config_path)
+    try:
+        for provider in providers:
+            workers.start(provider, concurrency)
+        wait_for_workers(store, providers, workers)
+    except BaseException:
+        workers.stop()
+        raise
+    return workers
+
+
+def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: EmbeddedRedis | None,
+                   workers: LocalWorkers | None, on_progress: Callable[[RunStatus], None] | None,
+                   every_s: float) -> dict:
+    try:
+        follow(store, scheduler, run_id, on_progress, every_s, workers)
+    except KeyboardInterrupt:
+        where = ("its samples are kept; `farm watch {id}` restarts local workers and carries on"
+                 if embedded else "it goes on on the workers; `farm watch {id}` re-attaches")
+        raise Detached(f"interrupted: run {run_id} is not finished — " + where.format(id=run_id)) from None
+    return build_document(store, run_id)
 
 
 def run(config: FarmConfig, options: RunOptions,
@@ -103,19 +149,37 @@ def run(config: FarmConfig, options: RunOptions,
         workers = None
         try:
             if embedded is not None:
-                data_dir = Path(embedded.dir)
-                workers = LocalWorkers(url, data_dir / "logs", options.config_path)
-                for provider in options.providers:
-                    workers.start(provider, options.concurrency)
-                wait_for_workers(store, options.providers, workers)
+                workers = _start_local_workers(store, embedded, url, options.providers,
+                                               options.concurrency, options.config_path)
             run_id = scheduler.create_run(config, options.providers, options.snippets,
                                           repetitions=options.repetitions, warmup=options.warmup,
                                           concurrency=options.concurrency, seed=options.seed,
                                           label=options.label)
             if on_started:
                 on_started(run_id, "embedded" if embedded else "distributed")
-            follow(store, scheduler, run_id, on_progress, options.progress_every_s, workers)
-            return run_id, build_document(store, run_id)
+            return run_id, _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress,
+                                          options.progress_every_s)
+        finally:
+            if workers is not None:
+                workers.stop()
+            app.close()
+
+
+def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], None] | None = None,
+          config_path: str | None = None, every_s: float = 0.5) -> dict:
+    """Re-attach to a run; in embedded mode, restart its local workers first."""
+    with connect(config) as (store, url, embedded):
+        if not store.run_exists(run_id):
+            raise FarmError(f"no run {run_id!r} in this Redis: `farm runs` lists the recorded runs")
+        app = make_app(url)
+        scheduler = Scheduler(store, app)
+        workers = None
+        try:
+            manifest = scheduler.manifest(run_id)
+            if embedded is not None and store.status(run_id).state != "finished":
+                workers = _start_local_workers(store, embedded, url, manifest["plan"]["providers"],
+                                               manifest["concurrency"], config_path)
+            return _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress, every_s)
         finally:
             if workers is not None:
                 workers.stop()

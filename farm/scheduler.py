@@ -78,6 +78,9 @@ class Scheduler:
             "concurrency": concurrency,
             "window": max(2 * concurrency, 4),
             "max_attempts": config.defaults.max_attempts,
+            "retries": config.defaults.retries,
+            "backoff_s": config.defaults.backoff_s,
+            "deadline_s": config.defaults.deadline_s,
             "timeouts": timeouts.model_dump(),
             "task_soft_limit_s": timeouts.task_soft_limit(),
             "task_hard_limit_s": timeouts.task_hard_limit(),
@@ -118,8 +121,29 @@ class Scheduler:
             sent += 1
         return sent
 
+    def missing_members(self, run_id: str) -> list[str]:
+        """Plan members with no committed sample, in plan order."""
+        plan = plan_of(self.manifest(run_id))
+        done = self.store.done_members(run_id)
+        return [m for p in plan.providers for it in plan.items(p)
+                if (m := member_key(it.provider, it.snippet, it.rep, it.warmup)) not in done]
+
+    def finalize_if_overdue(self, run_id: str, now_ns: int | None = None) -> bool:
+        """Past its deadline, a run is finished with what it has and its missing members named."""
+        deadline = self.manifest(run_id).get("deadline_s")
+        if not deadline:
+            return False
+        status = self.store.status(run_id)
+        if status.state == "finished" or (now_ns or time.time_ns()) - status.created_ns < deadline * 1e9:
+            return False
+        missing = self.missing_members(run_id)
+        return self.store.finalize_incomplete(run_id, missing, len(missing),
+                                              f"deadline of {deadline:g} s passed")
+
     def reconcile(self, run_id: str) -> int:
         """Re-enqueue members whose executing worker died (claimed, lease expired, not committed)."""
+        if self.finalize_if_overdue(run_id):
+            return 0
         manifest = self.manifest(run_id)
         requeued = 0
         for provider in manifest["plan"]["providers"]:

@@ -34,7 +34,7 @@ PHASES = ("queue", "claim", "create", "ready", "setup", "run", "destroy", "total
 SAMPLE_FIELDS = (
     "v", "provider", "snippet", "rep", "warmup", "attempt", "worker", "outcome", "error_class",
     "error_phase", "error", "warm", "exit_code", "leaked", "retries", "started_ns",
-    *(f"{p}_ns" for p in PHASES), "internal", "output",
+    *(f"{p}_ns" for p in PHASES), "internal", "retry_log", "output",
 )
 INT_FIELDS = {"rep", "attempt", "exit_code", "retries", "started_ns", *(f"{p}_ns" for p in PHASES)}
 BOOL_FIELDS = {"warmup", "leaked"}
@@ -76,7 +76,7 @@ def decode_sample(fields: dict[str, str]) -> dict[str, Any]:
             sample[name] = int(text)
         elif name in BOOL_FIELDS:
             sample[name] = text == "1"
-        elif name == "internal":
+        elif name in ("internal", "retry_log"):
             sample[name] = json.loads(text)
         else:
             sample[name] = text
@@ -116,6 +116,15 @@ end
 return 1
 """
 
+# KEYS: status, active   ARGV: run_id, now_ns, missing_count, missing_json, reason
+_FINALIZE = """
+if redis.call('HGET', KEYS[1], 'state') == 'finished' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'finished', 'finished_ns', ARGV[2], 'incomplete', '1',
+           'missing_count', ARGV[3], 'missing', ARGV[4], 'finish_reason', ARGV[5])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+"""
+
 # KEYS: inflight, lease   ARGV: member, expected_value, new_value
 _REQUEUE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -142,6 +151,10 @@ class RunStatus:
     created_ns: int
     finished_ns: int | None
     label: str = ""
+    incomplete: bool = False
+    missing_count: int = 0
+    missing: list[str] | None = None
+    finish_reason: str = ""
 
     @property
     def remaining(self) -> int:
@@ -157,6 +170,7 @@ class Store:
         self._commit = client.register_script(_COMMIT)
         self._requeue = client.register_script(_REQUEUE)
         self._renew = client.register_script(_RENEW)
+        self._finalize = client.register_script(_FINALIZE)
 
     @classmethod
     def from_url(cls, url: str) -> "Store":
@@ -197,7 +211,16 @@ class Store:
                          done=int(h.get("done", 0)), ok=int(h.get("ok", 0)),
                          failed=int(h.get("failed", 0)), created_ns=int(h.get("created_ns", 0)),
                          finished_ns=int(h["finished_ns"]) if h.get("finished_ns") else None,
-                         label=h.get("label", ""))
+                         label=h.get("label", ""), incomplete=h.get("incomplete") == "1",
+                         missing_count=int(h.get("missing_count", 0)),
+                         missing=json.loads(h["missing"]) if h.get("missing") else None,
+                         finish_reason=h.get("finish_reason", ""))
+
+    def finalize_incomplete(self, run_id: str, missing: list[str], missing_count: int, reason: str) -> bool:
+        """Close a run that cannot complete, naming what is missing; later commits are dropped."""
+        return bool(self._finalize(keys=[self.key(run_id, "status"), "farm:active"],
+                                   args=[run_id, time.time_ns(), missing_count,
+                                         json.dumps(missing[:1000]), reason]))
 
     def set_status_fields(self, run_id: str, **fields: Any) -> None:
         self.r.hset(self.key(run_id, "status"), mapping={k: str(v) for k, v in fields.items()})

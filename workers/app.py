@@ -7,13 +7,15 @@ FARM_PROVIDER and runs this app with the prefork pool.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
+import redis
 from celery import signals
 
 from farm.celery_app import LEASE_MS, SAMPLE_TASK, make_app
@@ -34,6 +36,8 @@ def _redis_url() -> str:
     return url
 
 
+T = TypeVar("T")
+log = logging.getLogger("farm.worker")
 REDIS_URL = _redis_url()
 app = make_app(REDIS_URL)
 _store: Store | None = None
@@ -104,6 +108,20 @@ def lease(run_id: str, member: str, worker: str) -> Iterator[None]:
         stop.set()
 
 
+def retrying(fn: Callable[[], T], what: str, patience_s: float = 120.0) -> T:
+    """Call ``fn``, riding out a Redis restart: reconnect with backoff instead of losing the sample."""
+    delay, deadline = 0.1, time.monotonic() + patience_s
+    while True:
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            if time.monotonic() > deadline:
+                raise
+            log.warning("Redis unavailable during %s; retrying in %.1f s", what, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 @app.task(name=SAMPLE_TASK, bind=True)
 def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: bool = False,
            enqueued_ns: int | None = None) -> str:
@@ -111,7 +129,7 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     started_ns = time.time_ns()
     st = store()
     try:
-        manifest = scheduler().manifest(run_id)
+        manifest = retrying(lambda: scheduler().manifest(run_id), "manifest")
     except KeyError:
         return "unknown-run"
     pinned = os.environ.get("FARM_PROVIDER")
@@ -119,7 +137,7 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
         return f"wrong-queue: this worker serves {pinned}"
     member = member_key(provider, snippet, rep, warmup)
     me = worker_id()
-    attempt, holder = st.claim(run_id, member, me, LEASE_MS)
+    attempt, holder = retrying(lambda: st.claim(run_id, member, me, LEASE_MS), "claim")
     if attempt == -1:
         return "already-committed"
     if attempt == -2:
@@ -141,14 +159,16 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                 spec = SandboxSpec(labels=labels(run_id, provider, snippet, rep),
                                    settings=manifest["provider_settings"].get(provider, {}),
                                    timeout_s=manifest["timeouts"]["create"])
-                record.update(measure(prov, spec, snip, env, manifest["timeouts"]))
+                record.update(measure(prov, spec, snip, env, manifest["timeouts"],
+                                      retries=manifest.get("retries", 0),
+                                      backoff_s=manifest.get("backoff_s", 1.0)))
             except Exception as exc:  # a provider that cannot even start is a recorded failure
                 from providers.base import ProviderError
                 cls = exc.error_class if isinstance(exc, ProviderError) else "provider_error"
                 record.update(outcome="error", error_class=cls, error_phase="create",
                               error=f"{type(exc).__name__}: {exc}"[:300])
-    result = st.commit(run_id, record)
-    scheduler().top_up(run_id, provider)
+    result = retrying(lambda: st.commit(run_id, record), "commit")
+    retrying(lambda: scheduler().top_up(run_id, provider), "top-up")
     return {0: "duplicate-dropped", 1: "committed", 2: "committed-run-finished"}[result]
 
 

@@ -7,6 +7,7 @@ because enqueue and start happen in different processes.
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from typing import Any, Mapping
@@ -15,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from farm.redact import redact
 from farm.snippets import Snippet, parse_internal_timings
-from providers.base import Provider, ProviderError, RunResult, SandboxSpec
+from providers.base import Provider, ProviderError, RunResult, Sandbox, SandboxSpec
 
 READY_CODE = "print('farm-ready')"
 SKIP_LINE = re.compile(r"^FARM_SKIP\s+(?P<reason>.+)$", re.M)
@@ -33,8 +34,31 @@ def _tail(result: RunResult) -> str:
     return redact(text[-OUTPUT_KEEP:])
 
 
+def _create_with_retries(provider: Provider, spec: SandboxSpec, out: dict[str, Any], retries: int,
+                         backoff_s: float) -> tuple[Sandbox, int]:
+    """Create, retrying transient failures with exponential backoff and full jitter. Only the
+    successful call is timed as ``create``; each failed try is logged in ``retry_log``."""
+    clock = time.perf_counter_ns
+    for attempt in range(retries + 1):
+        start = clock()
+        try:
+            return provider.create(spec), clock() - start
+        except ProviderError as exc:
+            failed_ms = (clock() - start) / 1e6
+            if not exc.transient or attempt == retries:
+                raise
+            delay = exc.retry_after if exc.retry_after is not None else \
+                random.uniform(0, backoff_s * (2 ** attempt))
+            out.setdefault("retry_log", []).append(
+                {"phase": "create", "class": exc.error_class, "ms": round(failed_ms, 3),
+                 "wait_ms": round(delay * 1000, 1)})
+            out["retries"] = len(out["retry_log"])
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mapping[str, str],
-            timeouts: Mapping[str, float]) -> dict[str, Any]:
+            timeouts: Mapping[str, float], retries: int = 0, backoff_s: float = 1.0) -> dict[str, Any]:
     """Run one sample's lifecycle and return its fields; never raises for provider failures."""
     missing = set(snippet.needs) - set(provider.capabilities)
     if missing:
@@ -44,9 +68,8 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
     clock = time.perf_counter_ns
     total_start = clock()
     try:
-        start = clock()
-        sandbox = provider.create(spec)
-        out["claim_ns" if sandbox.warm else "create_ns"] = clock() - start
+        sandbox, elapsed = _create_with_retries(provider, spec, out, retries, backoff_s)
+        out["claim_ns" if sandbox.warm else "create_ns"] = elapsed
         out["warm"] = sandbox.warm
 
         phase = "ready"
