@@ -92,3 +92,91 @@ def test_deadline_finalizes_with_missing_members_named(tmp_path):
         farm.worker("local", concurrency=1)
         time.sleep(2)
         assert farm.store.samples(run_id) == []
+
+
+def test_ctrl_c_keeps_the_run_and_farm_watch_finishes_it(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    import redis as redis_lib
+
+    from farm.store import Store
+    from farm.testing import farm_cli
+
+    proc = subprocess.Popen([sys.executable, "-m", "farm", "run", "--snippets", "primes", "-n", "40",
+                             "--warmup", "0", "-c", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    sock = tmp_path / ".farm" / "redis.sock"
+    _wait_for(sock.exists, 30, "embedded redis")
+    store = Store(redis_lib.Redis(unix_socket_path=str(sock), decode_responses=True))
+
+    def some_progress():
+        runs = store.recent_runs(1)
+        return bool(runs) and store.status(runs[0]).done >= 3
+
+    _wait_for(some_progress, 60, "3 samples")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: run" in err and "farm watch" in err and "Traceback" not in err
+    run_id = err.split("interrupted: run ")[1].split()[0]  # the embedded redis is stopped by now
+
+    watched = farm_cli("watch", run_id, "--json", cwd=tmp_path)
+    assert watched.returncode == 0, watched.stderr
+    doc = json.loads(watched.stdout)
+    assert doc["status"]["state"] == "finished" and doc["status"]["done"] == 40
+    csv_out = farm_cli("report", run_id, "--format", "csv", cwd=tmp_path)
+    import csv as csv_lib
+    import io
+    rows = list(csv_lib.DictReader(io.StringIO(csv_out.stdout)))
+    assert sorted(int(r["rep"]) for r in rows) == list(range(40))  # each repetition exactly once
+
+
+def test_injected_transient_and_permanent_failures_are_classified_and_nothing_leaks(tmp_path):
+    """The sim provider fails 30% of calls (429, 5xx, network, timeout): retries are logged, the
+    run completes, every failure is classified, and its error counts match the injections."""
+    import json
+
+    from farm.aggregate import aggregate
+    from farm.testing import Farm
+
+    ledger = tmp_path / "ledger"
+    settings = {"seed": 7, "ledger_dir": str(ledger), "fail_phases": ["create", "run"],
+                "create": {"dist": "fixed", "ms": 2}, "run": {"dist": "fixed", "ms": 2},
+                "failures": {"rate_limited": 0.1, "provider_error": 0.1, "network": 0.05, "timeout": 0.05}}
+    config = {"providers": {"sim": settings}, "defaults": {"retries": 1, "backoff_s": 0.01}}
+    with Farm(tmp_path, config=config) as farm:
+        farm.worker("sim", concurrency=2)
+        run_id = farm.start_run(["sim"], farm.snippets("hello", "primes"), repetitions=100)
+        farm.wait(run_id, timeout=120)
+        samples = farm.store.samples(run_id)
+    assert len(samples) == 200
+    events = [json.loads(line) for p in ledger.glob("events-*.jsonl") for line in p.read_text().splitlines()]
+    injected = [e for e in events if e["event"] == "injected"]
+    created = {e["id"] for e in events if e["event"] == "created"}
+    destroyed = {e["id"] for e in events if e["event"] == "destroyed"}
+    assert created and created == destroyed  # every sandbox that existed was destroyed
+    assert 60 < len(injected) < 220  # ~30% of ~2.3 calls per sample
+
+    # Each injection either was retried (logged in the sample) or ended the sample with its class.
+    by_sample: dict[tuple, list] = {}
+    for e in injected:
+        by_sample.setdefault((e["labels"]["farm-snippet"], int(e["labels"]["farm-rep"])), []).append(e)
+    failed = [s for s in samples if s["outcome"] != "ok"]
+    assert {s["error_class"] for s in failed} <= {"rate_limited", "provider_error", "network", "timeout"}
+    for s in samples:
+        seen = by_sample.get((s["snippet"], s["rep"]), [])
+        logged = s["retry_log"] or []
+        assert len(seen) == len(logged) + (s["outcome"] != "ok")
+        assert [x["class"] for x in logged] == [e["error_class"] for e in seen[:len(logged)]]
+        if s["outcome"] != "ok":
+            assert s["error_class"] == seen[-1]["error_class"] and s["error_phase"] == seen[-1]["phase"]
+            assert s["outcome"] == ("timeout" if s["error_class"] == "timeout" else "error")
+        for entry in logged:  # only transient classes are retried
+            assert entry["class"] in {"rate_limited", "provider_error", "network"}
+    rows = {r.snippet: r for r in aggregate(samples).rows if r.phase == "total"}
+    for snippet in ("hello", "primes"):
+        expected = sum(1 for s in failed if s["snippet"] == snippet)
+        assert rows[snippet].errors == expected and rows[snippet].error_rate == expected / 100
