@@ -120,6 +120,11 @@ class Provider:
         """Run Python ``code`` in the sandbox with exactly ``env`` added to its environment."""
         raise NotImplementedError
 
+    def install(self, sandbox: Sandbox, packages: tuple[str, ...], env: Mapping[str, str],
+                timeout: float) -> RunResult:
+        """Install a snippet's packages (the separately timed setup phase); pip via run() by default."""
+        return self.run(sandbox, setup_code(packages), env, timeout)
+
     def destroy(self, sandbox: Sandbox) -> None:
         """Release the sandbox; block until it is gone where the SDK can wait."""
         raise NotImplementedError
@@ -140,6 +145,12 @@ class Provider:
 
 
 OUTPUT_LIMIT = 64 * 1024
+
+
+def setup_code(packages: tuple[str, ...]) -> str:
+    """Python that installs packages with the sandbox's own interpreter; exits with pip's code."""
+    return ("import subprocess, sys\n"
+            f"sys.exit(subprocess.call([sys.executable, '-m', 'pip', 'install', '--quiet', *{list(packages)!r}]))\n")
 
 
 def cap_output(text: str, limit: int = OUTPUT_LIMIT) -> str:

@@ -2,10 +2,17 @@
 
 Nothing here sleeps or pretends: create makes a private directory tree, run starts a new Python
 process in it with a clean environment and resource limits, destroy removes the tree.
+
+Confinement (``providers.local.confine``): ``auto`` (default) uses bubblewrap when ``bwrap`` is
+installed — a read-only view of the host, the sandbox directory writable, no network — and
+otherwise only the private directory and resource limits. The setup phase (package installs)
+keeps the network so declared packages can be fetched; the run phase does not, unless
+``providers.local.network: true``. The run manifest records which confinement was in force.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -13,11 +20,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
-from providers.base import OUTPUT_LIMIT, Provider, ProviderError, RunResult, Sandbox, SandboxSpec
+from providers.base import (OUTPUT_LIMIT, Provider, ProviderError, RunResult, Sandbox, SandboxSpec,
+                            setup_code)
 
 DEFAULT_LIMITS = {
     "cpu_seconds": 600,          # RLIMIT_CPU
@@ -45,11 +52,28 @@ class LocalProvider(Provider):
         self.python = str(self.settings.get("python") or sys.executable)
         self.root = Path(self.settings.get("root") or tempfile.gettempdir())
         self.limits = {**DEFAULT_LIMITS, **(self.settings.get("limits") or {})}
+        confine = self.settings.get("confine", "auto")
+        if confine not in ("auto", "bwrap", "none"):
+            raise ProviderError("config", f"providers.local.confine must be auto, bwrap or none, not {confine!r}")
+        self.bwrap = shutil.which("bwrap") if confine in ("auto", "bwrap") else None
+        if confine == "bwrap" and not self.bwrap:
+            raise ProviderError("config", "providers.local.confine is bwrap but bwrap is not installed: "
+                                "apt-get install bubblewrap, or set confine: auto")
+        self.network = bool(self.settings.get("network", self.bwrap is None))
+        self.capabilities = frozenset({"network"}) if self.network else frozenset()
+
+    @property
+    def confinement(self) -> str:
+        parts = ["own-dir", "rlimits"]
+        if self.bwrap:
+            parts.append("bwrap-readonly-host")
+        parts.append("network" if self.network else "no-network")
+        return "+".join(parts)
 
     def facts(self) -> dict[str, Any]:
         version = subprocess.run([self.python, "-c", "import sys; print(sys.version.split()[0])"],
                                  capture_output=True, text=True, timeout=30).stdout.strip()
-        return {"python": version, "confinement": "rlimits+own-dir", "limits": self.limits}
+        return {"python": version, "confinement": self.confinement, "limits": self.limits}
 
     def check(self) -> None:
         if not (shutil.which(self.python) or Path(self.python).is_file()):
@@ -60,7 +84,8 @@ class LocalProvider(Provider):
         home = Path(tempfile.mkdtemp(prefix="farm-sbx-", dir=self.root))
         for sub in ("work", "tmp", "site-packages"):
             (home / sub).mkdir()
-        return Sandbox(id=f"local-{uuid.uuid4().hex[:12]}", handle=home)
+        (home / "labels.json").write_text(json.dumps(dict(spec.labels)))  # found again by `farm sweep`
+        return Sandbox(id=str(home), handle=home)
 
     def _preexec(self) -> None:
         os.setsid()  # own process group, so a timeout kills everything the snippet started
@@ -69,7 +94,26 @@ class LocalProvider(Provider):
         resource.setrlimit(resource.RLIMIT_AS, (self.limits["memory_mb"] * mb,) * 2)
         resource.setrlimit(resource.RLIMIT_FSIZE, (self.limits["file_size_mb"] * mb,) * 2)
 
+    def _argv(self, home: Path, code: str, network: bool) -> list[str]:
+        argv = [self.python, "-c", code]
+        if not self.bwrap:
+            return argv
+        box = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+               "--tmpfs", "/tmp", "--bind", str(home), str(home), "--chdir", str(home / "work"),
+               "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        if not network:
+            box.append("--unshare-net")
+        return [*box, "--", *argv]
+
+    def install(self, sandbox: Sandbox, packages: tuple[str, ...], env: Mapping[str, str],
+                timeout: float) -> RunResult:
+        return self._run(sandbox, setup_code(packages), env, timeout, network=True)
+
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
+        return self._run(sandbox, code, env, timeout, network=self.network)
+
+    def _run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float,
+             network: bool) -> RunResult:
         home: Path = sandbox.handle
         clean_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -82,7 +126,7 @@ class LocalProvider(Provider):
         }
         out_path, err_path = home / "tmp" / "stdout", home / "tmp" / "stderr"
         with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.Popen([self.python, "-c", code], cwd=home / "work", env=clean_env,
+            proc = subprocess.Popen(self._argv(home, code, network), cwd=home / "work", env=clean_env,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     preexec_fn=self._preexec)
             try:
@@ -107,7 +151,18 @@ class LocalProvider(Provider):
         shutil.rmtree(sandbox.handle, ignore_errors=False)
 
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
-        return [str(p) for p in self.root.glob("farm-sbx-*") if p.is_dir()]
+        found = []
+        for home in self.root.glob("farm-sbx-*"):
+            try:
+                have = json.loads((home / "labels.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if all(have.get(k) == v for k, v in labels.items()):
+                found.append(str(home))
+        return sorted(found)
 
     def delete_by_id(self, sandbox_id: str) -> None:
-        shutil.rmtree(sandbox_id, ignore_errors=True)
+        home = Path(sandbox_id)
+        if home.parent != self.root or not home.name.startswith("farm-sbx-"):
+            raise ProviderError("not_found", f"{sandbox_id} is not a local farm sandbox")
+        shutil.rmtree(home, ignore_errors=True)

@@ -23,12 +23,6 @@ SKIP_LINE = re.compile(r"^FARM_SKIP\s+(?P<reason>.+)$", re.M)
 OUTPUT_KEEP = 2000  # characters of output kept in the sample: enough to check, small enough to store
 
 
-def setup_code(packages: tuple[str, ...]) -> str:
-    """Python that installs packages with the sandbox's own interpreter; exits with pip's code."""
-    return ("import subprocess, sys\n"
-            f"sys.exit(subprocess.call([sys.executable, '-m', 'pip', 'install', '--quiet', *{list(packages)!r}]))\n")
-
-
 def _tail(result: RunResult) -> str:
     text = result.stdout if not result.stderr else f"{result.stdout}\n[stderr]\n{result.stderr}"
     return redact(text[-OUTPUT_KEEP:])
@@ -83,7 +77,7 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
         if snippet.packages:
             phase = "setup"
             start = clock()
-            setup = provider.run(sandbox, setup_code(snippet.packages), env, timeouts["setup"])
+            setup = provider.install(sandbox, snippet.packages, env, timeouts["setup"])
             elapsed = clock() - start
             if not setup.ok:
                 out["output"] = _tail(setup)
