@@ -186,6 +186,54 @@ def runs_cmd(ctx: click.Context, limit: int) -> None:
     click.echo(_with_store(ctx, show))
 
 
+@cli.command("sweep")
+@click.option("--provider", "providers", multiple=True, help="provider to sweep (repeatable; default: all configured)")
+@click.option("--run", "run_id", help="only sandboxes labelled with this run")
+@click.option("--dry-run", is_flag=True, help="list what would be deleted, delete nothing")
+@click.pass_context
+def sweep_cmd(ctx: click.Context, providers: tuple[str, ...], run_id: str | None, dry_run: bool) -> None:
+    """Find and delete farm-labelled sandboxes left behind."""
+    from farm.ops import sweep
+    from farm.runner import connect
+    from providers import check_name
+
+    config = _config(ctx)
+    try:
+        names = [check_name(p) for p in providers] or sorted(set(config.plan.providers) | set(config.providers))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    with connect(config) as (store, _url, _embedded):
+        results = sweep(config, names, run_id=run_id, dry_run=dry_run, store=store)
+    failed = False
+    for r in results:
+        verb = "would delete" if dry_run else "deleted"
+        line = f"{r.provider:12} found {len(r.found):3}  {verb} {len(r.found) if dry_run else len(r.deleted):3}"
+        if r.error:
+            line += f"  error: {r.error}"
+            failed = True
+        click.echo(line)
+    if failed:
+        raise FarmError("some providers could not be swept (see above)")
+
+
+@cli.command("doctor")
+@click.option("--provider", "providers", multiple=True, help="provider to check (repeatable; default: all)")
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=5.0, show_default=True)
+@click.pass_context
+def doctor_cmd(ctx: click.Context, providers: tuple[str, ...], timeout: float) -> None:
+    """Per provider: SDK and version, credentials present (never printed), endpoint, reachability."""
+    from farm.ops import doctor
+    from providers import check_name
+
+    try:
+        names = [check_name(p) for p in providers] or None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    rows = doctor(_config(ctx), names, timeout)
+    for r in rows:
+        click.echo(f"{r.provider:12} {r.sdk:34} {r.credentials:36} {r.endpoint:30} {r.verdict}")
+
+
 @cli.command("snippets")
 @click.option("--snippets-dir", type=click.Path(), help="extra folder of snippets")
 @click.pass_context

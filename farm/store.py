@@ -11,6 +11,9 @@ Key layout (``{r}`` = ``farm:run:<run_id>``):
     {r}:cursor                 HASH   provider -> index of the next plan item to dispatch
     {r}:inflight:<provider>    HASH   member -> "q|<ns>|<attempt>" (queued) / "c|<ns>|<worker>|<attempt>" (claimed)
     {r}:lease:<member>         STRING worker id, PX lease; refreshed while the sample runs
+    {r}:facts                  HASH   provider -> JSON facts (SDK version, region, confinement)
+    {r}:sweep                  HASH   "<provider>:reclaimed" -> sandboxes a sweep deleted for this run
+    farm:leaks                 HASH   sandbox id -> "run_id|provider" for sandboxes whose destroy failed
     farm:worker:<worker>       STRING heartbeat of a live worker (TTL)
 
 A sample is claimed (lease SET NX) before anything runs, and committed by one Lua script that adds
@@ -37,7 +40,7 @@ SAMPLE_FIELDS = (
     *(f"{p}_ns" for p in PHASES), "internal", "retry_log", "output",
 )
 INT_FIELDS = {"rep", "attempt", "exit_code", "retries", "started_ns", *(f"{p}_ns" for p in PHASES)}
-BOOL_FIELDS = {"warmup", "leaked"}
+BOOL_FIELDS = {"warmup"}  # "leaked" holds the id of a sandbox whose destroy failed
 
 
 def member_key(provider: str, snippet: str, rep: int, warmup: bool) -> str:

@@ -47,7 +47,9 @@ def provider_class(name: str) -> type[Provider]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("providers",):
+        if exc.name == module_name:
+            raise ProviderError("config", f"provider {name!r} is not part of this installation") from None
+        if exc.name and exc.name.split(".")[0] == "providers":
             raise
         raise ProviderError(
             "config",

@@ -136,6 +136,15 @@ class Provider:
     def delete_by_id(self, sandbox_id: str) -> None:
         """Delete a sandbox found by ``list_leftovers``."""
 
+    def endpoint(self) -> str | None:
+        """The API base URL this provider talks to (shown by `farm doctor`); never credentials."""
+        return None
+
+    def ping(self, timeout: float) -> bool:
+        """A quick reachability check with a short timeout; False when the provider has none.
+        Raises ProviderError (auth, network, ...) when the provider answers badly or not at all."""
+        return False
+
     def facts(self) -> dict[str, Any]:
         """SDK version, region, template: recorded in the run manifest. Never credentials."""
         return {}

@@ -168,6 +168,8 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                 record.update(outcome="error", error_class=cls, error_phase="create",
                               error=f"{type(exc).__name__}: {exc}"[:300])
     result = retrying(lambda: st.commit(run_id, record), "commit")
+    if result and record.get("leaked"):  # `farm sweep` credits the run when it reclaims this one
+        st.r.hset("farm:leaks", record["leaked"], f"{run_id}|{provider}")
     retrying(lambda: scheduler().top_up(run_id, provider), "top-up")
     return {0: "duplicate-dropped", 1: "committed", 2: "committed-run-finished"}[result]
 

@@ -114,7 +114,7 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
                 provider.destroy(sandbox)
                 out["destroy_ns"] = clock() - start
             except Exception as exc:  # noqa: BLE001 - recorded, and the sandbox is flagged as leaked
-                out["leaked"] = True
+                out["leaked"] = sandbox.id
                 if out["outcome"] == "ok":
                     error = exc if isinstance(exc, ProviderError) else \
                         ProviderError("provider_error", f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,122 @@
+"""Operations on providers rather than runs: find and delete leaked sandboxes, and check setups."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from farm.config import FarmConfig
+from farm.redact import redact
+from farm.store import Store
+from providers import REGISTRY, ProviderError, get_provider, provider_class
+
+FARM_MARKER = {"farm": "sandbox-farm"}
+# The distributions each provider's extra installs: what `farm doctor` reports versions of.
+SDK_PACKAGES = {"daytona": "daytona", "e2b": "e2b-code-interpreter", "modal": "modal",
+                "morph": "morphcloud", "codesandbox": "httpx"}
+
+
+@dataclass
+class SweepResult:
+    provider: str
+    found: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def sweep(config: FarmConfig, providers: Iterable[str], run_id: str | None = None, dry_run: bool = False,
+          store: Store | None = None) -> list[SweepResult]:
+    """List (and unless ``dry_run``, delete) farm-labelled sandboxes still alive, per provider."""
+    labels = {**FARM_MARKER, **({"farm-run": run_id} if run_id else {})}
+    results = []
+    for name in providers:
+        result = SweepResult(name)
+        try:
+            provider = get_provider(name, config.providers.get(name, {}))
+            provider.check()
+            result.found = provider.list_leftovers(labels)
+            for sandbox_id in [] if dry_run else result.found:
+                try:
+                    provider.delete_by_id(sandbox_id)
+                    result.deleted.append(sandbox_id)
+                except ProviderError as exc:
+                    result.error = f"{exc.error_class}: {redact(str(exc))}"
+        except ProviderError as exc:
+            result.error = f"{exc.error_class}: {redact(str(exc))}"
+        results.append(result)
+        if store is not None and not dry_run:
+            _record_reclaimed(store, name, result)
+    return results
+
+
+def _record_reclaimed(store: Store, provider: str, result: SweepResult) -> None:
+    """Credit reclaimed sandboxes to the runs whose destroy failed for them (``farm:leaks``)."""
+    for sandbox_id in result.deleted:
+        owner = store.r.hget("farm:leaks", sandbox_id)
+        if owner:
+            run_id = owner.split("|", 1)[0]
+            store.r.hincrby(Store.key(run_id, "sweep"), f"{provider}:reclaimed", 1)
+            store.r.hdel("farm:leaks", sandbox_id)
+    store.r.hset("farm:sweep:last", provider, json.dumps(
+        {"ts_ns": time.time_ns(), "found": len(result.found), "deleted": len(result.deleted),
+         "error": result.error}))
+
+
+@dataclass
+class DoctorRow:
+    provider: str
+    sdk: str
+    credentials: str
+    endpoint: str
+    verdict: str
+
+
+def doctor(config: FarmConfig, providers: Iterable[str] | None = None, timeout_s: float = 5.0) -> list[DoctorRow]:
+    """Per provider: SDK and version, credentials present (names only), endpoint, and a verdict."""
+    rows = []
+    for name in providers or sorted(REGISTRY):
+        package = SDK_PACKAGES.get(name)
+        try:
+            sdk = f"{package} {importlib.metadata.version(package)}" if package else "built in"
+        except importlib.metadata.PackageNotFoundError:
+            rows.append(DoctorRow(name, "missing", "-", "-", f"pip install 'sandbox-farm[{name}]'"))
+            continue
+        try:
+            cls = provider_class(name)
+        except ProviderError as exc:
+            rows.append(DoctorRow(name, sdk, "-", "-", str(exc)))
+            continue
+        needed = cls.credentials
+        missing = [v for v in needed if not os.environ.get(v)]
+        creds = "not needed" if not needed else \
+            ("set: " + ", ".join(needed) if not missing else "missing: " + ", ".join(missing))
+        endpoint, verdict = "-", "ok"
+        try:
+            provider = cls(config.providers.get(name, {}))
+            endpoint = str(provider.endpoint() or "-")
+            provider.check()
+            start = time.perf_counter()
+            reached = provider.ping(timeout_s)
+            verdict = (f"reachable in {1000 * (time.perf_counter() - start):.0f} ms" if reached
+                       else "ok (no reachability check for this provider)")
+        except ProviderError as exc:
+            verdict = f"{exc.error_class}: {redact(str(exc))}"
+        except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
+            verdict = f"error: {type(exc).__name__}: {redact(str(exc))[:200]}"
+        rows.append(DoctorRow(name, sdk, creds, redact(endpoint), verdict))
+    return rows
+
+
+def leaked_summary(store: Store, run_id: str) -> dict[str, Any]:
+    """How many sandboxes a run's destroy failed for, and how many a sweep reclaimed since."""
+    leaked: dict[str, int] = {}
+    for sample in store.iter_samples(run_id):
+        if sample.get("leaked"):
+            leaked[sample["provider"]] = leaked.get(sample["provider"], 0) + 1
+    swept = store.r.hgetall(Store.key(run_id, "sweep"))
+    reclaimed = {k.split(":")[0]: int(v) for k, v in swept.items() if k.endswith(":reclaimed")}
+    return {"leaked": leaked, "reclaimed": reclaimed}

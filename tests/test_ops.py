@@ -1,0 +1,48 @@
+"""farm sweep and farm doctor, through real workers and the real CLI."""
+
+import json
+
+from farm.ops import leaked_summary, sweep
+from farm.testing import Farm, farm_cli
+
+
+def test_failed_destroys_are_recorded_then_swept_and_credited_to_the_run(tmp_path):
+    ledger = tmp_path / "ledger"
+    settings = {"seed": 3, "ledger_dir": str(ledger), "fail_phases": ["destroy"],
+                "failures": {"provider_error": 0.5}}
+    with Farm(tmp_path, config={"providers": {"sim": settings}}) as farm:
+        farm.worker("sim", concurrency=2)
+        run_id = farm.start_run(["sim"], farm.snippets("hello"), repetitions=20)
+        farm.wait(run_id)
+        samples = farm.store.samples(run_id)
+        leaked_ids = sorted(s["leaked"] for s in samples if s["leaked"])
+        assert 2 < len(leaked_ids) < 18
+        for s in samples:
+            if s["leaked"]:
+                assert s["outcome"] == "error" and s["error_phase"] == "destroy"
+                assert s["run_ns"] > 0  # the run itself succeeded and was timed
+        summary = leaked_summary(farm.store, run_id)
+        assert summary == {"leaked": {"sim": len(leaked_ids)}, "reclaimed": {}}
+
+        dry = sweep(farm.config, ["sim"], run_id=run_id, dry_run=True, store=farm.store)
+        assert sorted(dry[0].found) == leaked_ids and dry[0].deleted == []
+        (result,) = sweep(farm.config, ["sim"], store=farm.store)
+        assert sorted(result.deleted) == leaked_ids and not result.error
+        assert leaked_summary(farm.store, run_id)["reclaimed"] == {"sim": len(leaked_ids)}
+        assert farm.store.r.hlen("farm:leaks") == 0
+        (again,) = sweep(farm.config, ["sim"], store=farm.store)
+        assert again.found == []
+
+
+def test_cli_sweep_and_doctor(tmp_path):
+    (tmp_path / "config.yml").write_text("plan:\n  providers: [local]\n")
+    swept = farm_cli("sweep", "--dry-run", cwd=tmp_path)
+    assert swept.returncode == 0, swept.stderr
+    assert swept.stdout.split()[:3] == ["local", "found", "0"]
+    doc = farm_cli("doctor", "--provider", "local", "--provider", "sim", cwd=tmp_path)
+    assert doc.returncode == 0, doc.stderr
+    lines = doc.stdout.splitlines()
+    assert lines[0].startswith("local") and "built in" in lines[0] and lines[0].endswith(
+        "ok (no reachability check for this provider)")
+    bad = farm_cli("doctor", "--provider", "daytonna", cwd=tmp_path)
+    assert bad.returncode == 2 and "did you mean 'daytona'" in bad.stderr
