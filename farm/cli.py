@@ -234,6 +234,53 @@ def doctor_cmd(ctx: click.Context, providers: tuple[str, ...], timeout: float) -
         click.echo(f"{r.provider:12} {r.sdk:34} {r.credentials:36} {r.endpoint:30} {r.verdict}")
 
 
+@cli.command("beat")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_context
+def beat_cmd(ctx: click.Context, loglevel: str) -> None:
+    """Run Celery beat with the schedules in config.yml (exactly one per farm)."""
+    from pathlib import Path
+
+    from farm.beat import check_schedules, run_beat
+    from farm.runner import connect, start_local_workers
+
+    config = _config(ctx)
+    if not config.schedules:
+        raise ConfigError("no schedules in config.yml: add a 'schedules:' section (see README, Nightly runs)")
+    check_schedules(config)
+    with connect(config) as (store, url, embedded):
+        data_dir = Path(embedded.dir if embedded else os.environ.get("FARM_DATA_DIR") or config.redis.data_dir)
+        workers = None
+        if embedded is not None:  # one machine: this process also hosts the workers the runs need
+            providers = sorted({p for s in config.schedules.values() if s.kind == "run"
+                                for p in (s.providers or config.plan.providers)})
+            workers = start_local_workers(store, embedded, url, providers, config.defaults.concurrency,
+                                          ctx.obj["config_path"])
+        try:
+            run_beat(config, store, url, data_dir, loglevel)
+        finally:
+            if workers is not None:
+                workers.stop()
+
+
+@cli.command("schedules")
+@click.pass_context
+def schedules_cmd(ctx: click.Context) -> None:
+    """List schedules with their next fire times."""
+    from farm.beat import check_schedules, next_fire_times
+
+    config = _config(ctx)
+    check_schedules(config)
+    rows = next_fire_times(config)
+    if not rows:
+        click.echo("no schedules: add a 'schedules:' section to config.yml")
+    for name, s, nxt in rows:
+        trigger = f"cron '{s.cron}' {s.timezone}" if s.cron else f"every {s.every_s:g} s"
+        what = "sweep" if s.kind == "sweep" else \
+            f"{','.join(s.providers or config.plan.providers)} × {','.join(s.snippets or config.plan.snippets)}"
+        click.echo(f"{name:16} {s.kind:5} {trigger:34} next {nxt.isoformat(timespec='seconds')}  {what}")
+
+
 @cli.command("snippets")
 @click.option("--snippets-dir", type=click.Path(), help="extra folder of snippets")
 @click.pass_context

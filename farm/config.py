@@ -6,10 +6,11 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from farm.errors import ConfigError
 
@@ -94,6 +95,36 @@ class Pricing(Strict):
     currency: str = "USD"
 
 
+class Schedule(Strict):
+    """A named schedule: a benchmark run (or a sweep) fired by `farm beat`."""
+
+    kind: Literal["run", "sweep"] = "run"
+    cron: str | None = Field(None, description="crontab 'minute hour day-of-month month day-of-week'")
+    every_s: float | None = Field(None, ge=1, description="fixed interval instead of cron")
+    timezone: str = "UTC"
+    providers: list[str] | None = None
+    snippets: list[str] | None = None
+    repetitions: int | None = Field(None, ge=1, le=10_000_000)
+    warmup: int | None = Field(None, ge=0, le=1000)
+    concurrency: int | None = Field(None, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> "Schedule":
+        if (self.cron is None) == (self.every_s is None):
+            raise ValueError("give exactly one of cron or every_s")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError(f"cron {self.cron!r} must have 5 fields: minute hour day-of-month month day-of-week")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}: use an IANA name like Europe/Berlin") from None
+        return self
+
+
+class Beat(Strict):
+    starting_deadline_s: float = Field(3600, gt=0, description="a run missed by more than this is skipped")
+
+
 class FarmConfig(Strict):
     redis: RedisSettings = RedisSettings()
     defaults: Defaults = Defaults()
@@ -103,6 +134,8 @@ class FarmConfig(Strict):
     snippets_dir: str | None = None
     statistics: Statistics = Statistics()
     pricing: dict[str, Pricing] = Field(default_factory=dict)
+    schedules: dict[str, Schedule] = Field(default_factory=dict)
+    beat: Beat = Beat()
 
     @field_validator("providers")
     @classmethod

@@ -114,7 +114,7 @@ class Detached(FarmError):
     exit_code = 130
 
 
-def _start_local_workers(store: Store, embedded: EmbeddedRedis, url: str, providers: Sequence[str],
+def start_local_workers(store: Store, embedded: EmbeddedRedis, url: str, providers: Sequence[str],
                          concurrency: int, config_path: str | None) -> LocalWorkers:
     workers = LocalWorkers(url, Path(embedded.dir) / "logs", config_path)
     try:
@@ -149,7 +149,7 @@ def run(config: FarmConfig, options: RunOptions,
         workers = None
         try:
             if embedded is not None:
-                workers = _start_local_workers(store, embedded, url, options.providers,
+                workers = start_local_workers(store, embedded, url, options.providers,
                                                options.concurrency, options.config_path)
             run_id = scheduler.create_run(config, options.providers, options.snippets,
                                           repetitions=options.repetitions, warmup=options.warmup,
@@ -177,7 +177,7 @@ def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], No
         try:
             manifest = scheduler.manifest(run_id)
             if embedded is not None and store.status(run_id).state != "finished":
-                workers = _start_local_workers(store, embedded, url, manifest["plan"]["providers"],
+                workers = start_local_workers(store, embedded, url, manifest["plan"]["providers"],
                                                manifest["concurrency"], config_path)
             return _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress, every_s)
         finally:

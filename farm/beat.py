@@ -1,0 +1,181 @@
+"""Nightly (or any) scheduled runs and sweeps with Celery beat.
+
+``farm beat`` runs Celery beat in-process with the schedules from config.yml. A due entry is not
+sent as a task: this process creates the run itself (it has the config and the snippet library),
+so no extra control queue or worker is needed.
+
+Guards, because a beat can be restarted late or started twice:
+- each firing first takes ``farm:schedule:<name>:<period>`` with SET NX, so a period fires at most
+  once whichever beat gets there first (period = the minute for cron entries, the interval bucket
+  for ``every_s`` entries);
+- ``beat_cron_starting_deadline`` keeps a beat restarted hours late from firing a stale run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from celery import Celery
+from celery.beat import PersistentScheduler
+from celery.schedules import crontab
+
+from farm.config import FarmConfig, Schedule
+from farm.errors import ConfigError
+from farm.scheduler import Scheduler
+from farm.snippets import library, select
+from farm.store import Store
+
+FIRE_TASK = "farm.schedule.fire"
+log = logging.getLogger("farm.beat")
+
+
+class ZoneNow:
+    """``now`` in a schedule's timezone; a class, not a lambda, because beat pickles schedules."""
+
+    def __init__(self, tz: str) -> None:
+        self.tz = tz
+
+    def __call__(self) -> datetime:
+        return datetime.now(ZoneInfo(self.tz))
+
+
+def trigger(schedule: Schedule, app: Celery | None = None) -> Any:
+    """The Celery schedule object for one configured schedule."""
+    if schedule.every_s is not None:
+        return timedelta(seconds=schedule.every_s)
+    minute, hour, dom, month, dow = schedule.cron.split()  # type: ignore[union-attr]
+    return crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow,
+                   nowfun=ZoneNow(schedule.timezone), app=app)
+
+
+def beat_schedule(config: FarmConfig, app: Celery | None = None) -> dict[str, dict[str, Any]]:
+    return {name: {"task": FIRE_TASK, "schedule": trigger(s, app), "args": [name]}
+            for name, s in config.schedules.items()}
+
+
+def period_key(schedule: Schedule, now: float) -> str:
+    """Which period a firing at ``now`` belongs to: the guard's key."""
+    if schedule.every_s is not None:
+        return f"i{int(now // schedule.every_s)}"
+    return datetime.fromtimestamp(now, timezone.utc).strftime("m%Y%m%d%H%M")
+
+
+@dataclass
+class Fired:
+    schedule: str
+    run_id: str | None = None
+    swept: int | None = None
+    skipped: str = ""
+
+
+def fire(store: Store, scheduler: Scheduler, config: FarmConfig, name: str, now: float | None = None) -> Fired:
+    """Start the schedule's run (or sweep) unless this period already fired."""
+    schedule = config.schedules[name]
+    now = time.time() if now is None else now
+    guard = f"farm:schedule:{name}:{period_key(schedule, now)}"
+    ttl = int(max(schedule.every_s or 60, 60) * 3)
+    if not store.r.set(guard, "1", nx=True, ex=ttl):
+        return Fired(name, skipped="this period already fired")
+    if schedule.kind == "sweep":
+        from farm.ops import sweep
+
+        providers = schedule.providers or sorted(set(config.plan.providers) | set(config.providers))
+        results = sweep(config, providers, store=store)
+        return Fired(name, swept=sum(len(r.deleted) for r in results))
+    snippets = select(library(config.snippets_dir), schedule.snippets or config.plan.snippets)
+    run_id = scheduler.create_run(
+        config, schedule.providers or config.plan.providers, snippets,
+        repetitions=schedule.repetitions or config.defaults.repetitions,
+        warmup=config.defaults.warmup if schedule.warmup is None else schedule.warmup,
+        concurrency=schedule.concurrency or config.defaults.concurrency,
+        label=f"schedule:{name}")
+    store.r.hset(Store.key(run_id, "status"), "schedule", name)
+    return Fired(name, run_id=run_id)
+
+
+class FarmBeatScheduler(PersistentScheduler):
+    """Celery beat's persistent scheduler, firing farm schedules in-process."""
+
+    def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
+        if entry.task != FIRE_TASK:
+            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        entry = self.reserve(entry) if advance else entry
+        ctx = self.app.farm_context
+        try:
+            fired = fire(ctx["store"], ctx["scheduler"], ctx["config"], entry.args[0])
+            if fired.run_id:
+                log.warning("schedule %s started run %s", fired.schedule, fired.run_id)
+            elif fired.swept is not None:
+                log.warning("schedule %s swept %d sandboxes", fired.schedule, fired.swept)
+            else:
+                log.info("schedule %s: %s", fired.schedule, fired.skipped)
+        except Exception as exc:  # one failed firing must not stop beat
+            log.error("schedule %s failed: %s", entry.args[0], exc)
+        return None
+
+
+def next_cron_time(cron: crontab, after: datetime) -> datetime:
+    """The first minute after ``after`` (wall clock in its timezone) that the crontab matches,
+    with celery's semantics: day of month AND day of week must both match (0 = Sunday)."""
+    start = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    day = start.replace(hour=0, minute=0)
+    for _ in range(366 * 5):  # covers 29 February
+        if day.month in cron.month_of_year and day.day in cron.day_of_month \
+                and day.isoweekday() % 7 in cron.day_of_week:
+            for hour in sorted(cron.hour):
+                for minute in sorted(cron.minute):
+                    candidate = day.replace(hour=hour, minute=minute)
+                    if candidate >= start:
+                        return candidate
+        day = (day + timedelta(days=1)).replace(hour=0, minute=0)
+    raise ConfigError(f"cron {cron} never fires")
+
+
+def next_fire_times(config: FarmConfig, now: datetime | None = None) -> list[tuple[str, Schedule, datetime]]:
+    """Each schedule with the next time it will fire."""
+    now = now or datetime.now(timezone.utc)
+    out = []
+    for name, schedule in config.schedules.items():
+        if schedule.every_s is not None:
+            nxt = now + timedelta(seconds=schedule.every_s)
+        else:
+            nxt = next_cron_time(trigger(schedule), now.astimezone(ZoneInfo(schedule.timezone)))
+        out.append((name, schedule, nxt))
+    return sorted(out, key=lambda row: row[2])
+
+
+def check_schedules(config: FarmConfig) -> None:
+    """Fail early, with the schedule's name, on snippets or providers that do not exist."""
+    from providers import check_name
+
+    available = library(config.snippets_dir)
+    for name, schedule in config.schedules.items():
+        try:
+            for provider in schedule.providers or config.plan.providers:
+                check_name(provider)
+            if schedule.kind == "run":
+                select(available, schedule.snippets or config.plan.snippets)
+        except (ValueError, ConfigError) as exc:
+            raise ConfigError(f"schedules.{name}: {exc}") from None
+
+
+def run_beat(config: FarmConfig, store: Store, url: str, data_dir: Path, loglevel: str = "INFO") -> None:
+    """Run Celery beat in this process until interrupted."""
+    from farm.celery_app import make_app
+
+    if not config.schedules:
+        raise ConfigError("no schedules in config.yml: add a 'schedules:' section (see README, Nightly runs)")
+    check_schedules(config)
+    app = make_app(url)
+    app.conf.beat_schedule = beat_schedule(config, app)
+    app.conf.beat_cron_starting_deadline = int(config.beat.starting_deadline_s)
+    app.farm_context = {"store": store, "scheduler": Scheduler(store, app), "config": config}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app.Beat(scheduler=FarmBeatScheduler, schedule=str(data_dir / "celerybeat-schedule"),
+             max_interval=1.0, loglevel=loglevel, quiet=True).run()

@@ -1,0 +1,87 @@
+"""farm beat: real beat processes, a real worker, the test's own redis-server."""
+
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+from farm.beat import beat_schedule, next_fire_times
+from farm.celery_app import make_app
+from farm.config import parse_config
+from farm.testing import farm_cli
+
+CONFIG = """
+schedules:
+  tick:
+    every_s: 2
+    providers: [local]
+    snippets: [hello]
+    repetitions: 1
+    warmup: 0
+  nightly:
+    cron: "0 2 * * *"
+    timezone: Europe/Berlin
+    snippets: [hello, primes]
+"""
+
+
+def test_two_beats_fire_each_period_once_and_runs_complete(farm, tmp_path):
+    (tmp_path / "config.yml").write_text(CONFIG)
+    farm.worker("local", concurrency=2)
+    env = {"REDIS_URL": farm.url, "FARM_DATA_DIR": str(tmp_path / "beatdata")}
+    beats = [subprocess.Popen([sys.executable, "-m", "farm", "beat"], cwd=tmp_path, env={**__import__("os").environ, **env},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        time.sleep(9)
+    finally:
+        for b in beats:
+            b.send_signal(signal.SIGTERM)
+        for b in beats:
+            b.wait(timeout=20)
+    store = farm.store
+    runs = [r for r in store.recent_runs(100) if store.status(r).label == "schedule:tick"]
+    guards = sorted(int(k.rsplit(":i", 1)[1]) for k in store.r.scan_iter("farm:schedule:tick:*"))
+    assert len(runs) >= 3, [b.stderr.read() for b in beats]
+    assert len(runs) == len(guards)                      # one run per fired period, never two
+    assert guards == list(range(guards[0], guards[0] + len(guards)))  # and no period skipped
+    assert not any(k for k in store.r.scan_iter("farm:schedule:nightly:*"))  # not due in 9 s
+    for run_id in runs:
+        farm.wait(run_id, timeout=60)
+        assert store.status(run_id).ok == 1
+        assert store.manifest(run_id)["label"] == "schedule:tick"
+    listed = farm_cli("runs", cwd=tmp_path, env={"REDIS_URL": farm.url})
+    assert listed.stdout.count("[schedule:tick]") == len(runs)
+
+
+def test_stale_cron_run_is_not_fired_after_a_late_restart():
+    config = parse_config({"schedules": {"hourly": {"cron": "0 * * * *"}}})
+    app = make_app("redis://127.0.0.1:1/0")  # never connected: only the schedule maths runs
+    entry = beat_schedule(config, app)["hourly"]["schedule"]
+    three_hours_ago = datetime.now(timezone.utc) - timedelta(hours=3)
+    app.conf.beat_cron_starting_deadline = None
+    assert entry.is_due(three_hours_ago).is_due            # without a deadline beat would catch up
+    app.conf.beat_cron_starting_deadline = 600
+    assert not entry.is_due(three_hours_ago).is_due        # with it, the stale run is skipped
+
+
+def test_farm_schedules_lists_next_fire_times(tmp_path):
+    (tmp_path / "config.yml").write_text(CONFIG)
+    out = farm_cli("schedules", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first.startswith("tick") and "every 2 s" in first
+    assert second.startswith("nightly") and "cron '0 2 * * *' Europe/Berlin" in second
+    assert "T02:00:00+01:00" in second and "local × hello,primes" in second
+    config = parse_config({"schedules": {"n": {"cron": "30 6 * * 1", "timezone": "UTC"}}})
+    monday = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)  # a Monday, 06:00
+    (_name, _s, nxt), = next_fire_times(config, monday)
+    assert nxt == datetime(2026, 11, 30, 6, 30, tzinfo=timezone.utc)
+    bad = farm_cli("schedules", cwd=tmp_path, env={"FARM_CONFIG": str(tmp_path / "bad.yml")})
+    assert bad.returncode == 2
+
+
+def test_beat_rejects_unknown_snippet_in_schedule(tmp_path):
+    (tmp_path / "config.yml").write_text("schedules:\n  n:\n    every_s: 5\n    snippets: [helo]\n")
+    out = farm_cli("beat", cwd=tmp_path)
+    assert out.returncode == 2 and "schedules.n: unknown snippet 'helo'" in out.stderr
