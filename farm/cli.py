@@ -263,6 +263,52 @@ def beat_cmd(ctx: click.Context, loglevel: str) -> None:
                 workers.stop()
 
 
+@cli.command("flower")
+@click.option("--address", default="127.0.0.1", show_default=True, help="interface to bind")
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.pass_context
+def flower_cmd(ctx: click.Context, address: str, port: int) -> None:
+    """Start Flower on the farm's broker, with the farm's Celery settings.
+
+    Basic auth comes from FLOWER_BASIC_AUTH=user:password (never a flag, so it stays out of `ps`);
+    it is required unless Flower is bound to a loopback address."""
+    import subprocess
+
+    from farm.runner import connect
+
+    loopback = address == "localhost" or _is_loopback(address)
+    if not loopback and not os.environ.get("FLOWER_BASIC_AUTH"):
+        raise ConfigError(f"Flower on {address} would be open to the network: set FLOWER_BASIC_AUTH=user:password "
+                          "(or bind to 127.0.0.1)")
+    auth = os.environ.get("FLOWER_BASIC_AUTH", "")
+    if auth and (":" not in auth or auth.startswith(":") or auth.endswith(":")):
+        raise ConfigError("FLOWER_BASIC_AUTH must look like user:password")
+    config = _config(ctx)
+    with connect(config) as (_store, url, _embedded):
+        env = {**os.environ, "FARM_REDIS_URL": url}
+        if ctx.obj["config_path"]:
+            env["FARM_CONFIG"] = ctx.obj["config_path"]
+        cmd = [sys.executable, "-m", "celery", "-A", "workers.app", "flower", f"--address={address}",
+               f"--port={port}", "--purge_offline_workers=300"]
+        proc = subprocess.Popen(cmd, env=env)
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait(timeout=20)
+    if proc.returncode not in (0, -15, 130):
+        raise FarmError(f"Flower exited with code {proc.returncode}")
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 @cli.command("schedules")
 @click.pass_context
 def schedules_cmd(ctx: click.Context) -> None:

@@ -105,6 +105,8 @@ class Scheduler:
             SAMPLE_TASK, args=[run_id, item.provider, item.snippet, item.rep],
             kwargs={"warmup": item.warmup, "enqueued_ns": time.time_ns()},
             queue=queue_name(item.provider),
+            # what Flower and worker logs show: which run, provider, snippet and repetition this is
+            shadow=f"farm.sample[{run_id} {item.provider}/{item.snippet}#{'w' if item.warmup else ''}{item.rep}]",
             soft_time_limit=manifest["task_soft_limit_s"], time_limit=manifest["task_hard_limit_s"])
 
     def top_up(self, run_id: str, provider: str) -> int:

@@ -1,0 +1,87 @@
+"""farm flower: real Flower against the test's redis-server and a real worker."""
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+AUTH = "farmer:s3cret-pw"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url, auth=None):
+    req = urllib.request.Request(url)
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_flower_lists_worker_and_farm_tasks_with_auth_only(farm, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "REDIS_URL": farm.url, "FLOWER_BASIC_AUTH": AUTH}
+    flower = subprocess.Popen([sys.executable, "-m", "farm", "flower", "--port", str(port)], cwd=tmp_path,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if _get(f"{base}/healthcheck")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert flower.poll() is None, flower.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        worker = farm.worker("local", concurrency=1)
+        run_id = farm.start_run(["local"], farm.snippets("hello"), repetitions=3)
+        farm.wait(run_id)
+
+        deadline = time.monotonic() + 30
+        while True:
+            status, body = _get(f"{base}/api/tasks", AUTH)
+            tasks = json.loads(body) if status == 200 else {}
+            if len([t for t in tasks.values() if t.get("state") == "SUCCESS"]) >= 3:
+                break
+            assert time.monotonic() < deadline, (status, body[:500])
+            time.sleep(0.5)
+        names = {t["name"] for t in tasks.values()}
+        assert any(n.startswith(f"farm.sample[{run_id} local/hello#") for n in names), names
+        assert any(run_id in t["args"] and "'hello'" in t["args"] for t in tasks.values())
+
+        deadline = time.monotonic() + 30
+        while True:  # Flower asks workers over the broker's control channel; give it a moment
+            status, body = _get(f"{base}/api/workers?refresh=1", AUTH)
+            if status == 200 and worker.name in json.loads(body):
+                break
+            assert time.monotonic() < deadline, (status, body[:500])
+            time.sleep(0.5)
+        assert _get(f"{base}/api/workers")[0] == 401
+        assert _get(f"{base}/api/workers", "farmer:wrong")[0] == 401
+        status, metrics = _get(f"{base}/metrics")
+        assert status == 200 and "flower_events_total" in metrics
+    finally:
+        flower.send_signal(signal.SIGTERM)
+        flower.wait(timeout=20)
+
+
+def test_flower_refuses_open_network_bind_without_auth(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    proc = subprocess.run([sys.executable, "-m", "farm", "flower", "--address", "0.0.0.0"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "set FLOWER_BASIC_AUTH" in proc.stderr
