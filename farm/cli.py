@@ -120,8 +120,10 @@ def watch_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
 @click.option("--provider", required=True, help="the provider this worker serves (one queue)")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 1024), help="worker processes")
 @click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--name", help="Celery node name (default: PROVIDER@HOSTNAME)")
 @click.pass_context
-def worker_cmd(ctx: click.Context, provider: str, concurrency: int | None, loglevel: str) -> None:
+def worker_cmd(ctx: click.Context, provider: str, concurrency: int | None, loglevel: str,
+               name: str | None) -> None:
     """Start a provider-pinned worker against the configured Redis (distributed mode)."""
     from farm.embedded import worker_command
     from providers import ProviderError, check_name, get_provider
@@ -141,7 +143,8 @@ def worker_cmd(ctx: click.Context, provider: str, concurrency: int | None, logle
     env = {**os.environ, "FARM_REDIS_URL": url, "FARM_PROVIDER": provider}
     if ctx.obj["config_path"]:
         env["FARM_CONFIG"] = ctx.obj["config_path"]
-    cmd = worker_command(provider, concurrency or config.defaults.concurrency, loglevel)
+    cmd = worker_command(provider, concurrency or config.defaults.concurrency, loglevel,
+                         name or f"{provider}@%h")
     os.execve(cmd[0], cmd, env)
 
 
