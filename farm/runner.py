@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -139,6 +139,19 @@ def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: Em
     return build_document(store, run_id)
 
 
+def start_codesandbox_service(stack: ExitStack, config: FarmConfig, log_dir: Path) -> None:
+    """Embedded runs that plan CodeSandbox boot node-csb too, unless service_url points at one."""
+    from providers.base import ProviderError
+    try:
+        from providers.codesandbox import embedded_service
+    except ModuleNotFoundError:
+        raise FarmError("codesandbox needs httpx: pip install 'sandbox-farm[codesandbox]'") from None
+    try:
+        stack.enter_context(embedded_service(config.providers.setdefault("codesandbox", {}), log_dir))
+    except ProviderError as exc:
+        raise FarmError(str(exc)) from None
+
+
 def run(config: FarmConfig, options: RunOptions,
         on_progress: Callable[[RunStatus], None] | None = None,
         on_started: Callable[[str, str], None] | None = None) -> tuple[str, dict]:
@@ -147,8 +160,11 @@ def run(config: FarmConfig, options: RunOptions,
         app = make_app(url)
         scheduler = Scheduler(store, app)
         workers = None
+        services = ExitStack()
         try:
             if embedded is not None:
+                if "codesandbox" in options.providers:  # before workers: they inherit its token
+                    start_codesandbox_service(services, config, Path(embedded.dir) / "logs")
                 workers = start_local_workers(store, embedded, url, options.providers,
                                                options.concurrency, options.config_path)
             run_id = scheduler.create_run(config, options.providers, options.snippets,
@@ -162,6 +178,7 @@ def run(config: FarmConfig, options: RunOptions,
         finally:
             if workers is not None:
                 workers.stop()
+            services.close()
             app.close()
 
 

@@ -8,6 +8,7 @@ Key layout (``{r}`` = ``farm:run:<run_id>``):
     {r}:status                 HASH   state, planned, done, ok, failed, created_ns, finished_ns, ...
     {r}:samples                STREAM one entry per committed sample, fields = SAMPLE_FIELDS
     {r}:done                   SET    members ("provider|snippet|rep") already committed: exactly-once
+                                      (deleted when the run finishes: 'finished' refuses late commits)
     {r}:cursor                 HASH   provider -> index of the next plan item to dispatch
     {r}:inflight:<provider>    HASH   member -> "q|<ns>|<attempt>" (queued) / "c|<ns>|<worker>|<attempt>" (claimed)
     {r}:lease:<member>         STRING worker id, PX lease; refreshed while the sample runs
@@ -114,17 +115,20 @@ redis.call('DEL', KEYS[5])
 if done >= tonumber(redis.call('HGET', KEYS[3], 'planned')) then
   redis.call('HSET', KEYS[3], 'state', 'finished', 'finished_ns', ARGV[4])
   redis.call('SREM', KEYS[6], ARGV[1])
+  -- 'state = finished' now refuses late duplicates, so the done set has served its purpose
+  redis.call('DEL', KEYS[1])
   return 2
 end
 return 1
 """
 
-# KEYS: status, active   ARGV: run_id, now_ns, missing_count, missing_json, reason
+# KEYS: status, active, done   ARGV: run_id, now_ns, missing_count, missing_json, reason
 _FINALIZE = """
 if redis.call('HGET', KEYS[1], 'state') == 'finished' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'finished', 'finished_ns', ARGV[2], 'incomplete', '1',
            'missing_count', ARGV[3], 'missing', ARGV[4], 'finish_reason', ARGV[5])
 redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
 return 1
 """
 
@@ -221,7 +225,7 @@ class Store:
 
     def finalize_incomplete(self, run_id: str, missing: list[str], missing_count: int, reason: str) -> bool:
         """Close a run that cannot complete, naming what is missing; later commits are dropped."""
-        return bool(self._finalize(keys=[self.key(run_id, "status"), "farm:active"],
+        return bool(self._finalize(keys=[self.key(run_id, "status"), "farm:active", self.key(run_id, "done")],
                                    args=[run_id, time.time_ns(), missing_count,
                                          json.dumps(missing[:1000]), reason]))
 
