@@ -191,13 +191,17 @@ def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], No
         app = make_app(url)
         scheduler = Scheduler(store, app)
         workers = None
+        services = ExitStack()
         try:
             manifest = scheduler.manifest(run_id)
             if embedded is not None and store.status(run_id).state != "finished":
+                if "codesandbox" in manifest["plan"]["providers"]:
+                    start_codesandbox_service(services, config, Path(embedded.dir) / "logs")
                 workers = start_local_workers(store, embedded, url, manifest["plan"]["providers"],
                                                manifest["concurrency"], config_path)
             return _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress, every_s)
         finally:
             if workers is not None:
                 workers.stop()
+            services.close()
             app.close()

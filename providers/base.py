@@ -109,7 +109,8 @@ class Provider:
         """Raise ProviderError('config'|'auth') if this worker cannot serve the provider at all."""
 
     def warm(self, spec: SandboxSpec) -> dict[str, Any] | None:
-        """Prepare a warm path once per worker (pool, snapshot); return facts for the manifest."""
+        """Prepare a warm path once per worker process, untimed (pool, snapshot, app lookup);
+        return facts for the run manifest."""
         return None
 
     def create(self, spec: SandboxSpec) -> Sandbox:

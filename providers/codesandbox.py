@@ -294,22 +294,25 @@ def start_service(*, host: str = "127.0.0.1", port: int = 0, token: str | None =
 def embedded_service(settings: dict[str, Any], log_dir: Path) -> Iterator[ServiceHandle | None]:
     """For a run that plans codesandbox without a service: boot node-csb, point settings and env at it.
 
-    ``settings`` is the plan's ``providers.codesandbox`` mapping; it gains ``service_url`` and the
-    environment gains CSB_SERVICE_TOKEN (workers started inside inherit it) until the block ends.
+    ``settings`` is the plan's ``providers.codesandbox`` mapping; a ``service_url`` there means a
+    service already runs. The environment gains CSB_SERVICE_URL and CSB_SERVICE_TOKEN (workers
+    started inside inherit them) until the block ends.
     """
     if settings.get("service_url") or os.environ.get("CSB_SERVICE_URL"):
         yield None
         return
     handle = start_service(log_path=Path(log_dir) / "node-csb.log")
-    saved = os.environ.get("CSB_SERVICE_TOKEN")
+    # Through the environment, not the run's settings: the manifest must not keep an ephemeral URL,
+    # so `farm watch` can boot a new service on another port and the run carries on.
+    saved = {k: os.environ.get(k) for k in ("CSB_SERVICE_TOKEN", "CSB_SERVICE_URL")}
     os.environ["CSB_SERVICE_TOKEN"] = handle.token
-    settings["service_url"] = handle.url
+    os.environ["CSB_SERVICE_URL"] = handle.url
     try:
         yield handle
     finally:
-        settings.pop("service_url", None)
-        if saved is None:
-            os.environ.pop("CSB_SERVICE_TOKEN", None)
-        else:
-            os.environ["CSB_SERVICE_TOKEN"] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         handle.stop()

@@ -22,7 +22,7 @@ from farm.store import Store
 from farm.testing import Farm
 from providers import get_provider
 from providers.base import ProviderError, Sandbox, SandboxSpec
-from providers.codesandbox import SERVICE_DIR, embedded_service, start_service
+from providers.codesandbox import SERVICE_DIR, CodeSandboxProvider, embedded_service, start_service
 
 DOUBLE = SERVICE_DIR / "test" / "sdk-double.js"
 KEY = "csb_test_key_5f1d2c3b4a99"  # handed to node-csb only; the farm must never see or echo it
@@ -263,12 +263,14 @@ def test_start_service_errors_are_one_line(tmp_path):
     assert str(exc.value).startswith("node-csb exited with code 2: node-csb: cannot load the SDK module")
 
 
-def test_embedded_service_boots_node_csb_and_points_the_plan_at_it(tmp_path, monkeypatch):
+def test_embedded_service_boots_node_csb_and_points_the_workers_at_it(tmp_path, monkeypatch):
     monkeypatch.delenv("CSB_SERVICE_TOKEN", raising=False)
     monkeypatch.delenv("CSB_SERVICE_URL", raising=False)
     settings: dict = {"template": "abc"}
     with embedded_service(settings, tmp_path) as handle:
-        assert handle is not None and settings["service_url"] == handle.url
+        assert handle is not None and os.environ["CSB_SERVICE_URL"] == handle.url
+        assert "service_url" not in settings  # the manifest keeps no ephemeral URL
+        assert CodeSandboxProvider(settings).url == handle.url  # workers inherit the environment
         assert os.environ["CSB_SERVICE_TOKEN"] == handle.token
         health = httpx.get(f"{handle.url}/health", trust_env=False).json()
         assert health["token_required"] is True and health["sdk"]["double"] is False  # the real SDK
@@ -277,5 +279,6 @@ def test_embedded_service_boots_node_csb_and_points_the_plan_at_it(tmp_path, mon
         proc = handle.proc
     assert proc.returncode == 0
     assert settings == {"template": "abc"} and "CSB_SERVICE_TOKEN" not in os.environ
+    assert "CSB_SERVICE_URL" not in os.environ
     with embedded_service({"service_url": "http://127.0.0.1:1"}, tmp_path) as none:
         assert none is None

@@ -63,21 +63,26 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+_warm_facts: dict[str, dict[str, Any] | None] = {}
+
+
 def provider_for(run_id: str, name: str, manifest: dict[str, Any]) -> Provider:
-    """One provider instance per process and settings; warmed once, its facts filed with the run."""
+    """One provider instance per process and settings, warmed once per process outside any timed
+    phase; its facts are filed with each run it serves."""
     settings = manifest["provider_settings"].get(name, {})
     cache_key = f"{name}:{json.dumps(settings, sort_keys=True)}"
     if cache_key not in _providers:
         provider = get_provider(name, settings)
         provider.check()
+        _warm_facts[cache_key] = provider.warm(SandboxSpec(labels=labels(run_id, name, "warm", 0),
+                                                           settings=settings))
         _providers[cache_key] = provider
     provider = _providers[cache_key]
     facts_key = Store.key(run_id, "facts")
     if not store().r.hexists(facts_key, name):
         facts = {**provider.facts(), "worker": socket.gethostname()}
-        warm = provider.warm(SandboxSpec(labels=labels(run_id, name, "warm", 0)))
-        if warm:
-            facts["warm"] = warm
+        if _warm_facts.get(cache_key):
+            facts["warm"] = _warm_facts[cache_key]
         store().r.hsetnx(facts_key, name, json.dumps(facts, default=str))
     return provider
 
@@ -198,6 +203,11 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
 @signals.worker_shutdown.connect
 def _on_shutdown(**_: Any) -> None:
     _stop_background.set()
+
+
+@signals.worker_process_shutdown.connect
+def _close_pool_providers(**_: Any) -> None:
+    """Providers live in the pool processes: close their clients there."""
     for provider in _providers.values():
         try:
             provider.close()

@@ -1,0 +1,319 @@
+"""A local stand-in for the e2b control plane and the code-interpreter's /execute stream.
+
+The real ``e2b`` SDK talks HTTP through a Rust (pyqwest) transport that respx cannot see, so tests
+point ``E2B_API_URL`` and ``E2B_SANDBOX_URL`` at this server instead. It answers the routes the
+installed SDK (e2b 2.63, e2b-code-interpreter 2.11) calls:
+
+    POST   /v2/sandboxes                 Sandbox.create          -> 201 Sandbox
+    GET    /v2/sandboxes?metadata=...    Sandbox.list            -> 200 [ListedSandbox]
+    DELETE /sandboxes/{id}               Sandbox.kill            -> 204 / 404
+    POST   /sandboxes/{id}/snapshots     Sandbox.create_snapshot -> 201 SnapshotInfo
+    DELETE /templates/{id}               Sandbox.delete_snapshot -> 204
+    POST   /execute                      Sandbox.run_code        -> 200 JSON lines, streamed (chunked)
+    GET    /health                       envd health probe       -> 204
+
+``commands.run`` is not served: it is a Connect-RPC stream (``/process.Process/Start``) the adapter
+does not use. ``/execute`` really runs the code in a fresh Python process with the request's
+``env_vars``, and streams what the code-interpreter server streams: ``number_of_executions``,
+``stdout``/``stderr`` messages, an ``error`` (name/value/traceback, as Jupyter reports an uncaught
+exception, ``SystemExit`` included), then ``end_of_execution``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DEFAULT_TEMPLATE = "code-interpreter-v1"
+
+# Runs one cell the way a kernel would report it: output streams, and an uncaught exception
+# (SystemExit too: IPython catches it) becomes a JSON error record on the pipe named by argv[1].
+_CELL_RUNNER = r"""
+import json, os, sys, traceback
+code = sys.stdin.read()
+try:
+    exec(compile(code, "<cell>", "exec"), {"__name__": "__main__"})
+except BaseException as exc:
+    sys.stdout.flush(); sys.stderr.flush()
+    with os.fdopen(int(sys.argv[1]), "w") as fh:
+        json.dump({"name": type(exc).__name__, "value": str(exc),
+                   "traceback": "".join(traceback.format_exception(exc))[-4000:]}, fh)
+"""
+
+
+@dataclass
+class Fault:
+    """An injected answer for one route: an HTTP status, or a delay before answering."""
+
+    status: int | None = None
+    message: str = "injected"
+    delay: float = 0.0
+    times: int = 1
+
+
+@dataclass
+class FakeSandbox:
+    id: str
+    template: str
+    metadata: dict[str, str]
+    env: dict[str, str]
+    token: str
+    home: str
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class FakeE2B:
+    """``with FakeE2B() as fake: monkeypatch.setenv(**fake.env())`` and use the real SDK."""
+
+    def __init__(self, api_key: str = "e2b_fake_0123456789abcdef",
+                 templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)) -> None:
+        self.api_key = api_key
+        self.templates: set[str] = set(templates)
+        self.snapshots: set[str] = set()
+        self.sandboxes: dict[str, FakeSandbox] = {}
+        self.killed: list[str] = []
+        self.requests: list[dict[str, Any]] = []  # method, route, body (JSON) or query
+        self.faults: dict[str, list[Fault]] = {}
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen] = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._root = tempfile.mkdtemp(prefix="fake-e2b-")
+        self._closed = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def __enter__(self) -> "FakeE2B":
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-e2b", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._server is not None
+        with self._lock:  # a handler still stalling on an injected delay must not create after this
+            self._closed = True
+        self._server.shutdown()
+        self._server.server_close()
+        for proc in list(self._procs):
+            proc.kill()
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def env(self) -> dict[str, str]:
+        """Environment that points the real SDK at this server (plain HTTP/1.1 on 127.0.0.1)."""
+        return {"E2B_API_URL": self.url, "E2B_SANDBOX_URL": self.url, "E2B_HTTP_VERSION": "1.1",
+                "E2B_API_KEY": self.api_key}
+
+    # --- test controls --------------------------------------------------------------------------
+    def fail(self, route: str, status: int | None = None, message: str = "injected", *, delay: float = 0.0,
+             times: int = 1) -> None:
+        """Make the next ``times`` calls to ``route`` (create/list/kill/execute/snapshot) fail or stall."""
+        self.faults.setdefault(route, []).append(Fault(status, message, delay, times))
+
+    def add_sandbox(self, metadata: dict[str, str], template: str = DEFAULT_TEMPLATE) -> str:
+        """Register a running sandbox, as one a crashed worker would have left behind."""
+        return self._new_sandbox(template, metadata, {}).id
+
+    def routes(self) -> list[str]:
+        return [r["route"] for r in self.requests]
+
+    # --- internals ------------------------------------------------------------------------------
+    def _take_fault(self, route: str) -> Fault | None:
+        with self._lock:
+            queue = self.faults.get(route) or []
+            if not queue:
+                return None
+            fault = queue[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                queue.pop(0)
+            return fault
+
+    def _new_sandbox(self, template: str, metadata: dict[str, str], env: dict[str, str]) -> FakeSandbox:
+        sid = f"i{secrets.token_hex(8)}"
+        home = os.path.join(self._root, sid)
+        with self._lock:
+            if self._closed:
+                raise ConnectionAbortedError("fake e2b server is closed")
+            os.makedirs(home)
+            sbx = self.sandboxes[sid] = FakeSandbox(sid, template, dict(metadata), dict(env),
+                                                    secrets.token_hex(12), home)
+        return sbx
+
+    def _run_cell(self, sbx: FakeSandbox, code: str, env: dict[str, str]) -> tuple[str, str, dict | None]:
+        read_fd, write_fd = os.pipe()
+        proc_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": sbx.home, "LANG": "C.UTF-8",
+                    **sbx.env, **env}
+        proc = subprocess.Popen([sys.executable, "-c", _CELL_RUNNER, str(write_fd)], cwd=sbx.home,
+                                env=proc_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=(write_fd,))
+        os.close(write_fd)
+        self._procs.add(proc)
+        try:
+            out, err = proc.communicate(code.encode(), timeout=60)
+        finally:
+            self._procs.discard(proc)
+        with os.fdopen(read_fd) as fh:
+            raw = fh.read()
+        return out.decode(errors="replace"), err.decode(errors="replace"), json.loads(raw) if raw else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fake: FakeE2B
+
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    # --- plumbing -------------------------------------------------------------------------------
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length)) if length else {}
+
+    def _send(self, status: int, payload: Any = None) -> None:
+        data = b"" if payload is None else json.dumps(payload).encode()
+        self.send_response(status)
+        if payload is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        self._send(status, {"code": status, "message": message})
+
+    def _handle(self, method: str) -> None:
+        parsed = urllib.parse.urlsplit(self.path)
+        parts = [p for p in parsed.path.split("/") if p]
+        route, arg = _route(method, parts)
+        body = self._body() if method == "POST" else {}
+        self.fake.requests.append({"route": route, "method": method, "path": parsed.path, "body": body,
+                                   "query": urllib.parse.parse_qs(parsed.query),
+                                   "headers": {k.lower(): v for k, v in self.headers.items()
+                                               if k.lower() != "x-api-key"}})
+        if route == "unknown":
+            return self._error(404, f"no route {method} {parsed.path}")
+        if route not in ("execute", "health") and self.headers.get("X-API-KEY") != self.fake.api_key:
+            return self._error(401, "Invalid API key")
+        fault = self.fake._take_fault(route)
+        if fault:
+            time.sleep(fault.delay)
+            if fault.status:
+                return self._error(fault.status, fault.message)
+        getattr(self, f"_do_{route}")(arg, body, urllib.parse.parse_qs(parsed.query))
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    # --- control plane --------------------------------------------------------------------------
+    def _do_create(self, _: str, body: dict[str, Any], __: Any) -> None:
+        template = body.get("templateID", "")
+        if template not in self.fake.templates | self.fake.snapshots:
+            return self._error(404, f"template '{template}' not found")
+        sbx = self.fake._new_sandbox(template, body.get("metadata") or {}, body.get("envVars") or {})
+        self._send(201, {"templateID": template, "sandboxID": sbx.id, "clientID": "fake-client",
+                         "envdVersion": "0.4.2", "envdAccessToken": sbx.token, "domain": None})
+
+    def _do_list(self, _: str, __: Any, query: dict[str, list[str]]) -> None:
+        # The SDK sends metadata as one url-encoded "k=v&k2=v2" string in the ``metadata`` parameter.
+        wanted = dict(urllib.parse.parse_qsl(query.get("metadata", [""])[0]))
+        wanted = {urllib.parse.unquote(k): urllib.parse.unquote(v) for k, v in wanted.items()}
+        rows = []
+        for sbx in list(self.fake.sandboxes.values()):
+            if all(sbx.metadata.get(k) == v for k, v in wanted.items()):
+                rows.append({"templateID": sbx.template, "sandboxID": sbx.id, "clientID": "fake-client",
+                             "startedAt": sbx.started.isoformat(),
+                             "endAt": (sbx.started + timedelta(minutes=5)).isoformat(),
+                             "cpuCount": 2, "memoryMB": 512, "diskSizeMB": 1024, "state": "running",
+                             "envdVersion": "0.4.2", "metadata": sbx.metadata})
+        self._send(200, rows)
+
+    def _do_kill(self, sid: str, _: Any, __: Any) -> None:
+        with self.fake._lock:
+            sbx = self.fake.sandboxes.pop(sid, None)
+        if sbx is None:
+            return self._error(404, f"sandbox '{sid}' not found")
+        self.fake.killed.append(sid)
+        shutil.rmtree(sbx.home, ignore_errors=True)
+        self._send(204)
+
+    def _do_snapshot(self, sid: str, _: Any, __: Any) -> None:
+        if sid not in self.fake.sandboxes:
+            return self._error(404, f"sandbox '{sid}' not found")
+        snap = f"snap-{secrets.token_hex(6)}"
+        self.fake.snapshots.add(snap)
+        self._send(201, {"snapshotID": snap, "names": []})
+
+    def _do_delete_template(self, tid: str, _: Any, __: Any) -> None:
+        self.fake.snapshots.discard(tid)
+        self._send(204)
+
+    # --- inside the sandbox ---------------------------------------------------------------------
+    def _do_health(self, *_: Any) -> None:
+        self._send(204)
+
+    def _do_execute(self, _: str, body: dict[str, Any], __: Any) -> None:
+        sbx = self.fake.sandboxes.get(self.headers.get("E2b-Sandbox-Id", ""))
+        if sbx is None:  # the edge answers 502 for a sandbox that is gone
+            return self._send(502, {"message": "sandbox not found", "code": 502})
+        if self.headers.get("X-Access-Token") != sbx.token:
+            return self._error(401, "invalid envd access token")
+        stdout, stderr, error = self.fake._run_cell(sbx, body.get("code", ""), body.get("env_vars") or {})
+        stamp = datetime.now(timezone.utc).isoformat()
+        lines = [{"type": "number_of_executions", "execution_count": 1}]
+        lines += [{"type": "stdout", "text": t, "timestamp": stamp} for t in stdout.splitlines(True)]
+        lines += [{"type": "stderr", "text": t, "timestamp": stamp} for t in stderr.splitlines(True)]
+        if error:
+            lines.append({"type": "error", **error})
+        lines.append({"type": "end_of_execution"})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for line in lines:
+                data = (json.dumps(line) + "\n").encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
+            self.close_connection = True
+
+
+def _route(method: str, parts: list[str]) -> tuple[str, str]:
+    """Name the SDK call a request belongs to, and its path argument (a sandbox or template id)."""
+    table = {
+        ("POST", ("v2", "sandboxes")): "create", ("GET", ("v2", "sandboxes")): "list",
+        ("POST", ("execute",)): "execute", ("GET", ("health",)): "health",
+    }
+    if (method, tuple(parts)) in table:
+        return table[(method, tuple(parts))], ""
+    if method == "DELETE" and len(parts) == 2 and parts[0] == "sandboxes":
+        return "kill", parts[1]
+    if method == "POST" and len(parts) == 3 and parts[0] == "sandboxes" and parts[2] == "snapshots":
+        return "snapshot", parts[1]
+    if method == "DELETE" and len(parts) == 2 and parts[0] == "templates":
+        return "delete_template", urllib.parse.unquote(parts[1])
+    return "unknown", ""

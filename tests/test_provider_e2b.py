@@ -1,0 +1,289 @@
+"""Contract tests for providers/e2b.py through the real e2b SDK.
+
+Seam faked: the HTTP servers behind the SDK. ``E2B_API_URL`` and ``E2B_SANDBOX_URL`` point the real
+``e2b-code-interpreter`` package (its own pyqwest transport, ``E2B_HTTP_VERSION=1.1``) at
+``tests.fakes.e2b_server.FakeE2B`` on 127.0.0.1, which serves the control-plane routes and the
+streamed ``/execute`` of the code interpreter, running each cell in a real Python process.
+Phases are timed by the real ``workers.measure.measure``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from farm.config import parse_config
+from farm.ops import doctor, sweep
+from farm.snippets import Snippet
+from providers import get_provider
+from providers.base import ProviderError, SandboxSpec
+from providers.e2b import E2BProvider, exit_code_of
+from tests.fakes.e2b_server import FakeE2B
+from workers.measure import measure
+
+TIMEOUTS = {"create": 30, "ready": 30, "setup": 60, "run": 30, "destroy": 30}
+LABELS = {"farm": "sandbox-farm", "farm-run": "run-e2b-1", "farm-provider": "e2b",
+          "farm-snippet": "envcheck", "farm-rep": "0"}
+ENV_SNIPPET = Snippet(name="envcheck", code="import os\nprint('token=' + os.environ['FARM_PASSED'])\n")
+
+
+@pytest.fixture(autouse=True)
+def nowhere(monkeypatch):
+    """Without the fake, the SDK points at a closed local port: no test can reach the internet."""
+    for key in ("E2B_API_URL", "E2B_SANDBOX_URL"):
+        monkeypatch.setenv(key, "http://127.0.0.1:9")
+    monkeypatch.setenv("E2B_DOMAIN", "invalid")
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    with FakeE2B() as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        yield server
+
+
+def spec(**labels: str) -> SandboxSpec:
+    return SandboxSpec(labels={**LABELS, **labels}, timeout_s=10)
+
+
+def creates(fake: FakeE2B) -> list[dict]:
+    return [r for r in fake.requests if r["route"] == "create"]
+
+
+def test_full_lifecycle_through_measure_sends_labels_and_per_exec_env(fake):
+    provider = get_provider("e2b", {})
+    assert isinstance(provider, E2BProvider)
+    provider.check()
+    out = measure(provider, spec(), ENV_SNIPPET, {"FARM_PASSED": "per-exec-value"}, TIMEOUTS)
+
+    assert out["outcome"] == "ok", out
+    for phase in ("create", "ready", "run", "destroy", "total"):
+        assert out[f"{phase}_ns"] > 0
+    assert out["warm"] is None and "claim_ns" not in out and out["exit_code"] == 0
+    assert "token=per-exec-value" in out["output"]
+    (create,) = creates(fake)
+    assert create["body"]["metadata"] == LABELS
+    assert create["body"]["templateID"] == "code-interpreter-v1"
+    assert create["body"]["envVars"] == {}  # env goes per exec, never at create
+    ready, run = [r for r in fake.requests if r["route"] == "execute"]
+    assert ready["body"]["env_vars"] is None and ready["body"]["code"] == "print('farm-ready')"
+    assert run["body"]["env_vars"] == {"FARM_PASSED": "per-exec-value"}
+    assert fake.routes()[-1] == "kill" and fake.sandboxes == {} and len(fake.killed) == 1
+
+
+@pytest.mark.parametrize("code, exit_code, last_line", [
+    ("raise SystemExit(3)", 3, "SystemExit: 3"),
+    ("print('partial')\nraise ValueError('boom')", 1, "ValueError: boom"),
+])
+def test_snippet_failure_gets_an_honest_exit_code_and_the_sandbox_is_destroyed(fake, code, exit_code, last_line):
+    out = measure(E2BProvider({}), spec(), Snippet(name="bad", code=code), {}, TIMEOUTS)
+    assert out["outcome"] == "error" and out["error_class"] == "snippet_failed", out
+    assert out["error_phase"] == "run" and out["exit_code"] == exit_code
+    assert last_line in out["error"] and "run_ns" not in out
+    assert out["destroy_ns"] > 0 and fake.sandboxes == {}
+
+
+def test_exit_code_of_follows_what_python_would_return():
+    from e2b_code_interpreter.models import ExecutionError
+
+    def err(name: str, value: str) -> ExecutionError:
+        return ExecutionError(name, value, "")
+
+    assert exit_code_of(None) == 0
+    assert [exit_code_of(err("SystemExit", v)) for v in ("", "None", "0", "7", "bye")] == [0, 0, 0, 7, 1]
+    assert exit_code_of(err("KeyError", "'x'")) == 1
+
+
+def test_clean_sys_exit_is_success_not_failure(fake):
+    provider = E2BProvider({})
+    sbx = provider.create(spec())
+    try:
+        result = provider.run(sbx, "print('done')\nimport sys\nsys.exit(0)", {}, 10)
+    finally:
+        provider.destroy(sbx)
+    assert result.exit_code == 0 and result.stdout == "done\n" and result.stderr == ""
+
+
+@pytest.mark.parametrize("arrange, expected", [
+    (lambda f, mp: mp.setenv("E2B_API_KEY", "e2b_wrong_key_value_123456"), "auth"),
+    (lambda f, mp: f.fail("create", 404, "template not found"), "not_found"),
+    (lambda f, mp: f.fail("create", 429, "slow down"), "rate_limited"),
+    (lambda f, mp: f.fail("create", 503, "busy"), "provider_error"),
+    (lambda f, mp: f.fail("create", 500, "boom"), "provider_error"),
+])
+def test_create_errors_are_classified_once_without_sdk_retries(fake, monkeypatch, arrange, expected):
+    arrange(fake, monkeypatch)
+    with pytest.raises(ProviderError) as info:
+        E2BProvider({}).create(spec())
+    assert info.value.error_class == expected
+    assert len(creates(fake)) == 1  # retries=0: a 429/503 is not silently retried and timed as one call
+    assert "wrong_key" not in str(info.value) and fake.api_key not in str(info.value)
+    assert "\n" not in str(info.value) and str(info.value).startswith("e2b create: ")
+
+
+def test_unknown_template_is_not_found(fake):
+    with pytest.raises(ProviderError) as info:
+        E2BProvider({"template": "no-such-template"}).create(spec())
+    assert info.value.error_class == "not_found" and info.value.status == 404
+    assert "no-such-template" in str(info.value)
+
+
+def test_rate_limit_in_measure_is_recorded_as_such_never_as_a_snippet_failure(fake):
+    fake.fail("create", 429, "slow down", times=5)
+    out = measure(E2BProvider({}), spec(), ENV_SNIPPET, {"FARM_PASSED": "x"}, TIMEOUTS)
+    assert out["outcome"] == "error" and out["error_class"] == "rate_limited" and out["error_phase"] == "create"
+    assert "create_ns" not in out and "destroy_ns" not in out  # nothing was created, nothing invented
+
+
+def test_connection_refused_is_network_and_fails_fast(fake):
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = E2BProvider({"api_url": f"http://127.0.0.1:{port}"})
+    assert provider.facts()["sdk_retries"] == {"control_plane": 0, "connection": 0}
+    start = time.monotonic()
+    with pytest.raises(ProviderError) as info:
+        provider.create(spec())
+    assert info.value.error_class == "network"
+    assert time.monotonic() - start < 1.5  # no hidden connection retries with backoff
+    assert "Connection refused" in str(info.value)
+
+
+def test_run_timeout_is_classified_and_the_sandbox_is_still_destroyed(fake):
+    slow = Snippet(name="slow", code="import time\ntime.sleep(5)\n")
+    out = measure(E2BProvider({}), spec(), slow, {}, {**TIMEOUTS, "run": 0.5})
+    assert out["outcome"] == "timeout" and out["error_class"] == "timeout" and out["error_phase"] == "run", out
+    assert "run_ns" not in out and out["destroy_ns"] > 0
+    assert fake.sandboxes == {} and fake.routes()[-1] == "kill"
+
+
+def test_provider_error_during_readiness_still_destroys(fake):
+    fake.fail("execute", 500, "kernel died")
+    out = measure(E2BProvider({}), spec(), ENV_SNIPPET, {"FARM_PASSED": "x"}, TIMEOUTS)
+    assert out["outcome"] == "error" and out["error_class"] == "provider_error", out
+    assert out["error_phase"] == "ready" and out["destroy_ns"] > 0 and fake.sandboxes == {}
+
+
+def test_failed_destroy_is_flagged_leaked_then_swept_by_labels(fake):
+    fake.fail("kill", 500, "control plane hiccup")
+    provider = E2BProvider({})
+    out = measure(provider, spec(), ENV_SNIPPET, {"FARM_PASSED": "x"}, TIMEOUTS)
+    assert out["leaked"] in fake.sandboxes  # the id of the sandbox whose destroy failed
+    assert out["error_phase"] == "destroy" and "destroy_ns" not in out
+    other = fake.add_sandbox({**LABELS, "farm-run": "someone-else"})
+    unrelated = fake.add_sandbox({"owner": "not-the-farm"})
+
+    leftovers = provider.list_leftovers({"farm": "sandbox-farm", "farm-run": "run-e2b-1"})
+    assert leftovers == [out["leaked"]]
+    listed = [r for r in fake.requests if r["route"] == "list"][-1]
+    assert "farm-run=run-e2b-1" in listed["query"]["metadata"][0]
+    provider.delete_by_id(leftovers[0])
+    assert provider.list_leftovers({"farm": "sandbox-farm", "farm-run": "run-e2b-1"}) == []
+    assert set(fake.sandboxes) == {other, unrelated}
+    assert sorted(provider.list_leftovers({"farm": "sandbox-farm"})) == [other]
+
+
+def make_snapshot_as_documented() -> str:
+    """The recipe in docs/providers-e2b-modal.md, run with the real SDK against the fake."""
+    from e2b_code_interpreter import Sandbox
+
+    sbx = Sandbox.create()
+    snapshot_id = sbx.create_snapshot().snapshot_id
+    sbx.kill()
+    return snapshot_id
+
+
+def test_warm_from_a_snapshot_or_a_custom_template_is_flagged_and_timed_as_a_claim(fake):
+    snapshot_id = make_snapshot_as_documented()
+    assert snapshot_id in fake.snapshots and fake.sandboxes == {}
+    fake.templates.add("farm-python-deps")
+    snap = E2BProvider({"warm": "snapshot", "snapshot": snapshot_id})
+    tmpl = E2BProvider({"warm": "template", "warm_template": "farm-python-deps"})
+    for provider, source, flag in ((snap, snapshot_id, "snapshot"), (tmpl, "farm-python-deps", "template")):
+        provider.check()
+        before = len(fake.requests)
+        assert provider.warm(spec()) == {flag: source}
+        assert len(fake.requests) == before  # nothing to prepare: e2b keeps both ready
+        out = measure(provider, spec(), ENV_SNIPPET, {"FARM_PASSED": "w"}, TIMEOUTS)
+        assert out["outcome"] == "ok" and out["warm"] == flag and out["claim_ns"] > 0, out
+        assert "create_ns" not in out and "token=w" in out["output"]
+        assert creates(fake)[-1]["body"]["templateID"] == source
+        assert provider.facts()["template"] == source
+    assert fake.sandboxes == {}
+
+
+def test_cold_and_warm_differ_only_in_the_source(fake):
+    snapshot_id = make_snapshot_as_documented()
+    cold = measure(E2BProvider({}), spec(), ENV_SNIPPET, {"FARM_PASSED": "c"}, TIMEOUTS)
+    warm = measure(E2BProvider({"warm": "snapshot", "snapshot": snapshot_id}), spec(), ENV_SNIPPET,
+                   {"FARM_PASSED": "c"}, TIMEOUTS)
+    assert cold["warm"] is None and cold["create_ns"] > 0 and "claim_ns" not in cold
+    assert warm["warm"] == "snapshot" and warm["claim_ns"] > 0 and "create_ns" not in warm
+    assert [c["body"]["templateID"] for c in creates(fake)[-2:]] == ["code-interpreter-v1", snapshot_id]
+
+
+def test_check_names_the_missing_variable_and_rejects_bad_settings(monkeypatch):
+    monkeypatch.delenv("E2B_API_KEY", raising=False)
+    with pytest.raises(ProviderError) as info:
+        E2BProvider({}).check()
+    assert info.value.error_class == "auth" and "E2B_API_KEY" in str(info.value)
+    monkeypatch.setenv("E2B_API_KEY", "e2b_fake_0123456789abcdef")
+    for settings, words in (({"warm": "pool"}, "warm"), ({"templte": "x"}, "templte"),
+                            ({"warm": "template"}, "warm_template"), ({"warm": "snapshot"}, "snapshot")):
+        with pytest.raises(ProviderError) as info:
+            E2BProvider(settings).check()
+        assert info.value.error_class == "config" and words in str(info.value)
+    with pytest.raises(ProviderError) as info:
+        E2BProvider({"sandbox_timeout": "soon"})
+    assert info.value.error_class == "config" and "sandbox_timeout" in str(info.value)
+
+
+def test_facts_name_versions_and_template_never_the_key(fake):
+    facts = E2BProvider({"warm": "template", "warm_template": "farm-python-deps"}).facts()
+    assert facts["sdk"].startswith("e2b-code-interpreter 2.") and facts["core_sdk"].startswith("e2b 2.")
+    assert facts["template"] == "farm-python-deps" and facts["region"] is None
+    assert facts["api_url"] == fake.url
+    assert fake.api_key not in json.dumps(facts)
+
+
+def test_create_past_its_request_timeout_is_a_timeout(fake):
+    fake.fail("create", delay=2)
+    start = time.monotonic()
+    with pytest.raises(ProviderError) as info:
+        E2BProvider({}).create(SandboxSpec(labels=LABELS, timeout_s=0.3))
+    assert info.value.error_class == "timeout" and time.monotonic() - start < 1.5
+
+
+def test_farm_sweep_finds_and_deletes_leaked_labelled_sandboxes(fake):
+    config = parse_config({"providers": {"e2b": {}}})
+    leaked = fake.add_sandbox(LABELS)
+    other_run = fake.add_sandbox({**LABELS, "farm-run": "run-e2b-2"})
+    foreign = fake.add_sandbox({"owner": "not-the-farm"})
+    (dry,) = sweep(config, ["e2b"], run_id="run-e2b-1", dry_run=True)
+    assert dry.found == [leaked] and dry.deleted == [] and leaked in fake.sandboxes and not dry.error
+    (swept,) = sweep(config, ["e2b"])
+    assert sorted(swept.found) == sorted(swept.deleted) == sorted([leaked, other_run]) and not swept.error
+    assert set(fake.sandboxes) == {foreign}
+
+
+def test_farm_doctor_shows_endpoint_credentials_and_a_verdict(fake, monkeypatch):
+    config = parse_config({"providers": {"e2b": {}}})
+    (row,) = doctor(config, ["e2b"], timeout_s=2)
+    assert row.sdk.startswith("e2b-code-interpreter 2.") and row.credentials == "set: E2B_API_KEY"
+    assert row.endpoint == fake.url and row.verdict.startswith("reachable in "), row
+    assert fake.routes()[-1] == "list" and fake.requests[-1]["query"]["limit"] == ["1"]
+
+    fake.fail("list", delay=2)
+    (row,) = doctor(config, ["e2b"], timeout_s=0.3)
+    assert row.verdict.startswith("timeout: e2b ping: "), row
+    monkeypatch.setenv("E2B_API_KEY", "e2b_wrong_key_value_123456")
+    (row,) = doctor(config, ["e2b"], timeout_s=2)
+    assert row.verdict.startswith("auth: e2b ping: ") and "wrong_key" not in str(row)
+    monkeypatch.delenv("E2B_API_KEY")
+    (row,) = doctor(config, ["e2b"], timeout_s=2)
+    assert row.credentials == "missing: E2B_API_KEY"
+    assert row.verdict.startswith("auth: ") and "E2B_API_KEY" in row.verdict
