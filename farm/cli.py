@@ -77,7 +77,7 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
             label: str, as_json: bool) -> None:
     """Schedule a benchmark, follow its progress, and print the results."""
     from farm import runner
-    from farm.snippets import library, select
+    from farm.snippets import check_env_vars, library, select
     from providers import check_name
 
     config = _config(ctx)
@@ -89,6 +89,7 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
             raise ConfigError(str(exc)) from None
     available = library(snippets_dir or config.snippets_dir)
     chosen = select(available, _split(snippets) or config.plan.snippets)
+    check_env_vars(chosen, config.env_vars.pass_to_sandbox)
     options = runner.RunOptions(
         providers=provider_names, snippets=chosen,
         repetitions=repetitions or config.defaults.repetitions,

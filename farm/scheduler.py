@@ -114,14 +114,22 @@ class Scheduler:
         manifest = self.manifest(run_id)
         plan = plan_of(manifest)
         sent = 0
-        while self.store.inflight_count(run_id, provider) < manifest["window"]:
-            index = self.store.reserve_index(run_id, provider)
-            item = plan.item(provider, index)
-            if item is None:
-                break
-            self.dispatch(run_id, item)
+        while (index := self.store.reserve_slot(run_id, provider, manifest["window"],
+                                                plan.per_provider())) >= 0:
+            self.dispatch_index(run_id, provider, index)
             sent += 1
         return sent
+
+    def dispatch_index(self, run_id: str, provider: str, index: int) -> None:
+        """Dispatch the provider's plan item at a reserved index."""
+        item = plan_of(self.manifest(run_id)).item(provider, index)
+        assert item is not None, "reserve_slot never hands out an index past the plan"
+        self.dispatch(run_id, item)
+
+    def window(self, run_id: str, provider: str) -> tuple[int, int]:
+        """(window, plan length) for the commit script's next-slot reservation."""
+        manifest = self.manifest(run_id)
+        return manifest["window"], plan_of(manifest).per_provider()
 
     def missing_members(self, run_id: str) -> list[str]:
         """Plan members with no committed sample, in plan order."""
@@ -147,9 +155,11 @@ class Scheduler:
         if self.finalize_if_overdue(run_id):
             return 0
         manifest = self.manifest(run_id)
+        plan = plan_of(manifest)
         requeued = 0
         for provider in manifest["plan"]["providers"]:
-            for member, seen in self.store.inflight(run_id, provider).items():
+            inflight = self.store.inflight(run_id, provider)
+            for member, seen in inflight.items():
                 if not seen.startswith("c|") or self.store.lease_exists(run_id, member):
                     continue
                 if self.store.requeue_if_orphaned(run_id, provider, member, seen):
@@ -157,8 +167,22 @@ class Scheduler:
                     self.dispatch(run_id, PlanItem(prov, snippet, rep, warmup),
                                   attempt=int(seen.rsplit("|", 1)[-1]))
                     requeued += 1
+            if not inflight:
+                requeued += self._recover_lost(run_id, provider, plan)
             self.top_up(run_id, provider)
         return requeued
+
+    def _recover_lost(self, run_id: str, provider: str, plan: Plan) -> int:
+        """Nothing in flight: free slots a lost reply kept, and if the provider's plan is fully
+        dispatched yet incomplete, dispatch what never committed (a reply lost to a Redis crash
+        can swallow one reservation). Costs a plan scan only in that stalled state."""
+        self.store.reset_slots_if_idle(run_id, provider)
+        if self.store.cursor(run_id, provider) < plan.per_provider():
+            return 0
+        missing = [m for m in self.missing_members(run_id) if m.startswith(f"{provider}|")]
+        for member in missing:
+            self.dispatch(run_id, PlanItem(*parse_member(member)))
+        return len(missing)
 
     def reconcile_active(self, owner: str, every_ms: int = 3000) -> int:
         """Reconcile every unfinished run, at most once per ``every_ms`` across all processes."""

@@ -10,9 +10,11 @@ Key layout (``{r}`` = ``farm:run:<run_id>``):
     {r}:done                   SET    members ("provider|snippet|rep") already committed: exactly-once
                                       (deleted when the run finishes: 'finished' refuses late commits)
     {r}:cursor                 HASH   provider -> index of the next plan item to dispatch
+    {r}:slots                  HASH   provider -> tasks in flight (reserved <= window; freed on commit)
     {r}:inflight:<provider>    HASH   member -> "q|<ns>|<attempt>" (queued) / "c|<ns>|<worker>|<attempt>" (claimed)
     {r}:lease:<member>         STRING worker id, PX lease; refreshed while the sample runs
     {r}:facts                  HASH   provider -> JSON facts (SDK version, region, confinement)
+    {r}:env:<provider>         HASH   FARM_FACT key -> value that snippets reported (CPUs, memory, OS)
     {r}:sweep                  HASH   "<provider>:reclaimed" -> sandboxes a sweep deleted for this run
     farm:leaks                 HASH   sandbox id -> "run_id|provider" for sandboxes whose destroy failed
     farm:worker:<worker>       STRING heartbeat of a live worker (TTL)
@@ -102,24 +104,40 @@ if redis.call('HGET', KEYS[4], 'state') == 'queued' then redis.call('HSET', KEYS
 return {attempt, ''}
 """
 
-# KEYS: done, samples, status, inflight, lease, active   ARGV: run_id, member, outcome, now_ns, fields...
-_COMMIT = """
-if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then return 0 end
-if redis.call('HGET', KEYS[3], 'state') == 'finished' then return 0 end
+# Reserve one dispatch slot for a provider: never more than `window` tasks in flight, atomically.
+# KEYS: slots, cursor   ARGV: provider, window, plan_length   -> plan index, or -1
+_RESERVE_BODY = """
+local function reserve(slots, cursor, provider, window, length)
+  if tonumber(redis.call('HGET', slots, provider) or '0') >= window then return -1 end
+  if tonumber(redis.call('HGET', cursor, provider) or '0') >= length then return -1 end
+  redis.call('HINCRBY', slots, provider, 1)
+  return redis.call('HINCRBY', cursor, provider, 1) - 1
+end
+"""
+_RESERVE = _RESERVE_BODY + "return reserve(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))"
+
+# Commit a sample, free its slot and reserve the next one in the same round trip.
+# KEYS: done, samples, status, inflight, lease, active, slots, cursor
+# ARGV: run_id, member, outcome, now_ns, provider, window, plan_length, fields...
+# -> {0 duplicate | 1 committed | 2 committed and run finished, next plan index or -1}
+_COMMIT = _RESERVE_BODY + """
+if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then return {0, -1} end
+if redis.call('HGET', KEYS[3], 'state') == 'finished' then return {0, -1} end
 redis.call('SADD', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 8))
 redis.call('HINCRBY', KEYS[3], ARGV[3] == 'ok' and 'ok' or 'failed', 1)
 local done = redis.call('HINCRBY', KEYS[3], 'done', 1)
 redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('DEL', KEYS[5])
+if tonumber(redis.call('HGET', KEYS[7], ARGV[5]) or '0') > 0 then redis.call('HINCRBY', KEYS[7], ARGV[5], -1) end
 if done >= tonumber(redis.call('HGET', KEYS[3], 'planned')) then
   redis.call('HSET', KEYS[3], 'state', 'finished', 'finished_ns', ARGV[4])
   redis.call('SREM', KEYS[6], ARGV[1])
   -- 'state = finished' now refuses late duplicates, so the done set has served its purpose
-  redis.call('DEL', KEYS[1])
-  return 2
+  redis.call('DEL', KEYS[1], KEYS[7])
+  return {2, -1}
 end
-return 1
+return {1, reserve(KEYS[7], KEYS[8], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]))}
 """
 
 # KEYS: status, active, done   ARGV: run_id, now_ns, missing_count, missing_json, reason
@@ -178,6 +196,7 @@ class Store:
         self._requeue = client.register_script(_REQUEUE)
         self._renew = client.register_script(_RENEW)
         self._finalize = client.register_script(_FINALIZE)
+        self._reserve = client.register_script(_RESERVE)
 
     @classmethod
     def from_url(cls, url: str) -> "Store":
@@ -252,15 +271,32 @@ class Store:
         return bool(self._renew(keys=[self.key(run_id, f"lease:{member}")], args=[worker, lease_ms]))
 
     def commit(self, run_id: str, sample: dict[str, Any]) -> int:
-        """Commit one sample atomically. 0 = duplicate (dropped), 1 = committed, 2 = committed and
-        the run is now finished."""
-        member = member_key(sample["provider"], sample["snippet"], sample["rep"], bool(sample["warmup"]))
+        """Commit one sample atomically: 0 = duplicate dropped, 1 = committed, 2 = committed and
+        the run finished."""
+        return self.commit_and_reserve(run_id, sample)[0]
+
+    def commit_and_reserve(self, run_id: str, sample: dict[str, Any], window: int = 0,
+                           plan_length: int = 0) -> tuple[int, int]:
+        """Commit one sample atomically, freeing its dispatch slot and reserving the next.
+
+        Returns (0 = duplicate dropped | 1 = committed | 2 = committed and the run finished,
+        the provider's next plan index to dispatch or -1)."""
+        provider = sample["provider"]
+        member = member_key(provider, sample["snippet"], sample["rep"], bool(sample["warmup"]))
         sample = {**sample, "v": SCHEMA_VERSION}
-        return int(self._commit(
+        result, next_index = self._commit(
             keys=[self.key(run_id, "done"), self.key(run_id, "samples"), self.key(run_id, "status"),
-                  self.key(run_id, f"inflight:{sample['provider']}"), self.key(run_id, f"lease:{member}"),
-                  "farm:active"],
-            args=[run_id, member, sample["outcome"], time.time_ns(), *encode_sample(sample)]))
+                  self.key(run_id, f"inflight:{provider}"), self.key(run_id, f"lease:{member}"),
+                  "farm:active", self.key(run_id, "slots"), self.key(run_id, "cursor")],
+            args=[run_id, member, sample["outcome"], time.time_ns(), provider, window, plan_length,
+                  *encode_sample(sample)])
+        return int(result), int(next_index)
+
+    def reserve_slot(self, run_id: str, provider: str, window: int, plan_length: int) -> int:
+        """Take a dispatch slot and the next plan index, or -1 when the window is full or the
+        provider's plan is exhausted."""
+        return int(self._reserve(keys=[self.key(run_id, "slots"), self.key(run_id, "cursor")],
+                                 args=[provider, window, plan_length]))
 
     def iter_samples(self, run_id: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
         """Read the run's stream in batches, oldest first."""
@@ -279,22 +315,30 @@ class Store:
     def samples(self, run_id: str) -> list[dict[str, Any]]:
         return list(self.iter_samples(run_id))
 
+    def add_env_facts(self, run_id: str, provider: str, facts: dict[str, str]) -> None:
+        """Facts a snippet reported about its sandbox (``FARM_FACT`` lines: CPUs, memory, OS)."""
+        self.r.hset(self.key(run_id, f"env:{provider}"), mapping=facts)
+
+    def env_facts(self, run_id: str, providers: list[str]) -> dict[str, dict[str, str]]:
+        return {p: f for p in providers if (f := self.r.hgetall(self.key(run_id, f"env:{p}")))}
+
     def done_members(self, run_id: str) -> set[str]:
         return self.r.smembers(self.key(run_id, "done"))
 
     # --- dispatch bookkeeping -----------------------------------------------------------------
-    def reserve_index(self, run_id: str, provider: str) -> int:
-        """Atomically take the next plan index for a provider."""
-        return int(self.r.hincrby(self.key(run_id, "cursor"), provider, 1)) - 1
+    def cursor(self, run_id: str, provider: str) -> int:
+        return int(self.r.hget(self.key(run_id, "cursor"), provider) or 0)
+
+    def reset_slots_if_idle(self, run_id: str, provider: str) -> None:
+        """With nothing in flight, no slot can be legitimately held: reclaim any a lost reply kept."""
+        self.r.eval("if redis.call('HLEN', KEYS[1]) == 0 then redis.call('HSET', KEYS[2], ARGV[1], 0) end",
+                    2, self.key(run_id, f"inflight:{provider}"), self.key(run_id, "slots"), provider)
 
     def mark_queued(self, run_id: str, provider: str, member: str, attempt: int = 0) -> None:
         self.r.hset(self.key(run_id, f"inflight:{provider}"), member, f"q|{time.time_ns()}|{attempt}")
 
     def inflight(self, run_id: str, provider: str) -> dict[str, str]:
         return self.r.hgetall(self.key(run_id, f"inflight:{provider}"))
-
-    def inflight_count(self, run_id: str, provider: str) -> int:
-        return int(self.r.hlen(self.key(run_id, f"inflight:{provider}")))
 
     def requeue_if_orphaned(self, run_id: str, provider: str, member: str, seen: str) -> bool:
         """Flip a claimed member back to queued if its lease is gone and nobody changed it since."""

@@ -107,7 +107,14 @@ class LocalProvider(Provider):
 
     def install(self, sandbox: Sandbox, packages: tuple[str, ...], env: Mapping[str, str],
                 timeout: float) -> RunResult:
-        return self._run(sandbox, setup_code(packages), env, timeout, network=True)
+        # pip in the sandbox sees this host's pip configuration (index, find-links, certificates):
+        # HOME is the sandbox, so the user's config file is named explicitly. Only the setup phase
+        # gets it; the snippet's own run does not.
+        pip_env = {k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_TARGET"}
+        user_conf = Path.home() / ".config" / "pip" / "pip.conf"
+        if "PIP_CONFIG_FILE" not in pip_env and user_conf.is_file():
+            pip_env["PIP_CONFIG_FILE"] = str(user_conf)
+        return self._run(sandbox, setup_code(packages), {**pip_env, **env}, timeout, network=True)
 
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
         return self._run(sandbox, code, env, timeout, network=self.network)

@@ -19,7 +19,17 @@ def _wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_sigkilled_worker_restarted_run_completes_exactly_once(farm):
+def test_sigkilled_worker_restarted_run_completes_exactly_once(tmp_path):
+    from farm.ops import sweep
+    from farm.testing import Farm
+
+    root = tmp_path / "sandboxes"
+    root.mkdir()
+    with Farm(tmp_path, config={"providers": {"local": {"root": str(root)}}}) as farm:
+        _sigkill_and_recover(farm, root, sweep)
+
+
+def _sigkill_and_recover(farm, root, sweep):
     worker = farm.worker("local", concurrency=2)
     run_id = farm.start_run(["local"], farm.snippets("hello", "primes", "file_io"), repetitions=20)
     _wait_for(lambda: farm.store.status(run_id).done >= 10, 60, "10 samples")
@@ -49,6 +59,12 @@ def test_sigkilled_worker_restarted_run_completes_exactly_once(farm):
     assert max(s["attempt"] for s in samples) == 2  # the interrupted ones ran again, once
     st = farm.store.status(run_id)
     assert st.done == st.ok == 60 and st.failed == 0
+    # The killed samples' sandboxes were never destroyed: a sweep finds exactly those and reclaims them.
+    leaked = sorted(p.name for p in root.iterdir())
+    assert 1 <= len(leaked) <= 2
+    (result,) = sweep(farm.config, ["local"], run_id=run_id, store=farm.store)
+    assert len(result.deleted) == len(leaked) and not result.error
+    assert list(root.iterdir()) == []
 
 
 def test_redis_restart_mid_run_loses_no_committed_sample(farm):

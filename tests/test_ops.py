@@ -35,10 +35,18 @@ def test_failed_destroys_are_recorded_then_swept_and_credited_to_the_run(tmp_pat
 
 
 def test_cli_sweep_and_doctor(tmp_path):
-    (tmp_path / "config.yml").write_text("plan:\n  providers: [local]\n")
+    root = tmp_path / "sandboxes"
+    (root / "farm-sbx-leftover").mkdir(parents=True)
+    (root / "farm-sbx-leftover" / "labels.json").write_text(json.dumps({"farm": "sandbox-farm", "farm-run": "r1"}))
+    (root / "farm-sbx-unlabelled").mkdir()  # not the farm's: never touched
+    (tmp_path / "config.yml").write_text(f"plan:\n  providers: [local]\nproviders:\n  local:\n    root: {root}\n")
     swept = farm_cli("sweep", "--dry-run", cwd=tmp_path)
     assert swept.returncode == 0, swept.stderr
-    assert swept.stdout.split()[:3] == ["local", "found", "0"]
+    assert swept.stdout.split()[:6] == ["local", "found", "1", "would", "delete", "1"]
+    assert (root / "farm-sbx-leftover").exists()
+    swept = farm_cli("sweep", "--provider", "local", cwd=tmp_path)
+    assert swept.returncode == 0 and swept.stdout.split()[:5] == ["local", "found", "1", "deleted", "1"]
+    assert sorted(p.name for p in root.iterdir()) == ["farm-sbx-unlabelled"]
     doc = farm_cli("doctor", "--provider", "local", "--provider", "sim", cwd=tmp_path)
     assert doc.returncode == 0, doc.stderr
     lines = doc.stdout.splitlines()

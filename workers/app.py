@@ -172,10 +172,15 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                 cls = exc.error_class if isinstance(exc, ProviderError) else "provider_error"
                 record.update(outcome="error", error_class=cls, error_phase="create",
                               error=f"{type(exc).__name__}: {exc}"[:300])
-    result = retrying(lambda: st.commit(run_id, record), "commit")
+    env_facts = record.pop("facts", None)  # FARM_FACT lines: facts about the sandbox, kept per run
+    window, length = scheduler().window(run_id, provider)
+    result, next_index = retrying(lambda: st.commit_and_reserve(run_id, record, window, length), "commit")
+    if result and env_facts:
+        st.add_env_facts(run_id, provider, env_facts)
     if result and record.get("leaked"):  # `farm sweep` credits the run when it reclaims this one
         st.r.hset("farm:leaks", record["leaked"], f"{run_id}|{provider}")
-    retrying(lambda: scheduler().top_up(run_id, provider), "top-up")
+    if next_index >= 0:  # the commit freed a slot and reserved the next item: send it
+        retrying(lambda: scheduler().dispatch_index(run_id, provider, next_index), "dispatch")
     return {0: "duplicate-dropped", 1: "committed", 2: "committed-run-finished"}[result]
 
 

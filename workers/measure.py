@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from celery.exceptions import SoftTimeLimitExceeded
 
 from farm.redact import redact
-from farm.snippets import Snippet, parse_internal_timings
+from farm.snippets import Snippet, parse_facts, parse_internal_timings
 from providers.base import Provider, ProviderError, RunResult, Sandbox, SandboxSpec
 
 READY_CODE = "print('farm-ready')"
@@ -96,6 +96,9 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
             out.update(outcome="skipped", error=redact(skip["reason"])[:300])
         elif result.ok:
             out["run_ns"] = elapsed
+            facts = parse_facts(result.stdout)  # the full stdout, not the stored tail
+            if facts:
+                out["facts"] = facts
             internal = parse_internal_timings(result.stdout)
             out["internal"] = {k: round(v * 1e6) for k, v in internal.items()}
         else:

@@ -13,7 +13,11 @@ A snippet is a Python file that starts with a declared header in the PEP 723 sty
 A snippet may report its own measured section by printing lines of the form
 ``FARM_TIMING <phase> <milliseconds>``; each becomes a phase ``internal.<phase>`` in the results.
 A snippet that finds a precondition missing (say, no network) prints ``FARM_SKIP <reason>`` and
-exits 0: the sample is recorded as ``skipped`` with that reason, never as a zero.
+exits 0: the sample is recorded as ``skipped`` with that reason, never as a zero. A snippet that
+reports facts about its environment (the library's ``system_info``) prints ``FARM_FACT <key> <value>``
+lines; ``parse_facts`` reads them, and the run records them per provider.
+
+``--snippets-dir`` also accepts a suite written for AI Sandbox Benchmark: see ``farm.snippets.compat``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ LIBRARY_DIR = Path(__file__).parent / "library"
 HEADER = re.compile(r"^# /// farm\s*$(?P<body>.*?)^# ///\s*$", re.M | re.S)
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 KNOWN_NEEDS = frozenset({"network"})
+FACT_LINE = re.compile(r"^FARM_FACT[ \t]+(?P<key>[a-z][a-z0-9_.]{0,47})[ \t]+(?P<value>\S[^\n]*?)[ \t]*$", re.M)
+MAX_FACTS, MAX_FACT_CHARS = 64, 200
 TIMING_LINE = re.compile(r"^FARM_TIMING\s+(?P<phase>[A-Za-z0-9_.-]{1,40})\s+(?P<ms>[0-9]+(?:\.[0-9]+)?)\s*$", re.M)
 MAX_SNIPPET_BYTES = 256 * 1024
 
@@ -70,6 +76,27 @@ class Snippet:
 def parse_internal_timings(output: str) -> dict[str, float]:
     """``FARM_TIMING phase ms`` lines the snippet printed; nothing is invented when there are none."""
     return {m["phase"]: float(m["ms"]) for m in TIMING_LINE.finditer(output or "")}
+
+
+def parse_facts(output: str) -> dict[str, str]:
+    """``FARM_FACT key value`` lines as {key: value}: strings, last one wins, secrets redacted."""
+    from farm.redact import redact
+
+    facts: dict[str, str] = {}
+    for m in FACT_LINE.finditer(output or ""):
+        if m["key"] in facts or len(facts) < MAX_FACTS:
+            facts[m["key"]] = redact(m["value"].strip())[:MAX_FACT_CHARS]
+    return facts
+
+
+def check_env_vars(snippets: Iterable[Snippet], allowed: Iterable[str]) -> None:
+    """Every environment variable a snippet names (``extra["env_vars"]``) must be allow-listed."""
+    allowed = set(allowed)
+    for snippet in snippets:
+        missing = [name for name in snippet.extra.get("env_vars", ()) if name not in allowed]
+        if missing:
+            raise ConfigError(f"snippet {snippet.name!r} needs environment variable {missing[0]}: add it to "
+                              "env_vars.pass_to_sandbox in config.yml (only listed variables reach sandboxes)")
 
 
 def parse_snippet(text: str, source: str) -> Snippet:
@@ -138,7 +165,16 @@ def library(extra_dir: str | Path | None = None) -> dict[str, Snippet]:
 
 
 def load_extra_dir(directory: Path) -> dict[str, Snippet]:
-    """A user folder: farm-format snippets (hook point for other suite formats)."""
+    """A user folder: farm-format snippets, or a suite written for AI Sandbox Benchmark."""
+    from farm.snippets import compat
+
+    if not directory.is_dir():
+        raise ConfigError(f"snippets folder {directory} does not exist")
+    if compat.is_aisb_suite(directory):
+        return compat.load_suite(directory)
+    if not any(directory.glob("*.py")):
+        raise ConfigError(f"snippets folder {directory} has no snippets: expected *.py files with a "
+                          "'# /// farm' header, or AI Sandbox Benchmark tests (tests/test_*.py)")
     return load_dir(directory)
 
 

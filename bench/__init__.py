@@ -1,0 +1,1 @@
+"""The farm's own benchmarks: `python -m bench` (see bench/run.py)."""
