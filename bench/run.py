@@ -110,26 +110,36 @@ def bench_scheduling(tmp: Path, n: int, concurrencies: list[int], run_ms: float)
 
 
 def bench_fidelity(tmp: Path, n: int) -> None:
-    """The local provider's run phase for `hello` vs the same interpreter invocation timed bare."""
+    """The local provider's run phase for `hello` vs the same interpreter invocation (same argv:
+    limits wrapper included) timed by a bare perf_counter loop; and vs a plain `python -c`."""
+    from providers.local import LocalProvider
+
     hello = library()["hello"]
-    config = {"providers": {"local": {"confine": "none"}}}
-    with Farm(tmp / "fidelity", config=config) as farm:
+    settings = {"confine": "none"}
+    with Farm(tmp / "fidelity", config={"providers": {"local": settings}}) as farm:
         farm.worker("local", concurrency=1)
         run_id = farm.start_run(["local"], [hello], repetitions=n, concurrency=1)
         _wait(lambda: farm.store.status(run_id).state == "finished", 600)
         farm_ms = [s["run_ns"] / 1e6 for s in farm.store.samples(run_id) if s["run_ns"]]
-    ref_ms = []
+    provider = LocalProvider(settings)
+    same, plain = [], []
     with tempfile.TemporaryDirectory() as work:
+        home = Path(work)
+        (home / "work").mkdir()
+        argv = provider._argv(home, hello.code, network=True)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": work, "LANG": "C.UTF-8"}
         for _ in range(n):
-            start = time.perf_counter_ns()
-            subprocess.run([sys.executable, "-c", hello.code], cwd=work, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, check=True)
-            ref_ms.append((time.perf_counter_ns() - start) / 1e6)
-    farm_med, ref_med = statistics.median(farm_ms), statistics.median(ref_ms)
-    ratio = farm_med / ref_med
-    record(f"fidelity: local run phase median (n={n})", farm_med, "ms", ref_med, ratio,
-           "within 5% of reference", abs(ratio - 1) <= 0.05, "unconfined; bwrap adds its own start-up")
+            for out, cmd in ((same, argv), (plain, [sys.executable, "-c", hello.code])):
+                start = time.perf_counter_ns()
+                subprocess.run(cmd, cwd=home / "work", env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=True)
+                out.append((time.perf_counter_ns() - start) / 1e6)
+    farm_med, same_med, plain_med = (statistics.median(x) for x in (farm_ms, same, plain))
+    ratio = farm_med / same_med
+    record(f"fidelity: local run phase median (n={n})", farm_med, "ms", same_med, ratio,
+           "within 5% of reference", abs(ratio - 1) <= 0.05, "reference: same argv in a bare loop")
+    record("fidelity: limits wrapper vs plain python -c", same_med, "ms", plain_med, same_med / plain_med,
+           "", None, "what prlimit costs (unconfined, no bwrap)")
 
 
 def _synthetic_sample(i: int, rng: random.Random) -> dict[str, Any]:

@@ -64,6 +64,7 @@ def worker_id() -> str:
 
 
 _warm_facts: dict[str, dict[str, Any] | None] = {}
+_facts_filed: set[tuple[str, str]] = set()
 
 
 def provider_for(run_id: str, name: str, manifest: dict[str, Any]) -> Provider:
@@ -78,12 +79,14 @@ def provider_for(run_id: str, name: str, manifest: dict[str, Any]) -> Provider:
                                                            settings=settings))
         _providers[cache_key] = provider
     provider = _providers[cache_key]
-    facts_key = Store.key(run_id, "facts")
-    if not store().r.hexists(facts_key, name):
-        facts = {**provider.facts(), "worker": socket.gethostname()}
-        if _warm_facts.get(cache_key):
-            facts["warm"] = _warm_facts[cache_key]
-        store().r.hsetnx(facts_key, name, json.dumps(facts, default=str))
+    if (run_id, name) not in _facts_filed:  # once per run and process: no round trip per sample
+        facts_key = Store.key(run_id, "facts")
+        if not store().r.hexists(facts_key, name):
+            facts = {**provider.facts(), "worker": socket.gethostname()}
+            if _warm_facts.get(cache_key):
+                facts["warm"] = _warm_facts[cache_key]
+            store().r.hsetnx(facts_key, name, json.dumps(facts, default=str))
+        _facts_filed.add((run_id, name))
     return provider
 
 
