@@ -1,23 +1,35 @@
-"""Percentiles per (provider, snippet, phase) from a run's samples.
+"""Percentiles per (provider, snippet, phase) from a run's samples, with their uncertainty.
 
 Only successful, measured (non-warm-up) samples contribute values; failures are counted in
-``errors`` and never turned into zeros. Quantiles are exact, with linear interpolation (numpy's
-default method).
+``errors`` and never turned into zeros. Up to ``statistics.exact_limit`` values per series the
+quantiles are exact (numpy's linear interpolation); beyond it a series uses a DDSketch: the
+workers' merged sketches when their count equals the committed count, otherwise one rebuilt from
+the stream in batches. Samples are streamed once (twice when a rebuild is needed); no more than
+``exact_limit`` values per series are ever held in memory.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from farm.config import Statistics
+from farm.sketch import LatencySketch
+from farm.stats import ci_ranks, modes, quantile_ci, shape_flags
 from farm.store import PHASES
 
 QUANTILES = (50, 90, 95, 99)
 # Phases in the order people read them; "tti" (time to interactive) = create-or-claim + ready.
 PHASE_ORDER = ("queue", "claim", "create", "ready", "tti", "setup", "run", "destroy", "total")
+# Points of each series' distribution kept for charts (CDFs): fine in the middle, dense in the tail.
+CDF_PROBS = (0.0, 0.01, 0.025, *(i / 20 for i in range(1, 20)), 0.975, 0.99, 0.995, 0.999, 1.0)
+BATCH = 4096  # values buffered per series before they are binned into a sketch
+
+Series = tuple[str, str, str]
 
 
 @dataclass
@@ -36,6 +48,18 @@ class Row:
     max_ms: float | None
     mean_ms: float | None
     stdev_ms: float | None
+    # Added in issue 7; the fields above are unchanged.
+    p50_ci_ms: list[float] | None = None
+    p90_ci_ms: list[float] | None = None
+    p95_ci_ms: list[float] | None = None
+    p99_ci_ms: list[float] | None = None
+    insufficient: list[str] = field(default_factory=list)  # quantiles whose interval needs more n
+    method: str = "exact"                                    # "exact" or "sketch"
+    relative_error: float | None = None                      # sketch quantile bound, None when exact
+    sketch_source: str | None = None                         # "workers" | "rebuilt" | "stream"
+    cv: float | None = None
+    modes_ms: list[float] | None = None                      # density modes; 2+ = "bimodal" flag
+    flags: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +76,17 @@ def sample_phases(sample: dict[str, Any]) -> dict[str, int]:
     return values
 
 
-def _phase_key(phase: str) -> tuple[int, str]:
+def measured_values(samples: Iterable[dict[str, Any]]) -> Iterator[tuple[Series, int]]:
+    """(series, ns) for every phase of every successful measured sample, in stream order."""
+    for s in samples:
+        if s.get("warmup") or s.get("outcome") != "ok":
+            continue
+        for phase, ns in sample_phases(s).items():
+            yield (s["provider"], s["snippet"], phase), ns
+
+
+def phase_key(phase: str) -> tuple[int, str]:
+    """Sort key: phases in reading order, then internal timings by name."""
     return (PHASE_ORDER.index(phase), "") if phase in PHASE_ORDER else (len(PHASE_ORDER), phase)
 
 
@@ -70,41 +104,191 @@ def summarize(values_ns: np.ndarray) -> dict[str, float | None]:
     return out
 
 
+def exact_stats(values_ns: np.ndarray, confidence: float) -> tuple[dict[str, Any], list[float]]:
+    """Row statistics and CDF points of a series small enough to sort."""
+    ms = np.sort(values_ns.astype(np.float64) / 1e6)
+    out: dict[str, Any] = summarize(values_ns)
+    for q in QUANTILES:
+        ci = quantile_ci(ms, q / 100, confidence)
+        out[f"p{q}_ci_ms"] = list(ci) if ci else None
+    out["modes_ms"] = modes(ms)
+    cdf = np.quantile(ms, CDF_PROBS).tolist() if ms.size else []
+    return out, cdf
+
+
+def sketch_stats(sk: LatencySketch, confidence: float) -> tuple[dict[str, Any], list[float]]:
+    """The same statistics from a sketch: quantiles and interval ends within ±alpha."""
+    out: dict[str, Any] = {"min_ms": sk.min, "max_ms": sk.max, "mean_ms": sk.mean, "stdev_ms": sk.stdev}
+    for q in QUANTILES:
+        out[f"p{q}_ms"] = sk.quantile(q / 100)
+        ranks = ci_ranks(sk.n, q / 100, confidence)
+        out[f"p{q}_ci_ms"] = [sk.value_at_rank(ranks[0]), sk.value_at_rank(ranks[1])] if ranks else None
+    out["modes_ms"] = sk.modes()
+    return out, [sk.quantile(p) for p in CDF_PROBS]
+
+
 @dataclass
 class Aggregate:
     rows: list[Row]
     errors_by_class: dict[str, dict[str, int]]  # "provider/snippet" -> class -> count
     counts: dict[str, int]                      # ok, error, timeout, skipped, warmup
+    distributions: dict[str, list[float]] = field(default_factory=dict)  # "p/s/phase" -> CDF_PROBS values
+    sketch_notes: list[str] = field(default_factory=list)
 
 
-def aggregate(samples: Iterable[dict[str, Any]]) -> Aggregate:
-    values: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+class _Acc:
+    """One series while streaming: exact values until the limit, then a sketch (or just a count)."""
+
+    __slots__ = ("n", "values", "sketch", "pending")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.values: array | None = array("q")
+        self.sketch: LatencySketch | None = None
+        self.pending: list[float] = []
+
+    def flush(self) -> None:
+        if self.sketch is not None and self.pending:
+            self.sketch.add_many(self.pending)
+            self.pending = []
+
+
+def _fold(values: Iterable[tuple[Series, int]], accs: dict[Series, _Acc], limit: int, alpha: float,
+          inline: bool) -> None:
+    for key, ns in values:
+        acc = accs.get(key)
+        if acc is None:
+            acc = accs[key] = _Acc()
+        acc.n += 1
+        if acc.values is not None:
+            acc.values.append(ns)
+            if len(acc.values) > limit:  # past the exact limit: never hold more than this
+                if inline:
+                    acc.sketch = LatencySketch(alpha)
+                    acc.sketch.add_many(np.frombuffer(acc.values, dtype=np.int64) / 1e6)
+                acc.values = None
+        elif acc.sketch is not None:
+            acc.pending.append(ns / 1e6)
+            if len(acc.pending) >= BATCH:
+                acc.flush()
+
+
+def _rebuild(restream: Callable[[], Iterable[dict[str, Any]]], wanted: dict[Series, int],
+             alpha: float) -> dict[Series, LatencySketch]:
+    """Second pass: sketch the first ``n`` values of each wanted series (the stream is append-only,
+    so they are exactly the ones the first pass counted)."""
+    accs = {k: _Acc() for k in wanted}
+    for acc in accs.values():
+        acc.values, acc.sketch = None, LatencySketch(alpha)
+    for key, ns in measured_values(restream()):
+        acc = accs.get(key)
+        if acc is not None and acc.n < wanted[key]:
+            acc.n += 1
+            acc.pending.append(ns / 1e6)
+            if len(acc.pending) >= BATCH:
+                acc.flush()
+    for acc in accs.values():
+        acc.flush()
+    return {k: a.sketch for k, a in accs.items() if a.sketch is not None}
+
+
+def aggregate(samples: Iterable[dict[str, Any]], stats: Statistics | None = None,
+              sketches: dict[Series, LatencySketch] | None = None,
+              restream: Callable[[], Iterable[dict[str, Any]]] | None = None) -> Aggregate:
+    """Stream samples into rows. With ``sketches`` (the workers'), series past the exact limit use
+    them when their count matches, else are rebuilt via ``restream``; without, they are sketched
+    here in the same pass."""
+    stats = stats or Statistics()
+    limit, alpha, confidence = stats.exact_limit, stats.sketch_relative_accuracy, stats.confidence
     ok: Counter[tuple[str, str]] = Counter()
     errors: Counter[tuple[str, str]] = Counter()
     by_class: dict[str, Counter[str]] = defaultdict(Counter)
     counts: Counter[str] = Counter()
-    for s in samples:
-        if s.get("warmup"):
-            counts["warmup"] += 1
-            continue
-        counts[s["outcome"]] += 1
-        pair = (s["provider"], s["snippet"])
-        if s["outcome"] == "skipped":
-            continue
-        if s["outcome"] != "ok":
-            errors[pair] += 1
-            by_class[f"{pair[0]}/{pair[1]}"][s.get("error_class") or "unknown"] += 1
-            continue
-        ok[pair] += 1
-        for phase, ns in sample_phases(s).items():
-            values[(*pair, phase)].append(ns)
-    rows = []
-    pairs = sorted(set(ok) | set(errors))
-    for pair in pairs:
-        phases = sorted({k[2] for k in values if k[:2] == pair} or {"total"}, key=_phase_key)
+    accs: dict[Series, _Acc] = {}
+    inline = sketches is None or restream is None
+
+    def measured() -> Iterator[dict[str, Any]]:
+        for s in samples:
+            if s.get("warmup"):
+                counts["warmup"] += 1
+                continue
+            counts[s["outcome"]] += 1
+            pair = (s["provider"], s["snippet"])
+            if s["outcome"] == "skipped":
+                continue
+            if s["outcome"] != "ok":
+                errors[pair] += 1
+                by_class[f"{pair[0]}/{pair[1]}"][s.get("error_class") or "unknown"] += 1
+                continue
+            ok[pair] += 1
+            yield s
+
+    _fold(measured_values(measured()), accs, limit, alpha, inline)
+    for acc in accs.values():
+        acc.flush()
+
+    notes: list[str] = []
+    big = {k: a for k, a in accs.items() if a.values is None}
+    resolved: dict[Series, tuple[LatencySketch, str]] = {
+        k: (a.sketch, "stream") for k, a in big.items() if a.sketch is not None}
+    if not inline:
+        assert sketches is not None and restream is not None
+        stale: dict[Series, int] = {}
+        for key, acc in big.items():
+            sk = sketches.get(key)
+            if sk is not None and sk.n == acc.n:
+                resolved[key] = (sk, "workers")
+            else:
+                stale[key] = acc.n
+        if stale:
+            shown = ", ".join(f"{'/'.join(k)} ({sketches[k].n if k in sketches else 0} of {n})"
+                              for k, n in list(stale.items())[:3])
+            notes.append(f"{len(stale)} series had incomplete worker sketches, e.g. {shown} values: "
+                         "rebuilt from the stream (a worker died before flushing, or the run is still going)")
+        for key, sk in _rebuild(restream, stale, alpha).items():
+            resolved[key] = (sk, "rebuilt")
+
+    rows: list[Row] = []
+    dists: dict[str, list[float]] = {}
+    for pair in sorted(set(ok) | set(errors)):
+        phases = sorted({k[2] for k in accs if k[:2] == pair} or {"total"}, key=phase_key)
         attempts = ok[pair] + errors[pair]
         for phase in phases:
-            arr = np.asarray(values.get((*pair, phase), []), dtype=np.int64)
-            rows.append(Row(pair[0], pair[1], phase, int(arr.size), errors[pair],
-                            errors[pair] / attempts if attempts else 0.0, **summarize(arr)))
-    return Aggregate(rows, {k: dict(v) for k, v in sorted(by_class.items())}, dict(counts))
+            key = (*pair, phase)
+            acc = accs.get(key)
+            extra: dict[str, Any] = {}
+            if acc is not None and key in resolved:
+                sk, source = resolved[key]
+                values, cdf = sketch_stats(sk, confidence)
+                extra = {"method": "sketch", "relative_error": sk.alpha, "sketch_source": source}
+            else:
+                arr = np.frombuffer(acc.values, dtype=np.int64) if acc is not None and acc.values is not None \
+                    else np.asarray([], dtype=np.int64)
+                values, cdf = exact_stats(arr, confidence)
+            n = acc.n if acc is not None else 0
+            cv, flags = shape_flags(n, values["mean_ms"], values["stdev_ms"], values["modes_ms"])
+            short = [f"p{q}_ms" for q in QUANTILES if n and values[f"p{q}_ci_ms"] is None]
+            flags += [f"insufficient_n:{s[:-3]}" for s in short]
+            rows.append(Row(pair[0], pair[1], phase, n, errors[pair], errors[pair] / attempts if attempts else 0.0,
+                            **values, insufficient=short, cv=cv, flags=flags, **extra))
+            if cdf:
+                dists["/".join(key)] = cdf
+    return Aggregate(rows, {k: dict(v) for k, v in sorted(by_class.items())}, dict(counts), dists, notes)
+
+
+def aggregate_run(store: Any, run_id: str, stats: Statistics | None = None,
+                  samples: Callable[[], Iterable[dict[str, Any]]] | None = None) -> Aggregate:
+    """Aggregate a stored run: stream its samples, merge worker sketches for series past the limit."""
+    from farm import sketch
+
+    stats = stats or Statistics()
+    restream = samples or (lambda: store.iter_samples(run_id))
+    manifest = store.manifest(run_id)
+    worker_sketches = None
+    if manifest["plan"]["repetitions"] > stats.exact_limit:
+        worker_sketches, unusable = sketch.load(store, run_id, stats.sketch_relative_accuracy)
+        for key in unusable:
+            worker_sketches.pop(key, None)
+        if not worker_sketches and not unusable:
+            worker_sketches = None  # no worker wrote any: sketch in the single pass instead
+    return aggregate(restream(), stats, worker_sketches, restream if worker_sketches is not None else None)

@@ -159,18 +159,23 @@ def _with_store(ctx: click.Context, fn: Any) -> Any:
 @cli.command("report")
 @click.argument("run_id")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--output", "-o", metavar="PATH",
+              help="write to PATH instead of stdout ('-' = stdout); html defaults to farm-report-RUN.html")
 @click.pass_context
-def report_cmd(ctx: click.Context, run_id: str, fmt: str) -> None:
-    """Print a run's results again, in any format."""
+def report_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None) -> None:
+    """Print a run's results again, in any format; html is written to a self-contained file."""
+    from farm.cli_stats import default_output, require_run, write_report
 
     def show(store: Any) -> str:
-        if not store.run_exists(run_id):
-            recent = store.recent_runs(5)
-            hint = f"; recent runs: {', '.join(recent)}" if recent else "; no runs recorded yet"
-            raise FarmError(f"no run {run_id!r} in this Redis{hint}")
-        return render(store, run_id, fmt)
+        require_run(store, run_id)
+        return render(store, run_id, fmt, _config(ctx))
 
-    click.echo(_with_store(ctx, show))
+    text = _with_store(ctx, show)
+    target = output or default_output(run_id, fmt)
+    if target and target != "-":
+        click.echo(write_report(text, target), err=True)
+    else:
+        click.echo(text)
 
 
 @cli.command("runs")
@@ -342,6 +347,16 @@ def snippets_cmd(ctx: click.Context, snippets_dir: str | None) -> None:
         flags = ("repeatable" if s.repeatable else "once") + (f", needs {','.join(s.needs)}" if s.needs else "")
         pkgs = f" [packages: {', '.join(s.packages)}]" if s.packages else ""
         click.echo(f"{s.name:24} {s.description} ({flags}){pkgs}")
+
+
+def _register_stats_commands() -> None:
+    from farm.cli_stats import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_stats_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

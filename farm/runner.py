@@ -129,14 +129,14 @@ def start_local_workers(store: Store, embedded: EmbeddedRedis, url: str, provide
 
 def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: EmbeddedRedis | None,
                    workers: LocalWorkers | None, on_progress: Callable[[RunStatus], None] | None,
-                   every_s: float) -> dict:
+                   every_s: float, config: FarmConfig | None = None) -> dict:
     try:
         follow(store, scheduler, run_id, on_progress, every_s, workers)
     except KeyboardInterrupt:
         where = ("its samples are kept; `farm watch {id}` restarts local workers and carries on"
                  if embedded else "it goes on on the workers; `farm watch {id}` re-attaches")
         raise Detached(f"interrupted: run {run_id} is not finished — " + where.format(id=run_id)) from None
-    return build_document(store, run_id)
+    return build_document(store, run_id, config)
 
 
 def start_codesandbox_service(stack: ExitStack, config: FarmConfig, log_dir: Path) -> None:
@@ -174,7 +174,7 @@ def run(config: FarmConfig, options: RunOptions,
             if on_started:
                 on_started(run_id, "embedded" if embedded else "distributed")
             return run_id, _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress,
-                                          options.progress_every_s)
+                                          options.progress_every_s, config)
         finally:
             if workers is not None:
                 workers.stop()
@@ -199,7 +199,7 @@ def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], No
                     start_codesandbox_service(services, config, Path(embedded.dir) / "logs")
                 workers = start_local_workers(store, embedded, url, manifest["plan"]["providers"],
                                                manifest["concurrency"], config_path)
-            return _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress, every_s)
+            return _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress, every_s, config)
         finally:
             if workers is not None:
                 workers.stop()

@@ -87,6 +87,7 @@ class Scheduler:
             "env_pass_to_sandbox": list(config.env_vars.pass_to_sandbox),  # names only, never values
             "provider_settings": {p: config.providers.get(p, {}) for p in providers},
             "snippets": {s.name: s.to_manifest() for s in snippets},
+            "statistics": config.statistics.model_dump(),
             "scheduler": {"farm_version": __version__, "python": sys.version.split()[0],
                           "host": platform.node(), "pid": os.getpid()},
         }

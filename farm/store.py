@@ -15,6 +15,7 @@ Key layout (``{r}`` = ``farm:run:<run_id>``):
     {r}:lease:<member>         STRING worker id, PX lease; refreshed while the sample runs
     {r}:facts                  HASH   provider -> JSON facts (SDK version, region, confinement)
     {r}:env:<provider>         HASH   FARM_FACT key -> value that snippets reported (CPUs, memory, OS)
+    {r}:sketches               HASH   "<provider>|<snippet>|<phase>|<writer>" -> JSON sketch (farm/sketch.py)
     {r}:sweep                  HASH   "<provider>:reclaimed" -> sandboxes a sweep deleted for this run
     farm:leaks                 HASH   sandbox id -> "run_id|provider" for sandboxes whose destroy failed
     farm:worker:<worker>       STRING heartbeat of a live worker (TTL)

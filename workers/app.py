@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import redis
 from celery import signals
 
+from farm import sketch
 from farm.celery_app import LEASE_MS, SAMPLE_TASK, make_app
 from farm.config import load_config
 from farm.scheduler import Scheduler
@@ -178,6 +179,10 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     env_facts = record.pop("facts", None)  # FARM_FACT lines: facts about the sandbox, kept per run
     window, length = scheduler().window(run_id, provider)
     result, next_index = retrying(lambda: st.commit_and_reserve(run_id, record, window, length), "commit")
+    try:
+        sketch.after_commit(st, run_id, manifest, record, result)
+    except Exception:  # sketches only save the aggregator work: a short one is rebuilt from the stream
+        pass
     if result and env_facts:
         st.add_env_facts(run_id, provider, env_facts)
     if result and record.get("leaked"):  # `farm sweep` credits the run when it reclaims this one
@@ -206,6 +211,14 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", socket.gethostname())
     store().heartbeat(f"{hostname}:{os.getpid()}", {"provider": os.environ.get("FARM_PROVIDER", "")})
     threading.Thread(target=_background, args=(hostname,), name="farm-heartbeat", daemon=True).start()
+
+
+@signals.worker_process_shutdown.connect
+def _flush_sketches(**_: Any) -> None:
+    try:
+        sketch.flush(store())
+    except Exception:  # Redis gone at shutdown: the aggregator rebuilds what was not flushed
+        pass
 
 
 @signals.worker_shutdown.connect

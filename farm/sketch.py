@@ -1,0 +1,247 @@
+"""Mergeable latency sketches (DDSketch) kept per (run, provider, snippet, phase).
+
+A ``LatencySketch`` is a DDSketch (logarithmic mapping from the ``ddsketch`` package: every
+quantile is within ±relative_accuracy of the true order statistic) plus exact count, min, max,
+mean and M2 (Chan's parallel variance). All of it merges by addition, so sketches written by many
+worker processes combine into one.
+
+Redis key (``{r}`` = ``farm:run:<run_id>``, the layout in farm/store.py):
+
+    {r}:sketches   HASH  "<provider>|<snippet>|<phase>|<writer>" -> JSON sketch (see to_json)
+
+``<writer>`` is ``<host>:<pid>:<random>``, one per worker process. Each field holds that process's
+cumulative sketch and is overwritten on every flush, so flushing twice never double counts. Values
+are durations only: no sample output, no error text, no environment, so no secret can reach them.
+A process that dies before flushing leaves its field short: the aggregator sees the merged count
+differ from the committed count and rebuilds that series from the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+from ddsketch import DDSketch
+from ddsketch.mapping import LogarithmicMapping
+
+from farm.stats import modes
+
+SKETCH_FORMAT = 1
+FIELD_SEP = "|"
+
+
+class LatencySketch:
+    """Durations in milliseconds; quantiles within ±``relative_accuracy`` (relative)."""
+
+    def __init__(self, relative_accuracy: float = 0.01) -> None:
+        self.alpha = float(relative_accuracy)
+        self._mapping = LogarithmicMapping(self.alpha)
+        self._log_gamma = math.log(self._mapping.gamma)
+        self.bins: Counter[int] = Counter()
+        self.zero = 0  # values too small for the log mapping (0 ms): exact, represented as 0
+        self.n = 0
+        self.min = math.inf
+        self.max = -math.inf
+        self.mean = 0.0
+        self.m2 = 0.0
+        self._dd: DDSketch | None = None
+
+    # --- building --------------------------------------------------------------------------
+    def add_many(self, values_ms: Iterable[float] | np.ndarray) -> None:
+        """Add a batch of values (vectorised: keys from the same logarithmic mapping DDSketch uses)."""
+        x = np.asarray(values_ms, dtype=np.float64)
+        if x.size == 0:
+            return
+        pos = x > self._mapping.min_possible
+        keys = np.ceil(np.log(x[pos]) / self._log_gamma).astype(np.int64)
+        uniq, counts = np.unique(keys, return_counts=True)
+        self.bins.update(dict(zip(uniq.tolist(), counts.tolist())))
+        self.zero += int(x.size - pos.sum())
+        self._merge_moments(int(x.size), float(x.min()), float(x.max()), float(x.mean()),
+                            float(((x - x.mean()) ** 2).sum()))
+
+    def _merge_moments(self, n: int, lo: float, hi: float, mean: float, m2: float) -> None:
+        total = self.n + n
+        delta = mean - self.mean
+        self.m2 += m2 + delta ** 2 * self.n * n / total
+        self.mean += delta * n / total
+        self.n = total
+        self.min, self.max = min(self.min, lo), max(self.max, hi)
+        self._dd = None
+
+    def merge(self, other: "LatencySketch") -> None:
+        """Fold another sketch in; both must use the same relative accuracy."""
+        if other.alpha != self.alpha:
+            raise ValueError(f"cannot merge sketches of relative accuracy {other.alpha} and {self.alpha}")
+        if other.n == 0:
+            return
+        self.bins.update(other.bins)
+        self.zero += other.zero
+        self._merge_moments(other.n, other.min, other.max, other.mean, other.m2)
+
+    # --- reading ---------------------------------------------------------------------------
+    def _sketch(self) -> DDSketch:
+        if self._dd is None:
+            dd = DDSketch(self.alpha)
+            if self.zero:
+                dd.add(0.0, self.zero)
+            for key, count in sorted(self.bins.items()):
+                dd.add(self._mapping.value(key), count)  # the bin's representative maps back to key
+            self._dd = dd
+        return self._dd
+
+    def quantile(self, q: float) -> float | None:
+        """The value at rank floor(q * (n - 1)), within ±alpha, clamped to the exact min and max."""
+        if self.n == 0:
+            return None
+        return self._clamp(self._sketch().get_quantile_value(q))
+
+    def value_at_rank(self, rank: int) -> float | None:
+        """The rank-th smallest value (0-based), within ±alpha."""
+        if self.n == 0:
+            return None
+        if rank >= self.n - 1 or self.n == 1:
+            return self.max
+        # DDSketch ranks are q * (n - 1); aim at the middle of the rank so rounding cannot slip a bin.
+        return self._clamp(self._sketch().get_quantile_value((rank + 0.5) / (self.n - 1)))
+
+    def _clamp(self, value: float | None) -> float | None:
+        return None if value is None else min(max(value, self.min), self.max)
+
+    def modes(self) -> list[float] | None:
+        """Significant modes (ms), from the bins' representative values weighted by their counts."""
+        keys = sorted(self.bins)
+        return modes(np.array([self._mapping.value(k) for k in keys]), np.array([self.bins[k] for k in keys]))
+
+    @property
+    def stdev(self) -> float | None:
+        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else None
+
+    # --- wire format -----------------------------------------------------------------------
+    def to_json(self) -> str:
+        """Compact, versioned JSON: bins as a dense run from the lowest key."""
+        lo = min(self.bins) if self.bins else 0
+        dense = [0] * ((max(self.bins) - lo + 1) if self.bins else 0)
+        for key, count in self.bins.items():
+            dense[key - lo] = count
+        return json.dumps({"f": SKETCH_FORMAT, "alpha": self.alpha, "n": self.n, "zero": self.zero,
+                           "min": self.min if self.n else None, "max": self.max if self.n else None,
+                           "mean": self.mean, "m2": self.m2,
+                           "lo": lo, "bins": dense}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "LatencySketch":
+        data = json.loads(text)
+        if data.get("f") != SKETCH_FORMAT:
+            raise ValueError(f"unknown sketch format {data.get('f')!r}")
+        sk = cls(data["alpha"])
+        sk.bins = Counter({data["lo"] + i: c for i, c in enumerate(data["bins"]) if c})
+        sk.zero, sk.n, sk.mean, sk.m2 = data["zero"], data["n"], data["mean"], data["m2"]
+        if sk.n:
+            sk.min, sk.max = data["min"], data["max"]
+        if sum(sk.bins.values()) + sk.zero != sk.n:
+            raise ValueError("sketch bins do not add up to its count")
+        return sk
+
+
+# --- worker side ----------------------------------------------------------------------------
+def sketches_key(run_id: str) -> str:
+    from farm.store import Store
+
+    return Store.key(run_id, "sketches")
+
+
+def sketching_enabled(manifest: dict[str, Any]) -> tuple[bool, float]:
+    """(enabled, relative accuracy) for a run: only runs whose series can outgrow the exact limit."""
+    from farm.config import Statistics
+
+    stats = {**Statistics().model_dump(), **(manifest.get("statistics") or {})}
+    return manifest["plan"]["repetitions"] > stats["exact_limit"], float(stats["sketch_relative_accuracy"])
+
+
+@dataclass
+class _Buffer:
+    """This process's cumulative sketches; fields written to Redis are replaced, never added to."""
+
+    pid: int
+    writer: str
+    sketches: dict[tuple[str, str], LatencySketch] = field(default_factory=dict)  # (run, series)
+    dirty: set[tuple[str, str]] = field(default_factory=set)
+
+
+_buffer: _Buffer | None = None
+
+
+def _local() -> _Buffer:
+    global _buffer
+    # Prefork children inherit the parent's memory: a new pid starts a new writer, never a copy.
+    if _buffer is None or _buffer.pid != os.getpid():
+        _buffer = _Buffer(os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
+    return _buffer
+
+
+def after_commit(store: Any, run_id: str, manifest: dict[str, Any], sample: dict[str, Any],
+                 committed: int) -> None:
+    """Call after ``store.commit``: fold a committed (1 or 2), measured, ok sample in, then flush."""
+    from farm.aggregate import sample_phases
+
+    if committed not in (1, 2) or sample.get("warmup") or sample.get("outcome") != "ok":
+        return
+    enabled, alpha = sketching_enabled(manifest)
+    if not enabled:
+        return
+    buf = _local()
+    for phase, ns in sample_phases(sample).items():
+        series = FIELD_SEP.join((sample["provider"], sample["snippet"], phase))
+        sk = buf.sketches.setdefault((run_id, series), LatencySketch(alpha))
+        sk.add_many([ns / 1e6])
+        buf.dirty.add((run_id, series))
+    flush(store)
+
+
+def flush(store: Any) -> int:
+    """Write this process's changed sketches (one HSET per run); call at shutdown too. Returns fields."""
+    buf = _local()
+    if not buf.dirty:
+        return 0
+    by_run: dict[str, dict[str, str]] = {}
+    for run_id, series in buf.dirty:
+        by_run.setdefault(run_id, {})[f"{series}{FIELD_SEP}{buf.writer}"] = buf.sketches[(run_id, series)].to_json()
+    pipe = store.r.pipeline(transaction=False)
+    for run_id, mapping in by_run.items():
+        pipe.hset(sketches_key(run_id), mapping=mapping)
+    pipe.execute()
+    written = sum(len(m) for m in by_run.values())
+    buf.dirty.clear()
+    return written
+
+
+# --- aggregator side ------------------------------------------------------------------------
+def load(store: Any, run_id: str, alpha: float) -> tuple[dict[tuple[str, str, str], LatencySketch], set]:
+    """Merge every writer's sketch per (provider, snippet, phase), streaming the hash with HSCAN.
+
+    Returns (merged sketches, series whose fields could not be used: bad JSON or another alpha).
+    """
+    merged: dict[tuple[str, str, str], LatencySketch] = {}
+    unusable: set[tuple[str, str, str]] = set()
+    for name, text in store.r.hscan_iter(sketches_key(run_id), count=200):
+        parts = name.split(FIELD_SEP)
+        if len(parts) != 4:
+            continue
+        series = (parts[0], parts[1], parts[2])
+        try:
+            sk = LatencySketch.from_json(text)
+            if sk.alpha != alpha:
+                raise ValueError("relative accuracy differs")
+        except (ValueError, KeyError, TypeError):
+            unusable.add(series)
+            continue
+        merged.setdefault(series, LatencySketch(alpha)).merge(sk)
+    return merged, unusable

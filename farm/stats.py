@@ -1,0 +1,170 @@
+"""Uncertainty and shape: quantile confidence intervals, flags, and warnings that say what to do.
+
+Quantile intervals are distribution-free order-statistic intervals: the number of samples below
+the true q-quantile is Binomial(n, q), so a pair of order statistics (X_(l), X_(u)) covers it with
+probability P(l <= B < u). We pick the equal-tailed pair (each tail <= (1 - confidence) / 2); when
+no such pair exists inside the sample (n too small for that quantile), the interval is None and the
+row says "insufficient n" — never a made-up number. See docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any, Iterable
+
+import numpy as np
+from scipy import stats as sps
+
+# CV (stdev / mean) above this is flagged: the spread is half the mean or more.
+HIGH_CV = 0.5
+# Shape statistics (CV, modes) from fewer samples are noise; no flags below this n.
+MIN_N_SHAPE = 20
+# Mode test (see modes()): density grid, deepest allowed valley, smallest mode worth a flag.
+GRID = 256
+MAX_VALLEY = 0.4
+MIN_MODE_MASS = 0.05
+MIN_MODE_COUNT = 5
+# Log-scale spread below this (0.1 %) is flat enough that "two modes" would mean nothing.
+MIN_LOG_SD = 1e-3
+
+
+def _tail(confidence: float) -> float:
+    return (1.0 - confidence) / 2.0
+
+
+@lru_cache(maxsize=4096)
+def ci_ranks(n: int, q: float, confidence: float) -> tuple[int, int] | None:
+    """0-based order-statistic indices (lo, hi) of the equal-tailed interval, or None if n is too small."""
+    if n <= 0 or not 0.0 < q < 1.0:
+        return None
+    tail = _tail(confidence)
+    # l (1-based): the largest with P(B <= l-1) <= tail.  u: the smallest with P(B >= u) <= tail.
+    k = int(sps.binom.ppf(tail, n, q))
+    lo = k + 1 if sps.binom.cdf(k, n, q) <= tail else k
+    hi = int(sps.binom.ppf(1.0 - tail, n, q)) + 1
+    if lo < 1 or hi > n:
+        return None
+    return lo - 1, hi - 1
+
+
+def coverage(n: int, q: float, lo: int, hi: int) -> float:
+    """Exact coverage probability of the order-statistic interval [X_(lo+1), X_(hi+1)]."""
+    return float(sps.binom.cdf(hi, n, q) - sps.binom.cdf(lo, n, q))
+
+
+@lru_cache(maxsize=256)
+def min_n(q: float, confidence: float) -> int:
+    """The smallest n for which the q-quantile has a two-sided interval at this confidence."""
+    tail = _tail(confidence)
+    worst = max(q, 1.0 - q)  # the tail that runs out first: P(all n samples on one side) <= tail
+    n = max(1, math.ceil(math.log(tail) / math.log(worst)))
+    while n > 1 and worst ** (n - 1) <= tail:  # float rounding: make it the exact minimum
+        n -= 1
+    while worst ** n > tail:
+        n += 1
+    return n
+
+
+def quantile_ci(sorted_values: np.ndarray, q: float, confidence: float) -> tuple[float, float] | None:
+    """The interval for the q-quantile from sorted values, or None ("insufficient n")."""
+    ranks = ci_ranks(int(sorted_values.size), q, confidence)
+    if ranks is None:
+        return None
+    return float(sorted_values[ranks[0]]), float(sorted_values[ranks[1]])
+
+
+def modes(values_ms: np.ndarray, weights: np.ndarray | None = None) -> list[float] | None:
+    """Significant modes (ms) of a latency distribution, from a kernel density of ln(value).
+
+    Gaussian kernel, Silverman's bandwidth, on a 256-point grid. Two neighbouring peaks count as
+    separate modes only if the valley between them is below MAX_VALLEY of the smaller peak and
+    each side holds at least MIN_MODE_MASS of the samples (and MIN_MODE_COUNT samples). None when
+    n < MIN_N_SHAPE. ``weights`` lets a sketch pass its bins (representative value, count).
+    """
+    x = np.asarray(values_ms, dtype=np.float64)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
+    keep = x > 0  # a zero duration has no logarithm; it cannot make a mode of its own
+    x, w = np.log(x[keep]), w[keep]
+    n = float(w.sum())
+    if n < MIN_N_SHAPE:
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    if hi - lo < MIN_LOG_SD:
+        return [float(math.exp(lo))]
+    order = np.argsort(x, kind="stable")
+    xs, cw = x[order], np.cumsum(w[order]) / n
+    mean = float(np.average(x, weights=w))
+    sd = math.sqrt(float(np.average((x - mean) ** 2, weights=w)))
+    iqr = float(xs[np.searchsorted(cw, 0.75)] - xs[np.searchsorted(cw, 0.25)])
+    h = 0.9 * (min(sd, iqr / 1.34) or sd) * n ** -0.2
+    edges = np.linspace(lo - 3 * h, hi + 3 * h, GRID + 1)
+    step = edges[1] - edges[0]
+    hist, _ = np.histogram(x, bins=edges, weights=w)
+    width = max(h / step, 1.0)
+    k = np.arange(-int(4 * width) - 1, int(4 * width) + 2)
+    dens = np.convolve(hist, np.exp(-0.5 * (k / width) ** 2), mode="same")
+    mass = np.cumsum(hist) / n
+    need = max(MIN_MODE_MASS, MIN_MODE_COUNT / n)
+    peaks = [i for i in range(1, GRID - 1) if dens[i] > dens[i - 1] and dens[i] >= dens[i + 1]]
+    found: list[int] = peaks[:1]
+    for p in peaks[1:]:
+        prev = found[-1]
+        valley = prev + int(np.argmin(dens[prev:p + 1]))
+        if dens[valley] < MAX_VALLEY * min(dens[prev], dens[p]) and need <= mass[valley] <= 1 - need:
+            found.append(p)
+        elif dens[p] > dens[prev]:
+            found[-1] = p  # a shallow dip: the same mode, whose top is further on
+    centers = (edges[:-1] + edges[1:]) / 2
+    return [float(math.exp(centers[i])) for i in found]
+
+
+def shape_flags(n: int, mean: float | None, stdev: float | None, modes_ms: list[float] | None
+                ) -> tuple[float | None, list[str]]:
+    """The coefficient of variation and the flags it and the modes raise."""
+    cv = stdev / mean if mean and stdev is not None and mean > 0 else None
+    flags = []
+    if n >= MIN_N_SHAPE and cv is not None and cv > HIGH_CV:
+        flags.append("high_variance")
+    if modes_ms is not None and len(modes_ms) > 1:
+        flags.append("bimodal")
+    return cv, flags
+
+
+def warnings_for(rows: Iterable[dict[str, Any]], confidence: float) -> list[str]:
+    """Actionable warnings: quantiles without an interval, high variance, bimodal series, sketches."""
+    rows = [r for r in rows if r.get("n")]
+    out: list[str] = []
+    pct = f"{confidence * 100:g}%"
+    for key in ("p50", "p90", "p95", "p99"):
+        short = [r for r in rows if f"{key}_ms" in (r.get("insufficient") or [])]
+        if not short:
+            continue
+        q = int(key[1:]) / 100
+        smallest = min(r["n"] for r in short)
+        need = min_n(q, confidence)
+        what = "is the max" if smallest * (1 - q) < 1 else "is near the extremes"
+        out.append(f"{key} from {smallest} samples {what} and has no {pct} interval "
+                   f"({len(short)} series): run ≥ {need} repetitions")
+    noisy = [r for r in rows if "high_variance" in r.get("flags", [])]
+    if noisy:
+        worst = max(noisy, key=lambda r: r["cv"])
+        out.append(f"high variance in {len(noisy)} series (worst {_series(worst)}: CV {worst['cv']:.2f}"
+                   f" > {HIGH_CV}): compare medians, not means, and check for noisy neighbours")
+    bimodal = [r for r in rows if "bimodal" in r.get("flags", [])]
+    if bimodal:
+        names = ", ".join(_series(r) for r in bimodal[:4]) + (" …" if len(bimodal) > 4 else "")
+        first = bimodal[0]
+        where = " and ".join(f"{m:.3g} ms" for m in first["modes_ms"][:3])
+        out.append(f"bimodal: {names} (e.g. modes at {where}): look at the chart; a mix of warm and cold "
+                   "starts, or two regions, makes one median misleading: split or pin the cause")
+    sketched = [r for r in rows if r.get("method") == "sketch"]
+    if sketched:
+        acc = max(r["relative_error"] for r in sketched)
+        out.append(f"{len(sketched)} series above the exact limit use DDSketch quantiles: "
+                   f"within ±{acc * 100:g}% of the true order statistic")
+    return out
+
+
+def _series(row: dict[str, Any]) -> str:
+    return f"{row['provider']}/{row['snippet']}/{row['phase']}"
