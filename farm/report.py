@@ -86,11 +86,19 @@ def build_document(store: Store, run_id: str, config: FarmConfig | None = None,
                             for name, s in manifest["snippets"].items()}
     rows = [row.to_dict() for row in agg.rows]
     base = compare.baseline_flags(store, run_id, stats, compare.RunData(run_id, agg, sample)) if prior else None
+    from farm.ops import leaked_summary
+
+    leaks = leaked_summary(store, run_id)
+    manifest["environment"] = store.env_facts(run_id, manifest["plan"]["providers"])
+    run_notes = _run_notes(status, leaks)
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "status": {"state": status.state, "planned": status.planned, "done": status.done,
-                   "ok": status.ok, "failed": status.failed, "label": status.label},
+                   "ok": status.ok, "failed": status.failed, "label": status.label,
+                   "incomplete": status.incomplete, "missing_count": status.missing_count,
+                   "missing": status.missing or [], "finish_reason": status.finish_reason},
+        "leaks": leaks,
         "manifest": manifest,
         "counts": agg.counts,
         "errors_by_class": agg.errors_by_class,
@@ -98,11 +106,25 @@ def build_document(store: Store, run_id: str, config: FarmConfig | None = None,
         "statistics": {**stats.model_dump(), "quantiles": "exact (numpy linear) up to exact_limit, "
                        "DDSketch beyond", "intervals": "distribution-free order-statistic (binomial), "
                        "equal-tailed", "cdf_probs": list(CDF_PROBS)},
-        "warnings": warnings_for(rows, stats.confidence) + agg.sketch_notes,
+        "warnings": run_notes + warnings_for(rows, stats.confidence) + agg.sketch_notes,
         "distributions": agg.distributions,
         "baseline": base,
         "cost": meter.report(config),
     }
+
+
+def _run_notes(status: Any, leaks: dict[str, Any]) -> list[str]:
+    """Warnings about the run itself: samples that never came, sandboxes that were not destroyed."""
+    notes = []
+    if status.incomplete:
+        shown = ", ".join((status.missing or [])[:5]) + (" …" if status.missing_count > 5 else "")
+        notes.append(f"run finished incomplete ({status.finish_reason}): {status.missing_count} sample(s) "
+                     f"missing: {shown}; statistics cover only what was committed")
+    for provider, count in sorted(leaks["leaked"].items()):
+        reclaimed = leaks["reclaimed"].get(provider, 0)
+        notes.append(f"{count} {provider} sandbox(es) could not be destroyed; {reclaimed} reclaimed by "
+                     f"`farm sweep` so far" + ("" if reclaimed >= count else f": run `farm sweep --provider {provider}`"))
+    return notes
 
 
 def _tap(samples: Iterable[dict[str, Any]], meter: CostMeter, sample: Any) -> Iterator[dict[str, Any]]:

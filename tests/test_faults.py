@@ -104,6 +104,11 @@ def test_deadline_finalizes_with_missing_members_named(tmp_path):
         assert status.missing_count == 3
         assert status.missing == ["local|hello|0", "local|hello|1", "local|hello|2"]
         assert "deadline" in status.finish_reason
+        from farm.report import build_document
+
+        doc = build_document(farm.store, run_id)
+        assert doc["status"]["incomplete"] and doc["status"]["missing_count"] == 3
+        assert doc["warnings"][0].startswith("run finished incomplete (deadline of 2 s passed): 3 sample(s) missing: local|hello|0")
         # A late worker cannot add samples to a finalized run.
         farm.worker("local", concurrency=1)
         time.sleep(2)

@@ -3,6 +3,7 @@
 import json
 
 from farm.ops import leaked_summary, sweep
+from farm.report import build_document
 from farm.testing import Farm, farm_cli
 
 
@@ -23,12 +24,17 @@ def test_failed_destroys_are_recorded_then_swept_and_credited_to_the_run(tmp_pat
                 assert s["run_ns"] > 0  # the run itself succeeded and was timed
         summary = leaked_summary(farm.store, run_id)
         assert summary == {"leaked": {"sim": len(leaked_ids)}, "reclaimed": {}}
+        doc = build_document(farm.store, run_id)
+        assert doc["leaks"] == summary
+        assert f"{len(leaked_ids)} sim sandbox(es) could not be destroyed; 0 reclaimed" in "\n".join(doc["warnings"])
 
         dry = sweep(farm.config, ["sim"], run_id=run_id, dry_run=True, store=farm.store)
         assert sorted(dry[0].found) == leaked_ids and dry[0].deleted == []
         (result,) = sweep(farm.config, ["sim"], store=farm.store)
         assert sorted(result.deleted) == leaked_ids and not result.error
         assert leaked_summary(farm.store, run_id)["reclaimed"] == {"sim": len(leaked_ids)}
+        note = f"{len(leaked_ids)} sim sandbox(es) could not be destroyed; {len(leaked_ids)} reclaimed by `farm sweep` so far"
+        assert note in build_document(farm.store, run_id)["warnings"]
         assert farm.store.r.hlen("farm:leaks") == 0
         (again,) = sweep(farm.config, ["sim"], store=farm.store)
         assert again.found == []
