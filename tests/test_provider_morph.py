@@ -1,0 +1,285 @@
+"""Contract tests for providers/morph.py through the REAL ``morphcloud`` SDK.
+
+Seam faked: the SDK's base URL. ``MORPH_BASE_URL`` points at tests/fakes/morph_server.py on 127.0.0.1
+(and ``MORPH_CONFIG_PATH`` away from any user profile); the SDK's client, models, httpx transport and
+error handling are the real package. Phases are timed by the real ``workers.measure.measure``.
+"""
+
+import os
+import signal
+import threading
+import time
+from importlib.metadata import version
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+
+from farm.config import parse_config
+from farm.ops import doctor, sweep
+from farm.snippets import Snippet
+from farm.testing import farm_cli
+from providers import get_provider
+from providers.base import ProviderError, SandboxSpec
+from providers.morph import shell_command
+from tests.fakes.morph_server import BASE_SNAPSHOT, FakeMorph
+from workers.measure import measure
+
+TIMEOUTS = {"create": 10, "ready": 10, "setup": 10, "run": 10, "destroy": 10}
+LABELS = {"farm": "sandbox-farm", "farm-run": "run-m", "farm-provider": "morph", "farm-snippet": "greet",
+          "farm-rep": "0"}
+GREET = Snippet(name="greet", code="import os, sys\nprint('hello', os.environ['GREETING'])\n"
+                                   "print('to stderr', file=sys.stderr)\n")
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    with FakeMorph() as server:
+        for k, v in server.env().items():
+            monkeypatch.setenv(k, v)
+        # unset for the test (the adapter sets it), and restored to unset afterwards
+        monkeypatch.setenv("MORPH_HTTP_TRANSPORT_SHARDS", "")
+        monkeypatch.delenv("MORPH_HTTP_TRANSPORT_SHARDS")
+        yield server
+
+
+def provider(settings=None):
+    p = get_provider("morph", {"snapshot_id": BASE_SNAPSHOT, **(settings or {})})
+    p.check()  # as the worker does: builds the SDK client outside any timed phase
+    return p
+
+
+def sample(p, snippet=GREET, env=None, timeouts=TIMEOUTS, timeout_s=10.0):
+    spec = SandboxSpec(labels=LABELS, settings=p.settings, timeout_s=timeout_s)
+    return measure(p, spec, snippet, {"GREETING": "bonjour la ferme"} if env is None else env, timeouts)
+
+
+def test_full_lifecycle_metadata_env_output_and_stop(fake):
+    fake.ready_polls = 1  # start answers "pending"; the SDK polls until "ready"
+    out = sample(provider())
+    assert out["outcome"] == "ok", out
+    for phase in ("create", "ready", "run", "destroy", "total"):
+        assert out[f"{phase}_ns"] > 0
+    assert out["create_ns"] > 0.9e9  # the SDK's one-second readiness poll is part of create, honestly
+    assert out["warm"] is None and "claim_ns" not in out
+    assert out["output"] == "hello bonjour la ferme\n\n[stderr]\nto stderr\n"  # separate streams
+    (start,) = fake.calls("start")
+    assert start.query["snapshot_id"] == [BASE_SNAPSHOT]
+    assert start.body == {"metadata": LABELS, "ttl_seconds": 3600, "ttl_action": "stop"}
+    ready, run = fake.calls("exec")
+    assert ready.body["command"] == [shell_command("python3", "print('farm-ready')", {})]
+    assert run.body["command"][0].startswith("env 'GREETING=bonjour la ferme' python3 -c ")
+    assert fake.routes()[-1] == "stop" and fake.alive() == [] and len(fake.stopped) == 1
+
+
+def test_env_values_are_quoted_never_interpreted(fake):
+    p = provider()
+    sbx = p.create(SandboxSpec(labels=LABELS))
+    tricky = {"A": "it's \"quoted\"; touch pwned", "B": "$(touch pwned2) `id` $HOME", "C": "two\nlines", "D": ""}
+    code = "import os, json\nprint(json.dumps({k: os.environ[k] for k in 'ABCD'}))"
+    result = p.run(sbx, code, tricky, 10)
+    assert result.exit_code == 0 and result.stdout.strip() == __import__("json").dumps(tricky)
+    assert not {"pwned", "pwned2"} & set(os.listdir(fake.instances[sbx.id].home))
+    with pytest.raises(ProviderError) as info:
+        p.run(sbx, "print(1)", {"BAD-NAME": "x"}, 10)
+    assert info.value.error_class == "config"
+    p.destroy(sbx)
+
+
+def test_snippet_failure_is_snippet_failed_and_the_instance_still_stopped(fake):
+    out = sample(provider(), Snippet(name="boom", code="import sys\nsys.exit(4)\n"))
+    assert (out["error_class"], out["error_phase"], out["exit_code"]) == ("snippet_failed", "run", 4)
+    assert out["destroy_ns"] > 0 and fake.alive() == []
+
+
+@pytest.mark.parametrize("status, expected", [(403, "auth"), (404, "not_found"), (429, "rate_limited"),
+                                              (500, "provider_error"), (502, "provider_error")])
+def test_create_errors_are_classified_by_status(fake, status, expected):
+    fake.fail("start", status, "nope")
+    with pytest.raises(ProviderError) as info:
+        provider().create(SandboxSpec(labels=LABELS))
+    assert (info.value.error_class, info.value.status) == (expected, status)
+    assert str(info.value) == f"morph create: HTTP {status}: nope"
+    assert len(fake.calls("start")) == 1
+
+
+def test_wrong_key_is_auth_and_never_echoed(fake, monkeypatch):
+    monkeypatch.setenv("MORPH_API_KEY", "morph_wrong_0123456789abcdef")
+    out = sample(provider())
+    assert (out["outcome"], out["error_class"], out["error_phase"]) == ("error", "auth", "create")
+    assert "morph_wrong" not in out["error"]
+
+
+def test_unknown_snapshot_is_not_found(fake):
+    out = sample(provider({"snapshot_id": "snapshot_nope"}))
+    assert (out["error_class"], out["error_phase"]) == ("not_found", "create")
+
+
+def test_hung_start_is_a_timeout_not_a_hang(fake):
+    fake.fail("start", hang=True)
+    start = time.monotonic()
+    out = sample(provider({"http_timeout_s": 1}))
+    assert (out["outcome"], out["error_class"], out["error_phase"]) == ("timeout", "timeout", "create")
+    assert time.monotonic() - start < 5
+
+
+def test_instance_never_ready_is_a_timeout_and_not_left_running(fake):
+    fake.ready_polls = 10_000
+    out = sample(provider(), timeout_s=1)
+    assert (out["outcome"], out["error_class"], out["error_phase"]) == ("timeout", "timeout", "create")
+    assert fake.alive() == [] and len(fake.stopped) == 1  # the SDK stops what never became ready
+
+
+def test_connection_refused_is_network(fake):
+    p = provider()
+    fake.close()
+    out = sample(p)
+    assert (out["error_class"], out["error_phase"]) == ("network", "create")
+    with pytest.raises(ProviderError) as info:
+        p.ping(1)
+    assert info.value.error_class == "network"
+
+
+@pytest.mark.parametrize("status, expected", [(401, "auth"), (404, "not_found"), (429, "rate_limited"),
+                                              (500, "provider_error")])
+def test_run_errors_are_classified_and_the_instance_stopped(fake, status, expected):
+    fake.fail("exec", status, "exec says no")
+    out = sample(provider())
+    assert (out["error_class"], out["error_phase"]) == (expected, "ready")
+    assert f"HTTP {status}: exec says no" in out["error"]
+    assert fake.routes()[-1] == "stop" and fake.alive() == []
+
+
+def test_slow_snippet_and_hung_exec_are_timeouts_and_stopped(fake):
+    slow = Snippet(name="slow", code="import time\ntime.sleep(30)\n")
+    out = sample(provider(), slow, timeouts={**TIMEOUTS, "run": 1})
+    assert (out["outcome"], out["error_class"], out["error_phase"]) == ("timeout", "timeout", "run")
+    assert fake.alive() == []
+    fake.fail("exec", hang=True)
+    out = sample(provider(), timeouts={**TIMEOUTS, "ready": 1})
+    assert (out["error_class"], out["error_phase"]) == ("timeout", "ready") and fake.alive() == []
+
+
+def test_dropped_exec_is_not_resent_by_the_sdk(fake):
+    fake.fail("exec", drop=True)
+    out = sample(provider())
+    assert (out["error_class"], out["error_phase"]) == ("network", "ready")
+    assert len(fake.calls("exec")) == 1 and fake.alive() == []
+
+
+def test_failed_destroy_is_leaked_then_found_by_metadata_and_deleted(fake):
+    fake.fail("stop", 500, "busy")
+    p = provider()
+    out = sample(p)
+    assert (out["error_phase"], out["error_class"]) == ("destroy", "provider_error") and out["run_ns"] > 0
+    assert p.list_leftovers({"farm": "sandbox-farm", "farm-run": "run-m"}) == [out["leaked"]]
+    p.delete_by_id(out["leaked"])
+    assert fake.alive() == []
+    p.delete_by_id(out["leaked"])  # already gone: nothing to do, no error
+
+
+def test_farm_sweep_finds_and_deletes_labelled_leftovers(fake):
+    mine = fake.add_instance({"farm": "sandbox-farm", "farm-run": "A"})
+    other_run = fake.add_instance({"farm": "sandbox-farm", "farm-run": "B"})
+    not_ours = fake.add_instance({"team": "web"})
+    config = parse_config({"providers": {"morph": {"snapshot_id": BASE_SNAPSHOT}}})
+    (dry,) = sweep(config, ["morph"], run_id="A", dry_run=True)
+    assert dry.found == [mine] and dry.deleted == [] and not dry.error
+    (done,) = sweep(config, ["morph"], run_id="A")
+    assert done.deleted == [mine] and sorted(fake.alive()) == sorted([other_run, not_ours])
+    (everything,) = sweep(parse_config({}), ["morph"])  # sweeping needs no snapshot configured
+    assert everything.deleted == [other_run] and fake.alive() == [not_ours]
+
+
+def test_snapshot_mode_prepares_a_warm_snapshot_once_and_claims_from_it(fake):
+    p = provider({"mode": "snapshot"})
+    facts = p.warm(SandboxSpec(labels={**LABELS, "farm-snippet": "warm"}))
+    (snap,) = [s for s in fake.snapshots.values() if s.warm]
+    assert facts == {"warm_snapshot": snap.id, "made_by_farm": True, "reused": False}
+    assert snap.digest == f"sandbox-farm-warm-{BASE_SNAPSHOT}" and snap.metadata["farm"] == "sandbox-farm"
+    assert fake.alive() == []  # the instance the snapshot was taken from is stopped
+    out = sample(p, Snippet(name="marker", code="import os\nprint('warm' if os.path.exists('.farm-warm') else 'cold')"))
+    assert out["outcome"] == "ok" and out["warm"] == "snapshot" and out["claim_ns"] > 0 and "create_ns" not in out
+    assert out["output"].strip() == "warm"  # it really ran in an instance restored from the snapshot
+    assert fake.calls("start")[-1].query["snapshot_id"] == [snap.id]
+    again = provider({"mode": "snapshot"})  # another worker process: reuses it, makes none
+    assert again.warm(SandboxSpec(labels=LABELS)) == {"warm_snapshot": snap.id, "made_by_farm": True, "reused": True}
+    assert len(fake.calls("snapshot")) == 1
+
+
+def test_failed_warm_up_makes_no_snapshot_and_leaves_nothing_running(fake):
+    with pytest.raises(ProviderError) as info:
+        provider({"mode": "snapshot", "python": "no-such-python"}).warm(SandboxSpec(labels=LABELS))
+    assert info.value.error_class == "provider_error" and "warm-up exited 127" in str(info.value)
+    assert fake.calls("snapshot") == [] and fake.alive() == []
+
+
+def test_configured_warm_snapshot_is_checked_and_used(fake):
+    warm_id = fake.add_snapshot("snapshot_prewarmed", warm=True, files={".farm-warm": "1"})
+    p = provider({"mode": "snapshot", "warm_snapshot_id": warm_id})
+    assert p.warm(SandboxSpec(labels=LABELS)) == {"warm_snapshot": warm_id, "made_by_farm": False}
+    assert p.create(SandboxSpec(labels=LABELS)).warm == "snapshot"
+    with pytest.raises(ProviderError) as info:
+        provider({"mode": "snapshot", "warm_snapshot_id": "snapshot_gone"}).warm(SandboxSpec(labels=LABELS))
+    assert info.value.error_class == "not_found"
+
+
+def test_snapshot_mode_never_falls_back_to_a_cold_start(fake):
+    out = sample(provider({"mode": "snapshot"}))  # warm() never ran in this process
+    assert (out["error_class"], out["error_phase"]) == ("config", "create")
+    assert "warm_snapshot_id" in out["error"] and fake.calls("start") == []
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"mode": "hot"}, "mode must be one of cold, snapshot"),
+    ({"snapshot": "x"}, "unknown setting 'snapshot'"),
+])
+def test_bad_settings_are_one_line_config_errors(settings, words):
+    with pytest.raises(ProviderError) as info:
+        get_provider("morph", settings)
+    assert info.value.error_class == "config" and words in str(info.value)
+
+
+def test_missing_snapshot_or_key_is_a_clear_error_and_the_worker_refuses(fake, monkeypatch, tmp_path):
+    out = sample(provider({"snapshot_id": None}))
+    assert out["error_class"] == "config" and "snapshot_id is required" in out["error"]
+    monkeypatch.delenv("MORPH_API_KEY")
+    with pytest.raises(ProviderError) as info:
+        get_provider("morph", {}).check()
+    assert info.value.error_class == "auth" and "MORPH_API_KEY is not set" in str(info.value)
+    result = farm_cli("worker", "--provider", "morph", cwd=tmp_path, timeout=60)
+    assert result.returncode != 0 and "MORPH_API_KEY is not set" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_facts_endpoint_and_ping_never_carry_the_key(fake):
+    p = provider({"mode": "snapshot", "warm_snapshot_id": "snapshot_w"})
+    facts = p.facts()
+    assert facts["sdk"] == "morphcloud" and facts["sdk_version"] == version("morphcloud")
+    assert facts["api_host"] == fake.url.removeprefix("http://") and facts["region"] is None
+    assert (facts["snapshot"], facts["warm_snapshot"], facts["mode"]) == (BASE_SNAPSHOT, "snapshot_w", "snapshot")
+    assert facts["transport_shards"] == "1"  # one warm connection pool, not 32 cold ones
+    assert p.endpoint() == f"{fake.url}/api" and p.ping(2) is True
+    assert fake.api_key not in repr(facts) + p.endpoint()
+    (row,) = doctor(parse_config({}), ["morph"], 2)  # doctor needs no snapshot configured
+    assert row.sdk == f"morphcloud {version('morphcloud')}" and row.credentials == "set: MORPH_API_KEY"
+    assert row.endpoint == f"{fake.url}/api" and row.verdict.startswith("reachable in ")
+    assert fake.api_key not in repr(row)
+
+
+def test_worker_soft_time_limit_during_exec_is_recorded_as_a_timeout_and_stopped(fake):
+    fake.fail("exec", hang=True)
+    p = provider()
+    previous = signal.signal(signal.SIGUSR1, raise_soft_limit)  # how Celery delivers its soft limit
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.start()
+    try:
+        out = sample(p)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    assert (out["outcome"], out["error_class"], out["error_phase"]) == ("timeout", "timeout", "ready")
+    assert out["error"] == "task soft time limit reached during ready" and fake.alive() == []
+
+
+def raise_soft_limit(*_):
+    raise SoftTimeLimitExceeded()
