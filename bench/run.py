@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from farm.aggregate import aggregate
+from farm.aggregate import aggregate_run
 from farm.celery_app import queue_name
 from farm.snippets import library
 from farm.store import PHASES, Store, encode_sample, member_key
@@ -152,19 +152,15 @@ def _synthetic_sample(i: int, rng: random.Random) -> dict[str, Any]:
 
 def _load_samples(store: Store, run_id: str, n: int, via_commit: bool) -> None:
     rng = random.Random(1)
-    store.create_run(run_id, {"run_id": run_id}, n)
+    store.create_run(run_id, {"run_id": run_id, "plan": {"providers": ["sim"], "snippets": ["hello"],
+                                                         "repetitions": n, "warmup": 0}}, n)
     batch = 5000
     for start in range(0, n, batch):
         pipe = store.r.pipeline(transaction=False)
         for i in range(start, min(start + batch, n)):
             sample = _synthetic_sample(i, rng)
             if via_commit:
-                member = member_key("sim", "hello", i, False)
-                store._commit(keys=[Store.key(run_id, "done"), Store.key(run_id, "samples"),
-                                    Store.key(run_id, "status"), Store.key(run_id, "inflight:sim"),
-                                    Store.key(run_id, f"lease:{member}"), "farm:active"],
-                              args=[run_id, member, "ok", time.time_ns(), *encode_sample(sample)],
-                              client=pipe)
+                store.commit_and_reserve(run_id, sample, client=pipe)  # the real commit script
             else:
                 pipe.xadd(Store.key(run_id, "samples"), dict(zip(*[iter(encode_sample(sample))] * 2)))
         pipe.execute()
@@ -213,10 +209,12 @@ def bench_aggregation(tmp: Path, sizes: list[int]) -> None:
             run_id = f"agg{n}"
             _load_samples(farm.store, run_id, n, via_commit=False)
             start = time.perf_counter()
-            result = aggregate(farm.store.iter_samples(run_id))
+            result = aggregate_run(farm.store, run_id)
             farm_s = time.perf_counter() - start
-            values = {p: np.array([s[f"{p}_ns"] for s in farm.store.iter_samples(run_id) if s.get(f"{p}_ns")])
+            batches = list(farm.store.iter_batches(run_id))
+            values = {p: np.concatenate([b.column(f"{p}_ns") for b in batches])
                       for p in ("create", "ready", "run", "destroy", "total", "queue")}
+            del batches
             start = time.perf_counter()
             for arr in values.values():
                 np.percentile(arr, [50, 90, 95, 99])

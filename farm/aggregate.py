@@ -18,16 +18,15 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from farm.config import Statistics
+from farm.samples import PHASES, Batch, split_group
 from farm.sketch import LatencySketch
 from farm.stats import ci_ranks, modes, quantile_ci, shape_flags
-from farm.store import PHASES
 
 QUANTILES = (50, 90, 95, 99)
 # Phases in the order people read them; "tti" (time to interactive) = create-or-claim + ready.
 PHASE_ORDER = ("queue", "claim", "create", "ready", "tti", "setup", "run", "destroy", "total")
 # Points of each series' distribution kept for charts (CDFs): fine in the middle, dense in the tail.
 CDF_PROBS = (0.0, 0.01, 0.025, *(i / 20 for i in range(1, 20)), 0.975, 0.99, 0.995, 0.999, 1.0)
-BATCH = 4096  # values buffered per series before they are binned into a sketch
 
 Series = tuple[str, str, str]
 
@@ -139,65 +138,107 @@ class Aggregate:
 class _Acc:
     """One series while streaming: exact values until the limit, then a sketch (or just a count)."""
 
-    __slots__ = ("n", "values", "sketch", "pending")
+    __slots__ = ("n", "values", "sketch")
 
     def __init__(self) -> None:
         self.n = 0
         self.values: array | None = array("q")
         self.sketch: LatencySketch | None = None
-        self.pending: list[float] = []
-
-    def flush(self) -> None:
-        if self.sketch is not None and self.pending:
-            self.sketch.add_many(self.pending)
-            self.pending = []
 
 
-def _fold(values: Iterable[tuple[Series, int]], accs: dict[Series, _Acc], limit: int, alpha: float,
-          inline: bool) -> None:
-    for key, ns in values:
-        acc = accs.get(key)
-        if acc is None:
-            acc = accs[key] = _Acc()
-        acc.n += 1
-        if acc.values is not None:
-            acc.values.append(ns)
-            if len(acc.values) > limit:  # past the exact limit: never hold more than this
-                if inline:
-                    acc.sketch = LatencySketch(alpha)
-                    acc.sketch.add_many(np.frombuffer(acc.values, dtype=np.int64) / 1e6)
-                acc.values = None
-        elif acc.sketch is not None:
-            acc.pending.append(ns / 1e6)
-            if len(acc.pending) >= BATCH:
-                acc.flush()
+def batch_values(batch: Batch) -> Iterator[tuple[tuple[str, str, bool, str, str | None], int, np.ndarray | None]]:
+    """Per group of a batch: (group, count, row indices of measured successful samples or None)."""
+    groups, inverse = np.unique(batch.groups.astype(str), return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(groups))
+    for gi, group in enumerate(groups):
+        parts = split_group(str(group))
+        measured = not parts[2] and parts[3] == "ok"
+        yield parts, int(counts[gi]), np.flatnonzero(inverse == gi) if measured else None
 
 
-def _rebuild(restream: Callable[[], Iterable[dict[str, Any]]], wanted: dict[Series, int],
+def series_values(batch: Batch, rows: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+    """(phase, ns values) of the given rows, in stream order; derived and internal phases included."""
+    numbers = batch.numbers[rows]
+    for j, phase in enumerate(PHASES, start=1):
+        col = numbers[:, j]
+        present = col[col >= 0]
+        if present.size:
+            yield phase, present
+    claim, create, ready = (numbers[:, 1 + PHASES.index(p)] for p in ("claim", "create", "ready"))
+    acquire = np.where(claim >= 0, claim, create)
+    both = (acquire >= 0) & (ready >= 0)
+    if both.any():
+        yield "tti", acquire[both] + ready[both]
+    internal: dict[str, list[int]] = {}
+    for i in rows:
+        text = batch.internal[i]
+        if text:
+            for pair in text.split(","):
+                name, _, ns = pair.partition("=")
+                internal.setdefault(f"internal.{name}", []).append(int(ns))
+    for phase, values in internal.items():
+        yield phase, np.asarray(values, dtype=np.int64)
+
+
+def _feed(acc: _Acc, values: np.ndarray, limit: int, alpha: float, inline: bool) -> None:
+    """Add a chunk of one series: exact values up to the limit, then a sketch (or just a count)."""
+    acc.n += int(values.size)
+    if acc.values is not None:
+        acc.values.frombytes(values.astype(np.int64).tobytes())
+        if len(acc.values) > limit:  # past the exact limit: never hold more than this
+            if inline:
+                acc.sketch = LatencySketch(alpha)
+                acc.sketch.add_many(np.frombuffer(acc.values, dtype=np.int64) / 1e6)
+            acc.values = None
+    elif acc.sketch is not None:
+        acc.sketch.add_many(values / 1e6)
+
+
+def _rebuild(rebatch: Callable[[], Iterable[Batch]], wanted: dict[Series, int],
              alpha: float) -> dict[Series, LatencySketch]:
     """Second pass: sketch the first ``n`` values of each wanted series (the stream is append-only,
     so they are exactly the ones the first pass counted)."""
-    accs = {k: _Acc() for k in wanted}
-    for acc in accs.values():
-        acc.values, acc.sketch = None, LatencySketch(alpha)
-    for key, ns in measured_values(restream()):
-        acc = accs.get(key)
-        if acc is not None and acc.n < wanted[key]:
-            acc.n += 1
-            acc.pending.append(ns / 1e6)
-            if len(acc.pending) >= BATCH:
-                acc.flush()
-    for acc in accs.values():
-        acc.flush()
-    return {k: a.sketch for k, a in accs.items() if a.sketch is not None}
+    sketches = {k: LatencySketch(alpha) for k in wanted}
+    taken = dict.fromkeys(wanted, 0)
+    for batch in rebatch():
+        for (provider, snippet, *_), _count, rows in batch_values(batch):
+            if rows is None:
+                continue
+            for phase, values in series_values(batch, rows):
+                key = (provider, snippet, phase)
+                if key in sketches and taken[key] < wanted[key]:
+                    chunk = values[: wanted[key] - taken[key]]
+                    taken[key] += int(chunk.size)
+                    sketches[key].add_many(chunk / 1e6)
+    return sketches
+
+
+def as_batches(samples: Iterable[dict[str, Any]], size: int = 5000) -> Iterator[Batch]:
+    """Sample dicts in column batches, so dicts and the stream share one aggregation core."""
+    chunk: list[dict[str, Any]] = []
+    for s in samples:
+        chunk.append(s)
+        if len(chunk) >= size:
+            yield Batch.from_samples(chunk)
+            chunk = []
+    if chunk:
+        yield Batch.from_samples(chunk)
 
 
 def aggregate(samples: Iterable[dict[str, Any]], stats: Statistics | None = None,
               sketches: dict[Series, LatencySketch] | None = None,
               restream: Callable[[], Iterable[dict[str, Any]]] | None = None) -> Aggregate:
-    """Stream samples into rows. With ``sketches`` (the workers'), series past the exact limit use
-    them when their count matches, else are rebuilt via ``restream``; without, they are sketched
-    here in the same pass."""
+    """Aggregate sample dicts (see ``aggregate_batches``)."""
+    rebatch = (lambda: as_batches(restream())) if restream is not None else None
+    return aggregate_batches(as_batches(samples), stats, sketches, rebatch)
+
+
+def aggregate_batches(batches: Iterable[Batch], stats: Statistics | None = None,
+                      sketches: dict[Series, LatencySketch] | None = None,
+                      rebatch: Callable[[], Iterable[Batch]] | None = None) -> Aggregate:
+    """Stream column batches into rows. With ``sketches`` (the workers'), series past the exact
+    limit use them when their count matches, else are rebuilt via ``rebatch``; without, they are
+    sketched here in the same pass."""
     stats = stats or Statistics()
     limit, alpha, confidence = stats.exact_limit, stats.sketch_relative_accuracy, stats.confidence
     ok: Counter[tuple[str, str]] = Counter()
@@ -205,34 +246,36 @@ def aggregate(samples: Iterable[dict[str, Any]], stats: Statistics | None = None
     by_class: dict[str, Counter[str]] = defaultdict(Counter)
     counts: Counter[str] = Counter()
     accs: dict[Series, _Acc] = {}
-    inline = sketches is None or restream is None
+    inline = sketches is None or rebatch is None
 
-    def measured() -> Iterator[dict[str, Any]]:
-        for s in samples:
-            if s.get("warmup"):
-                counts["warmup"] += 1
+    for batch in batches:
+        for (provider, snippet, warmup, outcome, error_class), count, rows in batch_values(batch):
+            if warmup:
+                counts["warmup"] += count
                 continue
-            counts[s["outcome"]] += 1
-            pair = (s["provider"], s["snippet"])
-            if s["outcome"] == "skipped":
+            counts[outcome] += count
+            pair = (provider, snippet)
+            if outcome == "skipped":
                 continue
-            if s["outcome"] != "ok":
-                errors[pair] += 1
-                by_class[f"{pair[0]}/{pair[1]}"][s.get("error_class") or "unknown"] += 1
+            if outcome != "ok":
+                errors[pair] += count
+                by_class[f"{provider}/{snippet}"][error_class or "unknown"] += count
                 continue
-            ok[pair] += 1
-            yield s
-
-    _fold(measured_values(measured()), accs, limit, alpha, inline)
-    for acc in accs.values():
-        acc.flush()
+            ok[pair] += count
+            assert rows is not None
+            for phase, values in series_values(batch, rows):
+                key = (provider, snippet, phase)
+                acc = accs.get(key)
+                if acc is None:
+                    acc = accs[key] = _Acc()
+                _feed(acc, values, limit, alpha, inline)
 
     notes: list[str] = []
     big = {k: a for k, a in accs.items() if a.values is None}
     resolved: dict[Series, tuple[LatencySketch, str]] = {
         k: (a.sketch, "stream") for k, a in big.items() if a.sketch is not None}
     if not inline:
-        assert sketches is not None and restream is not None
+        assert sketches is not None and rebatch is not None
         stale: dict[Series, int] = {}
         for key, acc in big.items():
             sk = sketches.get(key)
@@ -245,7 +288,7 @@ def aggregate(samples: Iterable[dict[str, Any]], stats: Statistics | None = None
                               for k, n in list(stale.items())[:3])
             notes.append(f"{len(stale)} series had incomplete worker sketches, e.g. {shown} values: "
                          "rebuilt from the stream (a worker died before flushing, or the run is still going)")
-        for key, sk in _rebuild(restream, stale, alpha).items():
+        for key, sk in _rebuild(rebatch, stale, alpha).items():
             resolved[key] = (sk, "rebuilt")
 
     rows: list[Row] = []
@@ -277,12 +320,13 @@ def aggregate(samples: Iterable[dict[str, Any]], stats: Statistics | None = None
 
 
 def aggregate_run(store: Any, run_id: str, stats: Statistics | None = None,
-                  samples: Callable[[], Iterable[dict[str, Any]]] | None = None) -> Aggregate:
-    """Aggregate a stored run: stream its samples, merge worker sketches for series past the limit."""
+                  batches: Callable[[], Iterable[Batch]] | None = None) -> Aggregate:
+    """Aggregate a stored run from its stream's column batches (``batches`` may tap or filter
+    them); series past the limit merge the workers' sketches."""
     from farm import sketch
 
     stats = stats or Statistics()
-    restream = samples or (lambda: store.iter_samples(run_id))
+    rebatch = batches or (lambda: store.iter_batches(run_id))
     manifest = store.manifest(run_id)
     worker_sketches = None
     if manifest["plan"]["repetitions"] > stats.exact_limit:
@@ -291,4 +335,4 @@ def aggregate_run(store: Any, run_id: str, stats: Statistics | None = None,
             worker_sketches.pop(key, None)
         if not worker_sketches and not unusable:
             worker_sketches = None  # no worker wrote any: sketch in the single pass instead
-    return aggregate(restream(), stats, worker_sketches, restream if worker_sketches is not None else None)
+    return aggregate_batches(rebatch(), stats, worker_sketches, rebatch if worker_sketches is not None else None)

@@ -18,7 +18,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from farm.aggregate import Aggregate, Row, Series, aggregate_run, measured_values, phase_key
+from farm.aggregate import (Aggregate, Row, Series, aggregate_run, batch_values, measured_values,
+                            phase_key, series_values)
+from farm.samples import SEP, Batch
 from farm.config import Statistics
 
 CHANGE_QUANTILES = (50, 95, 99)
@@ -80,6 +82,20 @@ class Reservoir:
             self.add(key, ns / 1e6)
         return self
 
+    def feed_batches(self, batches: Iterable[Batch]) -> "Reservoir":
+        """The same, from column batches (the stream's fast path)."""
+        for batch in batches:
+            self.add_batch(batch)
+        return self
+
+    def add_batch(self, batch: Batch) -> None:
+        for (provider, snippet, *_), _count, rows in batch_values(batch):
+            if rows is not None:
+                for phase, values in series_values(batch, rows):
+                    key = (provider, snippet, phase)
+                    for ns in values.tolist():
+                        self.add(key, ns / 1e6)
+
     def array(self, key: Series) -> np.ndarray:
         return np.asarray(self.values.get(key, []), dtype=np.float64)
 
@@ -96,14 +112,15 @@ class RunData:
 
 def load_run(store: Any, run_id: str, stats: Statistics, only: tuple[str, str] | None = None) -> RunData:
     """Aggregate a run and keep a bounded sample of it for tests; ``only`` = (provider, snippet)."""
+    prefix = f"{only[0]}{SEP}{only[1]}{SEP}" if only else ""
 
-    def samples() -> Iterable[dict[str, Any]]:
-        for s in store.iter_samples(run_id):
-            if only is None or (s["provider"], s["snippet"]) == only:
-                yield s
+    def batches() -> Iterable[Batch]:
+        for batch in store.iter_batches(run_id):
+            yield batch.where(np.array([g.startswith(prefix) for g in batch.groups], dtype=bool)) \
+                if prefix else batch
 
-    agg = aggregate_run(store, run_id, stats, samples)
-    return RunData(run_id, agg, Reservoir(stats.exact_limit).feed(samples()))
+    agg = aggregate_run(store, run_id, stats, batches)
+    return RunData(run_id, agg, Reservoir(stats.exact_limit).feed_batches(batches()))
 
 
 def _change(a: float | None, b: float | None) -> float | None:
@@ -170,8 +187,9 @@ def baseline_flags(store: Any, run_id: str, stats: Statistics, current: RunData 
         return None
     pooled = Reservoir(stats.exact_limit)
     for other in runs:
-        pooled.feed(store.iter_samples(other))
-    current = current or RunData(run_id, Aggregate([], {}, {}), Reservoir(stats.exact_limit).feed(store.iter_samples(run_id)))
+        pooled.feed_batches(store.iter_batches(other))
+    current = current or RunData(run_id, Aggregate([], {}, {}),
+                                 Reservoir(stats.exact_limit).feed_batches(store.iter_batches(run_id)))
     changes, flags = [], []
     for key in sorted(set(current.sample.values) & set(pooled.values)):
         v = verdict(pooled.array(key), current.sample.array(key), stats.compare_alpha, stats.compare_threshold)

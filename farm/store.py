@@ -6,7 +6,7 @@ Key layout (``{r}`` = ``farm:run:<run_id>``):
     farm:active                SET    run ids not yet finished (the reconciler walks these)
     {r}:manifest               STRING JSON: plan, seed, snippets (code included), settings, versions
     {r}:status                 HASH   state, planned, done, ok, failed, created_ns, finished_ns, ...
-    {r}:samples                STREAM one entry per committed sample, fields = SAMPLE_FIELDS
+    {r}:samples                STREAM one entry per committed sample (layout: farm/samples.py)
     {r}:done                   SET    members ("provider|snippet|rep") already committed: exactly-once
                                       (deleted when the run finishes: 'finished' refuses late commits)
     {r}:cursor                 HASH   provider -> index of the next plan item to dispatch
@@ -35,16 +35,8 @@ from typing import Any, Iterator
 
 import redis
 
-SCHEMA_VERSION = 1
-PHASES = ("queue", "claim", "create", "ready", "setup", "run", "destroy", "total")
-# Fixed order: every stream entry has the same fields, so Redis stores field names once per node.
-SAMPLE_FIELDS = (
-    "v", "provider", "snippet", "rep", "warmup", "attempt", "worker", "outcome", "error_class",
-    "error_phase", "error", "warm", "exit_code", "leaked", "retries", "started_ns",
-    *(f"{p}_ns" for p in PHASES), "internal", "retry_log", "output",
-)
-INT_FIELDS = {"rep", "attempt", "exit_code", "retries", "started_ns", *(f"{p}_ns" for p in PHASES)}
-BOOL_FIELDS = {"warmup"}  # "leaked" holds the id of a sandbox whose destroy failed
+from farm.samples import (PHASES, SAMPLE_FIELDS, SCHEMA_VERSION, Batch, decode_sample,  # noqa: F401
+                          encode_sample)
 
 
 def member_key(provider: str, snippet: str, rep: int, warmup: bool) -> str:
@@ -54,41 +46,6 @@ def member_key(provider: str, snippet: str, rep: int, warmup: bool) -> str:
 def parse_member(member: str) -> tuple[str, str, int, bool]:
     provider, snippet, rep = member.split("|")
     return provider, snippet, int(rep.lstrip("w")), rep.startswith("w")
-
-
-def encode_sample(sample: dict[str, Any]) -> list[str]:
-    """Flatten a sample dict to XADD's field/value list in SAMPLE_FIELDS order."""
-    flat: list[str] = []
-    for name in SAMPLE_FIELDS:
-        value = sample.get(name)
-        if value is None:
-            text = ""
-        elif isinstance(value, bool):
-            text = "1" if value else "0"
-        elif isinstance(value, (dict, list)):
-            text = json.dumps(value, separators=(",", ":")) if value else ""
-        else:
-            text = str(value)
-        flat += [name, text]
-    return flat
-
-
-def decode_sample(fields: dict[str, str]) -> dict[str, Any]:
-    sample: dict[str, Any] = {}
-    for name in SAMPLE_FIELDS:
-        text = fields.get(name, "")
-        if text == "":
-            sample[name] = None
-        elif name in INT_FIELDS:
-            sample[name] = int(text)
-        elif name in BOOL_FIELDS:
-            sample[name] = text == "1"
-        elif name in ("internal", "retry_log"):
-            sample[name] = json.loads(text)
-        else:
-            sample[name] = text
-    sample["v"] = int(sample["v"]) if sample["v"] else SCHEMA_VERSION
-    return sample
 
 
 # KEYS: done, lease, inflight, status   ARGV: member, worker, lease_ms, now_ns
@@ -192,6 +149,10 @@ class Store:
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
+        # Sample entries carry a binary block: they are read through a client that does not decode.
+        kwargs = {**client.connection_pool.connection_kwargs, "decode_responses": False}
+        self.raw = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=client.connection_pool.connection_class, **kwargs))
         self._claim = client.register_script(_CLAIM)
         self._commit = client.register_script(_COMMIT)
         self._requeue = client.register_script(_REQUEUE)
@@ -277,7 +238,7 @@ class Store:
         return self.commit_and_reserve(run_id, sample)[0]
 
     def commit_and_reserve(self, run_id: str, sample: dict[str, Any], window: int = 0,
-                           plan_length: int = 0) -> tuple[int, int]:
+                           plan_length: int = 0, client: Any = None) -> tuple[int, int]:
         """Commit one sample atomically, freeing its dispatch slot and reserving the next.
 
         Returns (0 = duplicate dropped | 1 = committed | 2 = committed and the run finished,
@@ -285,12 +246,15 @@ class Store:
         provider = sample["provider"]
         member = member_key(provider, sample["snippet"], sample["rep"], bool(sample["warmup"]))
         sample = {**sample, "v": SCHEMA_VERSION}
-        result, next_index = self._commit(
+        reply = self._commit(
             keys=[self.key(run_id, "done"), self.key(run_id, "samples"), self.key(run_id, "status"),
                   self.key(run_id, f"inflight:{provider}"), self.key(run_id, f"lease:{member}"),
                   "farm:active", self.key(run_id, "slots"), self.key(run_id, "cursor")],
             args=[run_id, member, sample["outcome"], time.time_ns(), provider, window, plan_length,
-                  *encode_sample(sample)])
+                  *encode_sample(sample)], client=client)
+        if client is not None:  # queued in a pipeline: the caller reads the replies
+            return -1, -1
+        result, next_index = reply
         return int(result), int(next_index)
 
     def reserve_slot(self, run_id: str, provider: str, window: int, plan_length: int) -> int:
@@ -299,19 +263,43 @@ class Store:
         return int(self._reserve(keys=[self.key(run_id, "slots"), self.key(run_id, "cursor")],
                                  args=[provider, window, plan_length]))
 
-    def iter_samples(self, run_id: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
-        """Read the run's stream in batches, oldest first."""
-        last = "-"
+    def _xrange(self, key: str, start: bytes, count: int) -> list[list[Any]]:
+        """XRANGE read straight off a connection: entries as [id, [field, value, ...]] without
+        redis-py's per-entry dict building, which costs more than the parsing itself."""
+        pool = self.raw.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command("XRANGE", key, start, "+", "COUNT", count)
+            return conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+    def iter_entries(self, run_id: str, batch: int = 5000) -> Iterator[list[list[Any]]]:
+        """The run's stream in batches of raw entries ([id, [field, value, ...]]), oldest first."""
+        last = b"-"
         key = self.key(run_id, "samples")
         while True:
-            entries = self.r.xrange(key, min=last, max="+", count=batch)
-            if last != "-" and entries and entries[0][0] == last:
+            entries = self._xrange(key, last, batch)
+            if last != b"-" and entries and entries[0][0] == last:
                 entries = entries[1:]
             if not entries:
                 return
-            for _id, fields in entries:
-                yield decode_sample(fields)
+            yield entries
             last = entries[-1][0]
+
+    def iter_samples(self, run_id: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every sample as a dict, oldest first, read in batches."""
+        for entries in self.iter_entries(run_id, batch):
+            for _id, flat in entries:
+                yield decode_sample(dict(zip(flat[::2], flat[1::2])))
+
+    def iter_batches(self, run_id: str, batch: int = 20000) -> Iterator[Batch]:
+        """The run's samples as column batches: the aggregator's fast path."""
+        for entries in self.iter_entries(run_id, batch):
+            yield Batch.from_entries(entries)
 
     def samples(self, run_id: str) -> list[dict[str, Any]]:
         return list(self.iter_samples(run_id))

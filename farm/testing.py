@@ -122,6 +122,27 @@ class Farm:
         raise TimeoutError(f"run {run_id} not finished: {self.store.status(run_id)}")
 
 
+def redis_text(store: Store) -> str:
+    """Every key and value in the farm's Redis as text (binary decoded leniently): for tests that
+    look for something that must never be stored, such as a secret."""
+    r = store.raw
+    chunks: list[bytes] = []
+    for key in r.scan_iter("*", count=1000):
+        chunks.append(key)
+        kind = r.type(key)
+        if kind == b"string":
+            chunks.append(r.get(key) or b"")
+        elif kind == b"hash":
+            chunks.extend(b for kv in r.hgetall(key).items() for b in kv)
+        elif kind == b"list":
+            chunks.extend(r.lrange(key, 0, -1))
+        elif kind in (b"set", b"zset"):
+            chunks.extend(r.smembers(key) if kind == b"set" else r.zrange(key, 0, -1))
+        elif kind == b"stream":
+            chunks.extend(b for _id, fields in r.xrange(key) for kv in fields.items() for b in kv)
+    return b"\n".join(chunks).decode("utf-8", errors="replace")
+
+
 def farm_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
              ) -> subprocess.CompletedProcess:
     """Run the real ``farm`` CLI in a subprocess."""

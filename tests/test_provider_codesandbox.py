@@ -19,7 +19,7 @@ import pytest
 
 from farm.snippets import parse_snippet
 from farm.store import Store
-from farm.testing import Farm
+from farm.testing import Farm, redis_text
 from providers import get_provider
 from providers.base import ProviderError, Sandbox, SandboxSpec
 from providers.codesandbox import SERVICE_DIR, CodeSandboxProvider, embedded_service, start_service
@@ -32,19 +32,6 @@ LABELS = {"farm": "sandbox-farm", "farm-run": "pytest-run", "farm-provider": "co
 
 def _journal(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def _all_redis_text(r) -> str:
-    """Every key and value in the farm's Redis, as text, to look for secrets in."""
-    chunks = []
-    for key in r.scan_iter("*", count=1000):
-        kind = r.type(key)
-        value = {"string": lambda: r.get(key), "hash": lambda: json.dumps(r.hgetall(key)),
-                 "list": lambda: json.dumps(r.lrange(key, 0, -1)), "set": lambda: json.dumps(sorted(r.smembers(key))),
-                 "zset": lambda: json.dumps(r.zrange(key, 0, -1)),
-                 "stream": lambda: json.dumps(r.xrange(key))}.get(kind, lambda: "")()
-        chunks += [key, value or ""]
-    return "\n".join(chunks)
 
 
 def _closed_port() -> int:
@@ -98,7 +85,7 @@ def test_plan_through_a_real_worker_lands_samples_in_redis(service, tmp_path):
         missing_run = farm.start_run(["codesandbox"], farm.snippets("hello"), repetitions=2, warmup=0)
         farm.wait(missing_run, timeout=60)
         missing = farm.store.samples(missing_run)
-        redis_text = _all_redis_text(farm.store.r)
+        stored = redis_text(farm.store)
         log = worker.log()
 
     measured = [s for s in samples if not s["warmup"]]
@@ -148,8 +135,8 @@ def test_plan_through_a_real_worker_lands_samples_in_redis(service, tmp_path):
         assert "Sandbox not found" in s["error"]
         assert s["create_ns"] is None and s["destroy_ns"] is None and s["run_ns"] is None
 
-    assert "hello from the sandbox" in redis_text  # the scan below does see the samples
-    for text in (log, redis_text):
+    assert "hello from the sandbox" in stored  # the scan below does see the samples
+    for text in (log, stored):
         assert KEY not in text and handle.token not in text
     assert KEY not in handle.log() and handle.token not in handle.log()
 

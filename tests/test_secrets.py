@@ -1,33 +1,11 @@
 """A canary secret in the environment never reaches Redis, logs, reports or sandboxes."""
 
-import json
-
 from farm.report import render
 from farm.snippets import parse_snippet
-from farm.testing import Farm
+from farm.testing import Farm, redis_text
 
 CANARY = "canary-7d1e0c9b-secret-value"
 ALLOWED_SECRET = "allowed-but-redacted-5512aa"
-
-
-def _all_redis_text(r):
-    chunks = []
-    for key in r.scan_iter("*", count=1000):
-        chunks.append(key)
-        kind = r.type(key)
-        if kind == "string":
-            chunks.append(r.get(key))
-        elif kind == "hash":
-            chunks.append(json.dumps(r.hgetall(key)))
-        elif kind == "list":
-            chunks.extend(r.lrange(key, 0, -1))
-        elif kind == "set":
-            chunks.extend(r.smembers(key))
-        elif kind == "zset":
-            chunks.extend(r.zrange(key, 0, -1))
-        elif kind == "stream":
-            chunks.extend(json.dumps(fields) for _id, fields in r.xrange(key))
-    return "\n".join(chunks)
 
 
 def test_canary_secret_never_leaks(tmp_path):
@@ -43,7 +21,7 @@ def test_canary_secret_never_leaks(tmp_path):
         run_id = farm.start_run(["local"], [dump, *farm.snippets("hello")], repetitions=2)
         farm.wait(run_id)
         samples = farm.store.samples(run_id)
-        everything = _all_redis_text(farm.store.r)
+        everything = redis_text(farm.store)
         reports = "\n".join(render(farm.store, run_id, fmt) for fmt in ("table", "json", "markdown", "csv"))
         log = worker.log()
 

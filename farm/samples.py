@@ -1,0 +1,133 @@
+"""How one sample is laid out in a run's Redis stream, and read back as dicts or as columns.
+
+Every stream entry has the same five fields, so Redis stores their names once per node:
+
+    g  group:   provider, snippet, warmup, outcome, error_class      (joined by \\x1f)
+    k  keys:    rep, attempt, retries, exit_code, warm, leaked, error_phase, worker, v
+    n  numbers: started_ns and the eight phase durations, little-endian int64; -1 = not measured
+    i  internal timings the snippet reported: "name=ns,name=ns" ("" when none)
+    x  JSON of the free text: error, output, retry_log ("" when all empty)
+
+The fixed binary block is what makes reports fast: the aggregator reads ``g``, ``n`` and ``i``
+for a batch of entries and gets numpy columns with one ``frombuffer``, instead of parsing thirty
+strings per sample. A missing value is -1 on the wire and None in a dict: never a zero.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+PHASES = ("queue", "claim", "create", "ready", "setup", "run", "destroy", "total")
+NUMBERS = ("started_ns", *(f"{p}_ns" for p in PHASES))
+GROUP = ("provider", "snippet", "warmup", "outcome", "error_class")
+KEYS = ("rep", "attempt", "retries", "exit_code", "warm", "leaked", "error_phase", "worker", "v")
+TEXT = ("error", "output", "retry_log")
+# The logical record, in the order CSV columns and sample dicts use.
+SAMPLE_FIELDS = ("v", "provider", "snippet", "rep", "warmup", "attempt", "worker", "outcome",
+                 "error_class", "error_phase", "error", "warm", "exit_code", "leaked", "retries",
+                 "started_ns", *(f"{p}_ns" for p in PHASES), "internal", "retry_log", "output")
+INT_KEYS = {"rep", "attempt", "retries", "exit_code", "v"}
+SEP = "\x1f"
+_PACK = struct.Struct(f"<{len(NUMBERS)}q")
+
+
+def _clean(value: Any) -> str:
+    """A short field as text; the separator cannot appear inside it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value).replace(SEP, "?")
+
+
+def encode_sample(sample: Mapping[str, Any]) -> list[Any]:
+    """The flat field/value list for XADD (and the commit script's arguments)."""
+    numbers = _PACK.pack(*(-1 if sample.get(n) is None else int(sample[n]) for n in NUMBERS))
+    internal = ",".join(f"{k}={int(v)}" for k, v in (sample.get("internal") or {}).items())
+    text = {k: sample[k] for k in TEXT if sample.get(k)}
+    return ["g", SEP.join(_clean(sample.get(f)) for f in GROUP),
+            "k", SEP.join(_clean(sample.get(f, SCHEMA_VERSION if f == "v" else None)) for f in KEYS),
+            "n", numbers, "i", internal, "x", json.dumps(text, separators=(",", ":")) if text else ""]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def decode_sample(fields: Mapping[Any, Any]) -> dict[str, Any]:
+    """One stream entry back to a sample dict; absent values are None."""
+    get = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+    sample: dict[str, Any] = {}
+    for name, text in zip(GROUP, _text(get["g"]).split(SEP)):
+        sample[name] = text or None
+    sample["warmup"] = sample["warmup"] == "1"
+    for name, text in zip(KEYS, _text(get["k"]).split(SEP)):
+        sample[name] = None if text == "" else int(text) if name in INT_KEYS else text
+    raw = get["n"] if isinstance(get["n"], bytes) else get["n"].encode("latin-1")
+    for name, value in zip(NUMBERS, _PACK.unpack(raw)):
+        sample[name] = None if value < 0 else value
+    internal = _text(get.get("i"))
+    sample["internal"] = dict(_internal_pairs(internal)) if internal else None
+    extra = json.loads(_text(get.get("x")) or "{}")
+    for name in TEXT:
+        sample[name] = extra.get(name)
+    sample["v"] = sample["v"] or SCHEMA_VERSION
+    return {name: sample.get(name) for name in SAMPLE_FIELDS}
+
+
+def _internal_pairs(text: str) -> Iterable[tuple[str, int]]:
+    for pair in text.split(","):
+        name, _, ns = pair.partition("=")
+        yield name, int(ns)
+
+
+@dataclass
+class Batch:
+    """A batch of samples as columns: what the aggregator works on."""
+
+    groups: np.ndarray            # str: provider\x1fsnippet\x1fwarmup\x1foutcome\x1ferror_class
+    numbers: np.ndarray           # int64, shape (n, len(NUMBERS)); -1 = not measured
+    internal: list[str]           # "name=ns,..." per sample ("" when none)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.numbers[:, NUMBERS.index(name)]
+
+    def where(self, mask: np.ndarray) -> "Batch":
+        """The rows where ``mask`` is true."""
+        rows = np.flatnonzero(mask)
+        return Batch(self.groups[rows], self.numbers[rows], [self.internal[i] for i in rows])
+
+    @classmethod
+    def from_entries(cls, entries: list[list[Any]]) -> "Batch":
+        """From raw XRANGE entries ([id, [g, .., k, .., n, .., i, .., x, ..]], bytes): fields sit at
+        fixed places because every entry is written with the same fields in the same order; one
+        join and one frombuffer give all the numbers."""
+        numbers = np.frombuffer(b"".join(f[5] for _, f in entries), dtype="<i8")
+        return cls(np.array([f[1].decode() for _, f in entries], dtype=object),
+                   numbers.reshape(-1, len(NUMBERS)), [f[7].decode() for _, f in entries])
+
+    @classmethod
+    def from_samples(cls, samples: Iterable[Mapping[str, Any]]) -> "Batch":
+        """From sample dicts (tests, in-memory data): the same columns the stream gives."""
+        groups, rows, internal = [], [], []
+        for s in samples:
+            groups.append(SEP.join(_clean(s.get(f)) for f in GROUP))
+            rows.append([-1 if s.get(n) is None else int(s[n]) for n in NUMBERS])
+            internal.append(",".join(f"{k}={int(v)}" for k, v in (s.get("internal") or {}).items()))
+        numbers = np.asarray(rows, dtype=np.int64).reshape(-1, len(NUMBERS))
+        return cls(np.array(groups, dtype=object), numbers, internal)
+
+
+def split_group(group: str) -> tuple[str, str, bool, str, str | None]:
+    """(provider, snippet, warmup, outcome, error_class) from a group string."""
+    provider, snippet, warmup, outcome, error_class = group.split(SEP)
+    return provider, snippet, warmup == "1", outcome, error_class or None
