@@ -4,7 +4,7 @@ Settings (``providers.e2b`` in config.yml), all optional:
 
     template: code-interpreter-v1   # template for cold creates
     warm: snapshot | template       # null = cold; warm creates are flagged on the sample
-    snapshot: <snapshot id>         # warm: snapshot; made beforehand (docs/providers-e2b-modal.md)
+    snapshot: <snapshot id>         # warm: snapshot; made beforehand (providers/README.md)
     warm_template: <name or id>     # warm: template; a custom template you built with deps baked in
     sandbox_timeout: 300            # the sandbox's own lifetime (s): a leaked sandbox dies by itself
     request_timeout: 30             # connect/request bound (s) for calls that are not the snippet
@@ -103,7 +103,7 @@ class E2BProvider(Provider):
         # not reached in pool processes, so a snapshot made here would be missing or leak.
         if self.mode == "snapshot" and not self.settings.get("snapshot"):
             raise ProviderError("config", "e2b: warm: snapshot needs providers.e2b.snapshot, the id of a "
-                                "snapshot you made (see docs/providers-e2b-modal.md)")
+                                "snapshot you made (see providers/README.md)")
         if self.mode == "template" and not self.settings.get("warm_template"):
             raise ProviderError("config", "e2b: warm: template needs providers.e2b.warm_template "
                                 "(the name of a template you built with `e2b template build`)")

@@ -75,7 +75,15 @@ class LocalProvider(Provider):
         if confine == "bwrap" and not self.bwrap:
             raise ProviderError("config", "providers.local.confine is bwrap but bwrap is not installed: "
                                 "apt-get install bubblewrap, or set confine: auto")
-        self.network = bool(self.settings.get("network", self.bwrap is None))
+        network = self.settings.get("network")
+        if network is None:
+            network = self.bwrap is None  # nothing can take the network away without bwrap
+        elif not isinstance(network, bool):
+            raise ProviderError("config", f"providers.local.network must be true or false, not {network!r}")
+        elif not network and self.bwrap is None:
+            raise ProviderError("config", "providers.local.network: false needs bubblewrap to take the network "
+                                "away: apt-get install bubblewrap, or drop the setting")
+        self.network = network
         self.prlimit = shutil.which("prlimit")
         self.capabilities = frozenset({"network"}) if self.network else frozenset()
 

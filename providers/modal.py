@@ -5,7 +5,7 @@ Settings (``providers.modal`` in config.yml), all optional:
     app: sandbox-farm         # App.lookup(app, create_if_missing=True); sandboxes belong to it
     python: "3.11"            # cold creates: Image.debian_slim(python), resolved by Modal in create
     warm: image               # null = cold; warm creates use a pre-built image and are flagged
-    image_id: im-...          # warm: image: the pre-built image (docs/providers-e2b-modal.md)
+    image_id: im-...          # warm: image: the pre-built image (providers/README.md)
     region: null              # e.g. us-east; null lets Modal place the sandbox
     cpu: null                 # fractional cores requested
     memory: null              # MiB requested
@@ -74,7 +74,7 @@ class ModalProvider(Provider):
                                 f"not {self.python!r}")
         if self.mode == "image" and not self.settings.get("image_id"):
             raise ProviderError("config", "modal: warm: image needs providers.modal.image_id, the id of a "
-                                "pre-built image (see docs/providers-e2b-modal.md)")
+                                "pre-built image (see providers/README.md)")
         self._require_tokens()
 
     def facts(self) -> dict[str, Any]:

@@ -77,12 +77,19 @@ def test_no_secret_values_in_compose_or_dockerfile():
     """Secrets are interpolated from .env at deploy time; none is written into the files."""
     services = _compose()["services"]
     secretish = ("PASSWORD", "TOKEN", "API_KEY", "BASIC_AUTH", "SECRET")
+    credentials = {"daytona": {"DAYTONA_API_KEY"}, "e2b": {"E2B_API_KEY"}, "morph": {"MORPH_API_KEY"},
+                   "modal": {"MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"}, "codesandbox": {"CSB_SERVICE_TOKEN"}}
+    all_credentials = set().union(*credentials.values(), {"CSB_API_KEY"})
     for name, service in services.items():
-        for key, value in (service.get("environment") or {}).items():
+        env = service.get("environment") or {}
+        for key, value in env.items():
             if any(word in key for word in secretish):
                 assert str(value).startswith("${") and str(value).endswith("}"), (name, key)
-        if name != "redis":
-            assert service.get("env_file") == ".env", name
+        assert "env_file" not in service, name  # each service gets only the secrets it names
+        provider = env.get("FARM_PROVIDER")
+        if provider:  # a worker sees its own provider's credentials and no other's
+            assert all_credentials & set(env) == credentials.get(provider, set()), name
+    assert set(services["node-csb"]["environment"]) >= {"CSB_API_KEY", "CSB_SERVICE_TOKEN"}
     password = services["redis"]["command"].split("--requirepass ", 1)[1].split()[0]
     assert password.startswith("${REDIS_PASSWORD")
     dockerfile = (ROOT / "Dockerfile").read_text()

@@ -188,7 +188,7 @@ def test_failed_destroy_is_flagged_leaked_then_swept_by_labels(fake):
 
 
 def make_snapshot_as_documented() -> str:
-    """The recipe in docs/providers-e2b-modal.md, run with the real SDK against the fake."""
+    """The recipe in providers/README.md, run with the real SDK against the fake."""
     from e2b_code_interpreter import Sandbox
 
     sbx = Sandbox.create()
