@@ -121,23 +121,27 @@ def bench_fidelity(tmp: Path, n: int) -> None:
         run_id = farm.start_run(["local"], [hello], repetitions=n, concurrency=1)
         _wait(lambda: farm.store.status(run_id).state == "finished", 600)
         farm_ms = [s["run_ns"] / 1e6 for s in farm.store.samples(run_id) if s["run_ns"]]
+    from providers.base import SandboxSpec
+
     provider = LocalProvider(settings)
     same, plain = [], []
-    with tempfile.TemporaryDirectory() as work:
-        home = Path(work)
-        (home / "work").mkdir()
+    sandbox = provider.create(SandboxSpec(labels={}))
+    try:
+        home = sandbox.handle
         argv = provider._argv(home, hello.code, network=True)
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": work, "LANG": "C.UTF-8"}
+        env = provider.environment(home, {})
         for _ in range(n):
             for out, cmd in ((same, argv), (plain, [sys.executable, "-c", hello.code])):
                 start = time.perf_counter_ns()
                 subprocess.run(cmd, cwd=home / "work", env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, check=True)
                 out.append((time.perf_counter_ns() - start) / 1e6)
+    finally:
+        provider.destroy(sandbox)
     farm_med, same_med, plain_med = (statistics.median(x) for x in (farm_ms, same, plain))
     ratio = farm_med / same_med
     record(f"fidelity: local run phase median (n={n})", farm_med, "ms", same_med, ratio,
-           "within 5% of reference", abs(ratio - 1) <= 0.05, "reference: same argv in a bare loop")
+           "within 5% of reference", abs(ratio - 1) <= 0.05, "reference: same argv and env in a bare loop")
     record("fidelity: limits wrapper vs plain python -c", same_med, "ms", plain_med, same_med / plain_med,
            "", None, "what prlimit costs (unconfined, no bwrap)")
 

@@ -17,10 +17,14 @@ The visibility timeout must agree across every process, so it is set here, in al
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 
 SAMPLE_TASK = "farm.sample"
-VISIBILITY_TIMEOUT_S = 3600
+# One value for every process (shortest wins): FARM_VISIBILITY_TIMEOUT_S exists for tests that
+# provoke redelivery and for deployments with very long samples; set it everywhere or nowhere.
+VISIBILITY_TIMEOUT_S = int(os.environ.get("FARM_VISIBILITY_TIMEOUT_S", "3600"))
 LEASE_MS = 15_000
 
 

@@ -97,14 +97,16 @@ class Scheduler:
             self.top_up(run_id, provider)
         return run_id
 
-    def dispatch(self, run_id: str, item: PlanItem, attempt: int = 0) -> None:
-        """Record the member as queued, then send its task to the provider's queue."""
+    def dispatch(self, run_id: str, item: PlanItem, attempt: int = 0, slot: int | None = None) -> None:
+        """Send the item's task to the provider's queue; outside a reserved slot (re-queues),
+        record the member as queued first."""
         manifest = self.manifest(run_id)
-        member = member_key(item.provider, item.snippet, item.rep, item.warmup)
-        self.store.mark_queued(run_id, item.provider, member, attempt)
+        if slot is None:
+            member = member_key(item.provider, item.snippet, item.rep, item.warmup)
+            self.store.mark_queued(run_id, item.provider, member, attempt)
         self.app.send_task(
             SAMPLE_TASK, args=[run_id, item.provider, item.snippet, item.rep],
-            kwargs={"warmup": item.warmup, "enqueued_ns": time.time_ns()},
+            kwargs={"warmup": item.warmup, "enqueued_ns": time.time_ns(), "slot": slot},
             queue=queue_name(item.provider),
             # what Flower and worker logs show: which run, provider, snippet and repetition this is
             shadow=f"farm.sample[{run_id} {item.provider}/{item.snippet}#{'w' if item.warmup else ''}{item.rep}]",
@@ -125,7 +127,7 @@ class Scheduler:
         """Dispatch the provider's plan item at a reserved index."""
         item = plan_of(self.manifest(run_id)).item(provider, index)
         assert item is not None, "reserve_slot never hands out an index past the plan"
-        self.dispatch(run_id, item)
+        self.dispatch(run_id, item, slot=index)
 
     def window(self, run_id: str, provider: str) -> tuple[int, int]:
         """(window, plan length) for the commit script's next-slot reservation."""

@@ -11,7 +11,8 @@ Key layout (``{r}`` = ``farm:run:<run_id>``):
                                       (deleted when the run finishes: 'finished' refuses late commits)
     {r}:cursor                 HASH   provider -> index of the next plan item to dispatch
     {r}:slots                  HASH   provider -> tasks in flight (reserved <= window; freed on commit)
-    {r}:inflight:<provider>    HASH   member -> "q|<ns>|<attempt>" (queued) / "c|<ns>|<worker>|<attempt>" (claimed)
+    {r}:inflight:<provider>    HASH   "#<index>" -> "q|<ns>|0" (dispatched plan slot, not yet claimed),
+                                      member -> "q|<ns>|<attempt>" (re-queued) / "c|<ns>|<worker>|<attempt>" (claimed)
     {r}:lease:<member>         STRING worker id, PX lease; refreshed while the sample runs
     {r}:facts                  HASH   provider -> JSON facts (SDK version, region, confinement)
     {r}:env:<provider>         HASH   FARM_FACT key -> value that snippets reported (CPUs, memory, OS)
@@ -48,8 +49,9 @@ def parse_member(member: str) -> tuple[str, str, int, bool]:
     return provider, snippet, int(rep.lstrip("w")), rep.startswith("w")
 
 
-# KEYS: done, lease, inflight, status   ARGV: member, worker, lease_ms, now_ns
+# KEYS: done, lease, inflight, status   ARGV: member, worker, lease_ms, now_ns, slot index or ''
 _CLAIM = """
+if ARGV[5] ~= '' then redis.call('HDEL', KEYS[3], '#' .. ARGV[5]) end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {-1, ''} end
 if redis.call('HGET', KEYS[4], 'state') == 'finished' then return {-1, ''} end
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
@@ -64,15 +66,21 @@ return {attempt, ''}
 
 # Reserve one dispatch slot for a provider: never more than `window` tasks in flight, atomically.
 # KEYS: slots, cursor   ARGV: provider, window, plan_length   -> plan index, or -1
+# The reserved slot is recorded in the provider's inflight hash as "#<index>" (queued) until a
+# worker claims it, so dispatching needs no round trip of its own.
 _RESERVE_BODY = """
-local function reserve(slots, cursor, provider, window, length)
+local function reserve(slots, cursor, inflight, provider, window, length, now)
   if tonumber(redis.call('HGET', slots, provider) or '0') >= window then return -1 end
   if tonumber(redis.call('HGET', cursor, provider) or '0') >= length then return -1 end
   redis.call('HINCRBY', slots, provider, 1)
-  return redis.call('HINCRBY', cursor, provider, 1) - 1
+  local index = redis.call('HINCRBY', cursor, provider, 1) - 1
+  redis.call('HSET', inflight, '#' .. index, 'q|' .. now .. '|0')
+  return index
 end
 """
-_RESERVE = _RESERVE_BODY + "return reserve(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))"
+# KEYS: slots, cursor, inflight   ARGV: provider, window, plan_length, now_ns
+_RESERVE = _RESERVE_BODY + \
+    "return reserve(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])"
 
 # Commit a sample, free its slot and reserve the next one in the same round trip.
 # KEYS: done, samples, status, inflight, lease, active, slots, cursor
@@ -95,7 +103,7 @@ if done >= tonumber(redis.call('HGET', KEYS[3], 'planned')) then
   redis.call('DEL', KEYS[1], KEYS[7])
   return {2, -1}
 end
-return {1, reserve(KEYS[7], KEYS[8], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]))}
+return {1, reserve(KEYS[7], KEYS[8], KEYS[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[4])}
 """
 
 # KEYS: status, active, done   ARGV: run_id, now_ns, missing_count, missing_json, reason
@@ -220,13 +228,15 @@ class Store:
         return sorted(self.r.smembers("farm:active"))
 
     # --- samples ------------------------------------------------------------------------------
-    def claim(self, run_id: str, member: str, worker: str, lease_ms: int) -> tuple[int, str]:
-        """Take the lease on a member. Returns (attempt, "") or (-1, "") if already committed /
-        run finished, or (-2, holder) if another live execution holds the lease."""
+    def claim(self, run_id: str, member: str, worker: str, lease_ms: int, slot: int | None = None
+              ) -> tuple[int, str]:
+        """Take the lease on a member (and retire its queued slot entry). Returns (attempt, "") or
+        (-1, "") if already committed / run finished, or (-2, holder) if another live execution
+        holds the lease."""
         provider = member.split("|", 1)[0]
         res = self._claim(keys=[self.key(run_id, "done"), self.key(run_id, f"lease:{member}"),
                                 self.key(run_id, f"inflight:{provider}"), self.key(run_id, "status")],
-                          args=[member, worker, lease_ms, time.time_ns()])
+                          args=[member, worker, lease_ms, time.time_ns(), "" if slot is None else slot])
         return int(res[0]), res[1]
 
     def renew_lease(self, run_id: str, member: str, worker: str, lease_ms: int) -> bool:
@@ -260,8 +270,9 @@ class Store:
     def reserve_slot(self, run_id: str, provider: str, window: int, plan_length: int) -> int:
         """Take a dispatch slot and the next plan index, or -1 when the window is full or the
         provider's plan is exhausted."""
-        return int(self._reserve(keys=[self.key(run_id, "slots"), self.key(run_id, "cursor")],
-                                 args=[provider, window, plan_length]))
+        return int(self._reserve(keys=[self.key(run_id, "slots"), self.key(run_id, "cursor"),
+                                       self.key(run_id, f"inflight:{provider}")],
+                                 args=[provider, window, plan_length, time.time_ns()]))
 
     def _xrange(self, key: str, start: bytes, count: int) -> list[list[Any]]:
         """XRANGE read straight off a connection: entries as [id, [field, value, ...]] without

@@ -154,22 +154,28 @@ class LocalProvider(Provider):
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
         return self._run(sandbox, code, env, timeout, network=self.network)
 
+    def environment(self, home: Path, env: Mapping[str, str]) -> dict[str, str]:
+        """The sandbox's whole environment: a clean base plus exactly ``env``."""
+        base = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home), "TMPDIR": str(home / "tmp"), "LANG": "C.UTF-8",
+            "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+            # packages installed in the setup phase land inside this sandbox, not in the worker's venv
+            "PIP_TARGET": str(home / "site-packages"), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+        site = home / "site-packages"
+        if any(site.iterdir()):  # only then: an extra sys.path entry slows every import a little
+            base["PYTHONPATH"] = str(site)
+        return {**base, **env}
+
     def _run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float,
              network: bool) -> RunResult:
         home: Path = sandbox.handle
-        clean_env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(home), "TMPDIR": str(home / "tmp"), "LANG": "C.UTF-8",
-            "PYTHONPATH": str(home / "site-packages"), "PYTHONNOUSERSITE": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            # packages installed in the setup phase land inside this sandbox, not in the worker's venv
-            "PIP_TARGET": str(home / "site-packages"), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            **env,
-        }
         out_path, err_path = home / "tmp" / "stdout", home / "tmp" / "stderr"
         with out_path.open("wb") as out, err_path.open("wb") as err:
             # own session and process group, so a timeout kills everything the snippet started
-            proc = subprocess.Popen(self._argv(home, code, network), cwd=home / "work", env=clean_env,
+            proc = subprocess.Popen(self._argv(home, code, network), cwd=home / "work",
+                                    env=self.environment(home, env),
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     start_new_session=True,
                                     preexec_fn=None if self.prlimit else self._preexec)

@@ -97,24 +97,38 @@ def labels(run_id: str, provider: str, snippet: str, rep: int) -> dict[str, str]
             "farm-snippet": snippet, "farm-rep": str(rep)}
 
 
+_leases: dict[tuple[str, str], str] = {}
+_leases_lock = threading.Lock()
+_renewer: threading.Thread | None = None
+
+
+def _renew_leases() -> None:
+    """One thread per process renews every lease this process holds."""
+    while True:
+        time.sleep(LEASE_MS / 3000)
+        with _leases_lock:
+            held = list(_leases.items())
+        for (run_id, member), worker in held:
+            try:
+                store().renew_lease(run_id, member, worker, LEASE_MS)
+            except Exception:  # a Redis blip must not kill the sample; the next round retries
+                pass
+
+
 @contextmanager
 def lease(run_id: str, member: str, worker: str) -> Iterator[None]:
     """Keep the claim's lease alive while the sample runs; it lapses within LEASE_MS if we die."""
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(LEASE_MS / 3000):
-            try:
-                store().renew_lease(run_id, member, worker, LEASE_MS)
-            except Exception:  # a Redis blip must not kill the sample; the next renewal retries
-                pass
-
-    thread = threading.Thread(target=renew, name="farm-lease", daemon=True)
-    thread.start()
+    global _renewer
+    with _leases_lock:
+        _leases[(run_id, member)] = worker
+        if _renewer is None or not _renewer.is_alive():  # a forked child starts its own
+            _renewer = threading.Thread(target=_renew_leases, name="farm-leases", daemon=True)
+            _renewer.start()
     try:
         yield
     finally:
-        stop.set()
+        with _leases_lock:
+            _leases.pop((run_id, member), None)
 
 
 def retrying(fn: Callable[[], T], what: str, patience_s: float = 120.0) -> T:
@@ -133,7 +147,7 @@ def retrying(fn: Callable[[], T], what: str, patience_s: float = 120.0) -> T:
 
 @app.task(name=SAMPLE_TASK, bind=True)
 def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: bool = False,
-           enqueued_ns: int | None = None) -> str:
+           enqueued_ns: int | None = None, slot: int | None = None) -> str:
     """Measure one (run, provider, snippet, repetition) and commit it exactly once."""
     started_ns = time.time_ns()
     st = store()
@@ -146,7 +160,7 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
         return f"wrong-queue: this worker serves {pinned}"
     member = member_key(provider, snippet, rep, warmup)
     me = worker_id()
-    attempt, holder = retrying(lambda: st.claim(run_id, member, me, LEASE_MS), "claim")
+    attempt, holder = retrying(lambda: st.claim(run_id, member, me, LEASE_MS, slot), "claim")
     if attempt == -1:
         return "already-committed"
     if attempt == -2:
