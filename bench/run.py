@@ -44,12 +44,12 @@ def record(name: str, figure: float, unit: str, reference: float | None = None, 
     print(f"{name:44} {figure:>12,.2f} {unit:10}{ref}{rat}  {target}{verdict}  {note}", flush=True)
 
 
-def _wait(predicate: Callable[[], bool], timeout: float) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float, poll: float = 0.01) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark step did not finish in time")
-        time.sleep(0.01)
+        time.sleep(poll)
 
 
 def _worker_process(url: str, app: str, queue: str, concurrency: int, log: Path) -> subprocess.Popen:
@@ -110,34 +110,38 @@ def bench_scheduling(tmp: Path, n: int, concurrencies: list[int], run_ms: float)
 
 
 def bench_fidelity(tmp: Path, n: int) -> None:
-    """The local provider's run phase for `hello` vs the same interpreter invocation (same argv:
-    limits wrapper included) timed by a bare perf_counter loop; and vs a plain `python -c`."""
+    """The local provider's run phase for `hello` vs the same interpreter invocation (same argv and
+    environment, limits wrapper included) timed by a bare perf_counter loop, run on the same
+    machine state (Redis and the idle worker still up); and vs a plain `python -c`."""
+    from providers.base import SandboxSpec
     from providers.local import LocalProvider
 
     hello = library()["hello"]
     settings = {"confine": "none"}
+    blocks = 5  # farm and reference alternate in blocks, so both see the same machine over time
+    farm_ms: list[float] = []
+    same: list[float] = []
+    plain: list[float] = []
     with Farm(tmp / "fidelity", config={"providers": {"local": settings}}) as farm:
         farm.worker("local", concurrency=1)
-        run_id = farm.start_run(["local"], [hello], repetitions=n, concurrency=1)
-        _wait(lambda: farm.store.status(run_id).state == "finished", 600)
-        farm_ms = [s["run_ns"] / 1e6 for s in farm.store.samples(run_id) if s["run_ns"]]
-    from providers.base import SandboxSpec
-
-    provider = LocalProvider(settings)
-    same, plain = [], []
-    sandbox = provider.create(SandboxSpec(labels={}))
-    try:
-        home = sandbox.handle
-        argv = provider._argv(home, hello.code, network=True)
-        env = provider.environment(home, {})
-        for _ in range(n):
-            for out, cmd in ((same, argv), (plain, [sys.executable, "-c", hello.code])):
-                start = time.perf_counter_ns()
-                subprocess.run(cmd, cwd=home / "work", env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, check=True)
-                out.append((time.perf_counter_ns() - start) / 1e6)
-    finally:
-        provider.destroy(sandbox)
+        provider = LocalProvider(settings)
+        sandbox = provider.create(SandboxSpec(labels={}))
+        try:
+            home = sandbox.handle
+            argv = provider._argv(home, hello.code, network=True)
+            env = provider.environment(home, {})
+            for _block in range(blocks):
+                run_id = farm.start_run(["local"], [hello], repetitions=n // blocks, warmup=0, concurrency=1)
+                _wait(lambda: farm.store.status(run_id).state == "finished", 600, poll=0.5)
+                farm_ms += [s["run_ns"] / 1e6 for s in farm.store.samples(run_id) if s["run_ns"]]
+                for _ in range(n // blocks):
+                    for out, cmd in ((same, argv), (plain, [sys.executable, "-c", hello.code])):
+                        start = time.perf_counter_ns()
+                        subprocess.run(cmd, cwd=home / "work", env=env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, check=True)
+                        out.append((time.perf_counter_ns() - start) / 1e6)
+        finally:
+            provider.destroy(sandbox)
     farm_med, same_med, plain_med = (statistics.median(x) for x in (farm_ms, same, plain))
     ratio = farm_med / same_med
     record(f"fidelity: local run phase median (n={n})", farm_med, "ms", same_med, ratio,

@@ -55,7 +55,10 @@ def make_app(redis_url: str) -> Celery:
         worker_prefetch_multiplier=1,
         task_serializer="json",
         accept_content=["json"],
-        task_send_sent_event=True,
+        # No task-sent events: publishing one costs about as much as the task message itself, and
+        # tasks are sent from the workers' hot path (lazy top-up). Flower still sees every task
+        # from the workers' received/started/succeeded events.
+        task_send_sent_event=False,
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
         task_default_queue="farm.default",
