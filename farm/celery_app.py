@@ -24,7 +24,11 @@ from celery import Celery
 SAMPLE_TASK = "farm.sample"
 # One value for every process (shortest wins): FARM_VISIBILITY_TIMEOUT_S exists for tests that
 # provoke redelivery and for deployments with very long samples; set it everywhere or nowhere.
-VISIBILITY_TIMEOUT_S = int(os.environ.get("FARM_VISIBILITY_TIMEOUT_S", "3600"))
+VISIBILITY_TIMEOUT_S = 3600
+
+
+def visibility_timeout() -> int:
+    return int(os.environ.get("FARM_VISIBILITY_TIMEOUT_S", VISIBILITY_TIMEOUT_S))
 LEASE_MS = 15_000
 
 
@@ -42,11 +46,14 @@ def broker_url(redis_url: str) -> str:
 
 def make_app(redis_url: str) -> Celery:
     app = Celery("farm", broker=broker_url(redis_url), set_as_current=True)
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    transport: dict[str, int] = {"visibility_timeout": visibility_timeout()}
+    if transport["visibility_timeout"] < 300:  # kombu scans for expired messages every ~100 s by default
+        transport.update(unacked_restore_interval=max(1, transport["visibility_timeout"] // 2),
+                         unacked_restore_throttle=1)
     app.conf.update(
         broker_transport_options=transport,
         result_backend_transport_options=transport,
-        visibility_timeout=VISIBILITY_TIMEOUT_S,
+        visibility_timeout=transport["visibility_timeout"],
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,          # samples go to the farm's own keys, not Celery results
         task_acks_late=True,

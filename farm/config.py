@@ -55,6 +55,8 @@ class Defaults(Strict):
     retries: int = Field(2, ge=0, le=10, description="retries of a transient create failure")
     backoff_s: float = Field(1.0, ge=0, le=300, description="first retry delay; doubles, with jitter")
     deadline_s: float | None = Field(None, gt=0, description="finalize a run this long after it starts")
+    lost_after_s: float = Field(30, gt=0, le=86400, description="re-send a task unclaimed this long and "
+                                "no longer queued (its worker died holding it)")
     seed: int | None = None
     timeouts: Timeouts = Timeouts()
 

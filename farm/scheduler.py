@@ -44,6 +44,11 @@ def plan_of(manifest: dict[str, Any]) -> Plan:
                       tuple(p["once"]), p["repetitions"], p["warmup"], p["seed"])
 
 
+def task_title(run_id: str, item: PlanItem) -> str:
+    """What Flower and worker logs show for a task, and how a queued one is recognised."""
+    return f"farm.sample[{run_id} {item.provider}/{item.snippet}#{'w' if item.warmup else ''}{item.rep}]"
+
+
 class Scheduler:
     """Creates runs and feeds their tasks to the provider queues."""
 
@@ -81,6 +86,7 @@ class Scheduler:
             "retries": config.defaults.retries,
             "backoff_s": config.defaults.backoff_s,
             "deadline_s": config.defaults.deadline_s,
+            "lost_after_s": config.defaults.lost_after_s,
             "timeouts": timeouts.model_dump(),
             "task_soft_limit_s": timeouts.task_soft_limit(),
             "task_hard_limit_s": timeouts.task_hard_limit(),
@@ -109,7 +115,7 @@ class Scheduler:
             kwargs={"warmup": item.warmup, "enqueued_ns": time.time_ns(), "slot": slot},
             queue=queue_name(item.provider),
             # what Flower and worker logs show: which run, provider, snippet and repetition this is
-            shadow=f"farm.sample[{run_id} {item.provider}/{item.snippet}#{'w' if item.warmup else ''}{item.rep}]",
+            shadow=task_title(run_id, item),
             soft_time_limit=manifest["task_soft_limit_s"], time_limit=manifest["task_hard_limit_s"])
 
     def top_up(self, run_id: str, provider: str) -> int:
@@ -170,10 +176,35 @@ class Scheduler:
                     self.dispatch(run_id, PlanItem(prov, snippet, rep, warmup),
                                   attempt=int(seen.rsplit("|", 1)[-1]))
                     requeued += 1
+            requeued += self._resend_lost_messages(run_id, provider, plan, inflight)
             if not inflight:
                 requeued += self._recover_lost(run_id, provider, plan)
             self.top_up(run_id, provider)
         return requeued
+
+    def _resend_lost_messages(self, run_id: str, provider: str, plan: Plan, inflight: dict[str, str]) -> int:
+        """A task dispatched long ago, never claimed, and no longer in its queue was taken by a
+        worker that died before claiming it (its message waits out the visibility timeout in
+        Redis's unacked set): send it again. A late original is harmless: it finds the lease or
+        the committed sample and stands down."""
+        lost_after_ns = self.manifest(run_id).get("lost_after_s", 30) * 1e9
+        now = time.time_ns()
+        stale = {f: v for f, v in inflight.items()
+                 if v.startswith("q|") and now - int(v.split("|")[1]) > lost_after_ns}
+        if not stale:
+            return 0
+        waiting = self.store.queued_titles(queue_name(provider))
+        resent = 0
+        for field, seen in stale.items():
+            slot = int(field[1:]) if field.startswith("#") else None
+            item = plan.item(provider, slot) if slot is not None else PlanItem(*parse_member(field))
+            if item is None or task_title(run_id, item) in waiting:
+                continue
+            member = member_key(item.provider, item.snippet, item.rep, item.warmup)
+            if self.store.requeue_if_orphaned(run_id, provider, member, seen, field=field):
+                self.dispatch(run_id, item, attempt=int(seen.rsplit("|", 1)[-1]), slot=slot)
+                resent += 1
+        return resent
 
     def _recover_lost(self, run_id: str, provider: str, plan: Plan) -> int:
         """Nothing in flight: free slots a lost reply kept, and if the provider's plan is fully

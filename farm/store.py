@@ -30,6 +30,7 @@ read back as None: a missing value is never a zero.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -129,6 +130,9 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+_SHADOW = re.compile(rb'"shadow": "([^"]+)"')
 
 
 @dataclass
@@ -340,12 +344,23 @@ class Store:
     def inflight(self, run_id: str, provider: str) -> dict[str, str]:
         return self.r.hgetall(self.key(run_id, f"inflight:{provider}"))
 
-    def requeue_if_orphaned(self, run_id: str, provider: str, member: str, seen: str) -> bool:
-        """Flip a claimed member back to queued if its lease is gone and nobody changed it since."""
+    def requeue_if_orphaned(self, run_id: str, provider: str, member: str, seen: str,
+                            field: str | None = None) -> bool:
+        """Mark an inflight entry (``field``, default the member) queued anew, now, if its lease
+        is gone and nobody changed the entry since ``seen``."""
         attempt = seen.rsplit("|", 1)[-1]
         return bool(self._requeue(
             keys=[self.key(run_id, f"inflight:{provider}"), self.key(run_id, f"lease:{member}")],
-            args=[member, seen, f"q|{time.time_ns()}|{attempt}"]))
+            args=[field or member, seen, f"q|{time.time_ns()}|{attempt}"]))
+
+    def queued_titles(self, queue: str) -> set[str]:
+        """The task titles (Celery ``shadow`` names) of the messages waiting in a queue."""
+        titles = set()
+        for message in self.raw.lrange(queue, 0, -1):
+            match = _SHADOW.search(message)
+            if match:
+                titles.add(match[1].decode())
+        return titles
 
     def lease_exists(self, run_id: str, member: str) -> bool:
         return bool(self.r.exists(self.key(run_id, f"lease:{member}")))

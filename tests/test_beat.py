@@ -85,3 +85,29 @@ def test_beat_rejects_unknown_snippet_in_schedule(tmp_path):
     (tmp_path / "config.yml").write_text("schedules:\n  n:\n    every_s: 5\n    snippets: [helo]\n")
     out = farm_cli("beat", cwd=tmp_path)
     assert out.returncode == 2 and "schedules.n: unknown snippet 'helo'" in out.stderr
+
+
+def test_sweep_schedule_reclaims_leaked_sandboxes(farm, tmp_path):
+    """A `kind: sweep` schedule, fired the way beat fires it, reclaims what runs leaked."""
+    import json as json_lib
+
+    from farm.beat import fire
+
+    ledger = tmp_path / "ledger"
+    leaky = {"seed": 5, "ledger_dir": str(ledger), "fail_phases": ["destroy"],
+             "failures": {"provider_error": 0.5}}
+    farm.config = parse_config({"providers": {"sim": leaky},
+                                "schedules": {"hourly-sweep": {"kind": "sweep", "cron": "0 * * * *",
+                                                               "providers": ["sim"]}}})
+    farm.worker("sim", concurrency=1)
+    run_id = farm.start_run(["sim"], farm.snippets("hello"), repetitions=10)
+    farm.wait(run_id)
+    leaked = [s["leaked"] for s in farm.store.samples(run_id) if s["leaked"]]
+    assert leaked
+    fired = fire(farm.store, farm.scheduler, farm.config, "hourly-sweep")
+    assert fired.swept == len(leaked)
+    assert fire(farm.store, farm.scheduler, farm.config, "hourly-sweep").skipped  # once per period
+    reclaimed = farm.store.r.hget(f"farm:run:{run_id}:sweep", "sim:reclaimed")
+    assert int(reclaimed) == len(leaked)
+    last = json_lib.loads(farm.store.r.hget("farm:sweep:last", "sim"))
+    assert last["deleted"] == len(leaked) and last["error"] == ""

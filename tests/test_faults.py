@@ -201,3 +201,60 @@ def test_injected_transient_and_permanent_failures_are_classified_and_nothing_le
     for snippet in ("hello", "primes"):
         expected = sum(1 for s in failed if s["snippet"] == snippet)
         assert rows[snippet].errors == expected and rows[snippet].error_rate == expected / 100
+
+
+def test_task_longer_than_visibility_timeout_still_gives_one_sample(tmp_path, monkeypatch):
+    """Redis re-delivers an unacked message after the visibility timeout even while it runs; the
+    lease makes the second delivery stand down, so there is still exactly one sample."""
+    from farm.testing import Farm
+
+    monkeypatch.setenv("FARM_VISIBILITY_TIMEOUT_S", "2")  # this process and the workers alike
+    config = {"providers": {"sim": {"run": {"dist": "fixed", "ms": 7000}}}}
+    with Farm(tmp_path, config=config) as farm:
+        assert farm.app.conf.broker_transport_options["visibility_timeout"] == 2
+        farm.worker("sim", concurrency=2)
+        run_id = farm.start_run(["sim"], farm.snippets("hello"), repetitions=1, concurrency=1)
+        status = farm.wait(run_id, timeout=60)
+        samples = farm.store.samples(run_id)
+        log = "\n".join(w.log() for w in farm.workers)
+    assert status.done == 1 and len(samples) == 1
+    (s,) = samples
+    assert s["outcome"] == "ok" and s["attempt"] == 1 and s["run_ns"] >= 7e9
+    assert "held-by" in log  # the redelivered copy ran, found the lease held, and stood down
+
+
+def test_sigkill_mid_run_over_300_samples_every_repetition_exactly_once(tmp_path):
+    from farm.testing import Farm
+
+    # lost_after_s: a task the killed worker had fetched but not yet claimed is re-sent this soon
+    config = {"providers": {"sim": {"run": {"dist": "fixed", "ms": 15}}}, "defaults": {"lost_after_s": 5}}
+    with Farm(tmp_path, config=config) as farm:
+        worker = farm.worker("sim", concurrency=4)
+        run_id = farm.start_run(["sim"], farm.snippets("hello", "primes", "file_io"), repetitions=100,
+                                concurrency=4)
+        _wait_for(lambda: farm.store.status(run_id).done >= 100, 60, "100 samples")
+        worker.kill()
+        assert farm.store.status(run_id).done < 300
+        farm.worker("sim", concurrency=4)
+        status = farm.wait(run_id, timeout=120)
+        samples = farm.store.samples(run_id)
+    counts = _members(samples)
+    assert status.done == 300 and len(samples) == 300 and len(counts) == 300
+    assert set(counts.values()) == {1} and all(s["outcome"] == "ok" for s in samples)
+
+
+def test_bad_tasks_never_crash_a_worker(farm):
+    """Garbage on the queue (wrong arguments, unknown runs, other providers' work) is refused and
+    the same worker goes on to complete a real run."""
+    worker = farm.worker("local", concurrency=1)
+    queue = "farm.local"
+    farm.app.send_task("farm.sample", args=["no-such-run", "local", "hello", 0], queue=queue)
+    farm.app.send_task("farm.sample", args=["too", "few"], queue=queue)
+    farm.app.send_task("farm.sample", args=[None, None, None, "x"], queue=queue)
+    farm.app.send_task("farm.sample", kwargs={"bogus": 1}, queue=queue)
+    farm.app.send_task("farm.unknown_task", args=[1], queue=queue)
+    run_id = farm.start_run(["local"], farm.snippets("hello"), repetitions=3)
+    farm.app.send_task("farm.sample", args=[run_id, "e2b", "hello", 0], queue=queue)  # wrong queue
+    status = farm.wait(run_id, timeout=60)
+    assert status.done == status.ok == 3 and worker.proc.poll() is None
+    assert {s["provider"] for s in farm.store.samples(run_id)} == {"local"}
