@@ -15,7 +15,9 @@ provider's failures are counted in the same buckets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
+
+T = TypeVar("T")
 
 # The one vocabulary of failure. "skipped" is not an error: the snippet needs what the provider lacks.
 ERROR_CLASSES = (
@@ -155,6 +157,17 @@ class Provider:
 
 
 OUTPUT_LIMIT = 64 * 1024
+
+
+def sdk_call(what: str, fn: Callable[[], T], classify: Callable[[str, Exception], ProviderError]) -> T:
+    """Call an SDK; whatever it raises leaves as one classified ProviderError (``classify`` must
+    keep credentials out of the message)."""
+    try:
+        return fn()
+    except ProviderError:
+        raise
+    except Exception as exc:
+        raise classify(what, exc) from None
 
 
 def setup_code(packages: tuple[str, ...]) -> str:

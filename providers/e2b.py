@@ -32,7 +32,7 @@ from e2b import (AuthenticationException, ConnectionConfig, NotFoundException,  
 from e2b_code_interpreter import Sandbox as E2BSandbox  # noqa: E402
 
 from farm.redact import redact  # noqa: E402
-from providers.base import (Provider, ProviderError, RunResult, Sandbox, SandboxSpec,  # noqa: E402
+from providers.base import (Provider, ProviderError, RunResult, Sandbox, SandboxSpec, sdk_call,  # noqa: E402
                             cap_output, classify_status)
 
 DEFAULT_TEMPLATE = "code-interpreter-v1"
@@ -179,13 +179,7 @@ class E2BProvider(Provider):
 
     # --- errors -----------------------------------------------------------------------------------
     def _call(self, what: str, fn: Any) -> Any:
-        """Call the SDK; whatever it raises leaves as one classified, key-free ProviderError."""
-        try:
-            return fn()
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise classify(what, exc) from None
+        return sdk_call(what, fn, classify)
 
 
 def classify(what: str, exc: Exception) -> ProviderError:

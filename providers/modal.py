@@ -30,7 +30,7 @@ import modal.exception as mx
 from modal.config import config as modal_config
 
 from farm.redact import redact
-from providers.base import Provider, ProviderError, RunResult, Sandbox, SandboxSpec, cap_output
+from providers.base import Provider, ProviderError, RunResult, Sandbox, SandboxSpec, cap_output, sdk_call
 
 KNOWN_SETTINGS = {"app", "python", "warm", "image_id", "region", "cpu", "memory", "sandbox_timeout"}
 WARM_MODES = (None, "image")
@@ -185,13 +185,7 @@ class ModalProvider(Provider):
 
     # --- errors -----------------------------------------------------------------------------------
     def _call(self, what: str, fn: Any) -> Any:
-        """Call the SDK; whatever it raises leaves as one classified, secret-free ProviderError."""
-        try:
-            return fn()
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise classify(what, exc) from None
+        return sdk_call(what, fn, classify)
 
 
 def classify(what: str, exc: BaseException) -> ProviderError:
