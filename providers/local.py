@@ -129,13 +129,23 @@ class LocalProvider(Provider):
         return [self.prlimit, f"--cpu={self.limits['cpu_seconds']}", f"--as={self.limits['memory_mb'] * mb}",
                 f"--fsize={self.limits['file_size_mb'] * mb}", "--"]
 
+    def _interpreter_dirs(self) -> list[str]:
+        """Directories under /tmp that the interpreter needs (a venv and what it links to):
+        the sandbox's private /tmp would otherwise hide them."""
+        exe = Path(self.python)
+        candidates = {exe.parent.parent, Path(os.path.realpath(exe)).parent.parent}
+        tmp = Path("/tmp")
+        return sorted(str(p) for p in candidates if tmp in p.parents)
+
     def _argv(self, home: Path, code: str, network: bool) -> list[str]:
         argv = [*self._limits_argv(), self.python, "-c", code]
         if not self.bwrap:
             return argv
-        box = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-               "--tmpfs", "/tmp", "--bind", str(home), str(home), "--chdir", str(home / "work"),
-               "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        box = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        for path in self._interpreter_dirs():  # an interpreter living under /tmp stays visible
+            box += ["--ro-bind", path, path]
+        box += ["--bind", str(home), str(home), "--chdir", str(home / "work"),
+                "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
         if not network:
             box.append("--unshare-net")
         return [*self._limits_argv(), *box, "--", self.python, "-c", code]

@@ -7,13 +7,16 @@ configuration; the tests that install packages skip when there are none), and th
 target is an HTTP server on 127.0.0.1 started here.
 """
 
+import ast
 import http.server
 import math
 import os
 import platform
 import re
 import socket
+import subprocess
 import sqlite3
+import sys
 import threading
 import time
 
@@ -36,14 +39,14 @@ NEEDS_INDEX = {"package_install", "fft_numpy", "fft_multiprocess"}
 
 def local_pip_env():
     """PIP_* variables that make pip use only this machine's local package sources; None if it has none."""
-    from pip._internal.configuration import Configuration
-
-    config = Configuration(isolated=False)
-    config.load()
+    # pip's own CLI, not its internals (they change between pip versions): "scope.key='value'"
+    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                            text=True, timeout=60).stdout
     values = {}
-    for _variant, items in config.items():  # lowest priority first
-        for key, value in items.items():
-            values[key.rsplit(".", 1)[-1]] = value
+    for line in listed.splitlines():  # lowest priority first
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.rsplit(".", 1)[-1]] = ast.literal_eval(value)
     indexes = [u for u in f"{values.get('index-url', '')} {values.get('extra-index-url', '')}".split()
                if u.startswith("file:")]
     links = [u for u in values.get("find-links", "").split() if not u.startswith(("http:", "https:"))]
