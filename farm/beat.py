@@ -77,7 +77,7 @@ class Fired:
 def fire(store: Store, scheduler: Scheduler, config: FarmConfig, name: str, now: float | None = None) -> Fired:
     """Start the schedule's run (or sweep) unless this period already fired."""
     schedule = config.schedules[name]
-    now = time.time() if now is None else now
+    now = time.time() if now is None else now  # wall clock on purpose: periods are calendar time
     guard = f"farm:schedule:{name}:{period_key(schedule, now)}"
     ttl = int(max(schedule.every_s or 60, 60) * 3)
     if not store.r.set(guard, "1", nx=True, ex=ttl):

@@ -146,7 +146,7 @@ class DaytonaProvider(Provider):
                                                  labels=dict(spec.labels), target=self.target)
         if self.mode == "cold":  # stopped when idle, deleted once stopped: a leak cannot outlive this
             params.auto_stop_interval, params.auto_delete_interval = self.auto_stop_minutes, 0
-        asked_at = time.time()
+        asked_at = time.time()  # wall clock on purpose: compared with the record's createdAt
         try:
             sbx = self.client().create(params, timeout=spec.timeout_s)
         except DaytonaTimeoutError as exc:
