@@ -281,6 +281,7 @@ def flower_cmd(ctx: click.Context, address: str, port: int) -> None:
 
     Basic auth comes from FLOWER_BASIC_AUTH=user:password (never a flag, so it stays out of `ps`);
     it is required unless Flower is bound to a loopback address."""
+    import signal
     import subprocess
 
     from farm.runner import connect
@@ -293,19 +294,26 @@ def flower_cmd(ctx: click.Context, address: str, port: int) -> None:
     if auth and (":" not in auth or auth.startswith(":") or auth.endswith(":")):
         raise ConfigError("FLOWER_BASIC_AUTH must look like user:password")
     config = _config(ctx)
-    with connect(config) as (_store, url, _embedded):
+    with connect(config) as (_store, url, embedded):
         env = {**os.environ, "FARM_REDIS_URL": url}
         if ctx.obj["config_path"]:
             env["FARM_CONFIG"] = ctx.obj["config_path"]
         cmd = [sys.executable, "-m", "celery", "-A", "workers.app", "flower", f"--address={address}",
                f"--port={port}", "--purge_offline_workers=300"]
-        proc = subprocess.Popen(cmd, env=env)
+        if embedded is None:  # Flower becomes this process, so stop signals reach it directly
+            os.execve(cmd[0], cmd, env)
+        # The embedded Redis must outlive Flower: run it as a child and pass stop signals on.
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
         try:
-            proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()
-            proc.wait(timeout=20)
-    if proc.returncode not in (0, -15, 130):
+            while proc.poll() is None:
+                try:
+                    proc.wait()
+                except KeyboardInterrupt:
+                    proc.terminate()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    if proc.returncode not in (0, -signal.SIGTERM, 130):
         raise FarmError(f"Flower exited with code {proc.returncode}")
 
 

@@ -78,6 +78,9 @@ def test_flower_lists_worker_and_farm_tasks_with_auth_only(farm, tmp_path):
     finally:
         flower.send_signal(signal.SIGTERM)
         flower.wait(timeout=20)
+    # `farm flower` was Flower itself (exec'd): nothing is left listening once it stopped
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_flower_refuses_open_network_bind_without_auth(tmp_path):
@@ -85,3 +88,35 @@ def test_flower_refuses_open_network_bind_without_auth(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "farm", "flower", "--address", "0.0.0.0"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "set FLOWER_BASIC_AUTH" in proc.stderr
+
+
+def test_embedded_flower_stops_with_farm_flower(tmp_path):
+    """With the embedded Redis, Flower runs as a child; SIGTERM to `farm flower` stops both."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FLOWER_BASIC_AUTH")}
+    proc = subprocess.Popen([sys.executable, "-m", "farm", "flower", "--port", str(port)], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if _get(f"http://127.0.0.1:{port}/healthcheck")[0] == 200:
+                break
+        except OSError:
+            pass
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # the Flower child is gone too
+    assert not (tmp_path / ".farm" / "redis.sock").exists() or not _redis_alive(tmp_path / ".farm" / "redis.sock")
+
+
+def _redis_alive(sock):
+    import redis
+
+    try:
+        return redis.Redis(unix_socket_path=str(sock), socket_timeout=1).ping()
+    except (redis.ConnectionError, OSError):
+        return False
