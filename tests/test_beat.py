@@ -55,13 +55,15 @@ def test_two_beats_fire_each_period_once_and_runs_complete(farm, tmp_path):
 
 
 def test_stale_cron_run_is_not_fired_after_a_late_restart():
-    config = parse_config({"schedules": {"hourly": {"cron": "0 * * * *"}}})
+    # hourly, at the minute half an hour away from now: the last due time is always ~30 min ago
+    minute = (datetime.now(timezone.utc).minute + 30) % 60
+    config = parse_config({"schedules": {"hourly": {"cron": f"{minute} * * * *"}}})
     app = make_app("redis://127.0.0.1:1/0")  # never connected: only the schedule maths runs
     entry = beat_schedule(config, app)["hourly"]["schedule"]
     three_hours_ago = datetime.now(timezone.utc) - timedelta(hours=3)
     app.conf.beat_cron_starting_deadline = None
     assert entry.is_due(three_hours_ago).is_due            # without a deadline beat would catch up
-    app.conf.beat_cron_starting_deadline = 600
+    app.conf.beat_cron_starting_deadline = 600              # 10 min: the ~30 min old run is stale
     assert not entry.is_due(three_hours_ago).is_due        # with it, the stale run is skipped
 
 
