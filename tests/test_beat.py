@@ -74,7 +74,7 @@ def test_farm_schedules_lists_next_fire_times(tmp_path):
     first, second = out.stdout.splitlines()
     assert first.startswith("tick") and "every 2 s" in first
     assert second.startswith("nightly") and "cron '0 2 * * *' Europe/Berlin" in second
-    assert "T02:00:00+01:00" in second and "local × hello,primes" in second
+    assert "T02:00:00+0" in second and "local × hello,primes" in second  # +01:00 or +02:00 (DST)
     config = parse_config({"schedules": {"n": {"cron": "30 6 * * 1", "timezone": "UTC"}}})
     monday = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)  # a Monday, 06:00
     (_name, _s, nxt), = next_fire_times(config, monday)
