@@ -28,7 +28,7 @@ import numpy as np
 from farm.aggregate import aggregate_run
 from farm.celery_app import queue_name
 from farm.snippets import library
-from farm.store import PHASES, Store, encode_sample, member_key
+from farm.store import Store, encode_sample
 from farm.testing import REPO_ROOT, Farm
 
 RESULTS: list[dict[str, Any]] = []

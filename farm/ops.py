@@ -13,8 +13,8 @@ from farm.config import FarmConfig
 from farm.redact import redact
 from farm.store import Store
 from providers import REGISTRY, ProviderError, get_provider, provider_class
+from providers.base import FARM_MARKER
 
-FARM_MARKER = {"farm": "sandbox-farm"}
 # The distributions each provider's extra installs: what `farm doctor` reports versions of.
 SDK_PACKAGES = {"daytona": "daytona", "e2b": "e2b-code-interpreter", "modal": "modal",
                 "morph": "morphcloud", "codesandbox": "httpx"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -41,7 +41,6 @@ class RunOptions:
     label: str = ""
     config_path: str | None = None
     progress_every_s: float = 0.5
-    extra: dict = field(default_factory=dict)
 
 
 @contextmanager

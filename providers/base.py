@@ -33,6 +33,16 @@ ERROR_CLASSES = (
 TRANSIENT_CLASSES = frozenset({"rate_limited", "provider_error", "network"})
 
 
+# Every sandbox the farm creates carries these labels (tags/metadata), so `farm sweep` finds it again.
+FARM_MARKER = {"farm": "sandbox-farm"}
+
+
+def sandbox_labels(run_id: str, provider: str, snippet: str, rep: int) -> dict[str, str]:
+    """The labels of one sample's sandbox: the farm marker plus run, provider, snippet, repetition."""
+    return {**FARM_MARKER, "farm-run": run_id, "farm-provider": provider, "farm-snippet": snippet,
+            "farm-rep": str(rep)}
+
+
 class ProviderError(Exception):
     """A classified provider failure; ``message`` must never contain a secret."""
 

@@ -24,14 +24,13 @@ from daytona import (CodeRunParams, CreateSandboxFromSnapshotParams, Daytona, Da
 from daytona.common.errors import DaytonaConnectionError, DaytonaTimeoutError
 from daytona.internal.urllib3_retry import RemoteDisconnectedRetry
 
-from providers.base import (Provider, ProviderError, RunResult, Sandbox, SandboxSpec, cap_output,
+from providers.base import (FARM_MARKER, Provider, ProviderError, RunResult, Sandbox, SandboxSpec, cap_output,
                             classify_status)
 
 DEFAULT_API_URL = "https://app.daytona.io/api"
 MODES = ("cold", "warm_pool")
 SETTINGS = ("mode", "snapshot", "target", "pool_size", "pool_fill_timeout_s", "claim_min_age_s",
             "auto_stop_minutes", "destroy_timeout_s")
-FARM_MARKER = {"farm": "sandbox-farm"}
 
 
 class DaytonaProvider(Provider):

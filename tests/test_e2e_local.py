@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from farm.aggregate import aggregate, sample_phases
-from farm.store import PHASES, member_key
+from farm.store import member_key
 from farm.testing import farm_cli
 
 

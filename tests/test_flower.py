@@ -31,6 +31,20 @@ def _get(url, auth=None):
         return exc.code, exc.read().decode()
 
 
+def _wait_healthy(proc, port, timeout=60):
+    """Until Flower answers /healthcheck; fails with its stderr if `farm flower` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if _get(f"http://127.0.0.1:{port}/healthcheck")[0] == 200:
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+
+
 def test_flower_lists_worker_and_farm_tasks_with_auth_only(farm, tmp_path):
     port = _free_port()
     env = {**os.environ, "REDIS_URL": farm.url, "FLOWER_BASIC_AUTH": AUTH}
@@ -38,16 +52,7 @@ def test_flower_lists_worker_and_farm_tasks_with_auth_only(farm, tmp_path):
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if _get(f"{base}/healthcheck")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert flower.poll() is None, flower.stderr.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        _wait_healthy(flower, port)
         worker = farm.worker("local", concurrency=1)
         run_id = farm.start_run(["local"], farm.snippets("hello"), repetitions=3)
         farm.wait(run_id)
@@ -96,16 +101,7 @@ def test_embedded_flower_stops_with_farm_flower(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FLOWER_BASIC_AUTH")}
     proc = subprocess.Popen([sys.executable, "-m", "farm", "flower", "--port", str(port)], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if _get(f"http://127.0.0.1:{port}/healthcheck")[0] == 200:
-                break
-        except OSError:
-            pass
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    _wait_healthy(proc, port)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, proc.stderr.read()
     with socket.socket() as probe:

@@ -1,7 +1,6 @@
 """Snippets that never finish, print megabytes, or outlive the task's soft limit (real workers)."""
 
 import os
-import time
 from pathlib import Path
 
 from farm.snippets import parse_snippet

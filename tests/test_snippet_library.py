@@ -199,7 +199,7 @@ def test_network_snippets_skip_cleanly_without_network_and_never_hang(tmp_path):
             (silent,) = farm.store.samples(run_id)
             assert time.monotonic() - started < 30
             assert silent["outcome"] == "skipped" and silent["run_ns"] is None and silent["internal"] is None
-            assert silent["error"].startswith(f"no network egress to http://127.0.0.1:") and "timed out" in silent["error"]
+            assert silent["error"].startswith("no network egress to http://127.0.0.1:") and "timed out" in silent["error"]
 
             # A provider without network: both network snippets are skipped before any sandbox exists.
             farm.config = type(farm.config).model_validate({**config, "providers": {"local": {"network": False}}})

@@ -185,4 +185,4 @@ def test_cli_lists_and_runs_a_suite_and_reports_a_broken_one_in_one_line(tmp_pat
     bad = farm_cli("snippets", "--snippets-dir", str(broken), cwd=tmp_path, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [
-        f"farm: tests/test_a.py: cannot import: ModuleNotFoundError: No module named 'not_a_module_anywhere'"]
+        "farm: tests/test_a.py: cannot import: ModuleNotFoundError: No module named 'not_a_module_anywhere'"]

@@ -21,11 +21,12 @@ from celery import signals
 from farm import sketch
 from farm.celery_app import LEASE_MS, SAMPLE_TASK, make_app
 from farm.config import load_config
+from farm.redact import redact
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
 from farm.store import Store, member_key
 from providers import get_provider
-from providers.base import Provider, SandboxSpec
+from providers.base import Provider, ProviderError, SandboxSpec, sandbox_labels
 from workers.measure import measure
 
 
@@ -76,7 +77,7 @@ def provider_for(run_id: str, name: str, manifest: dict[str, Any]) -> Provider:
     if cache_key not in _providers:
         provider = get_provider(name, settings)
         provider.check()
-        _warm_facts[cache_key] = provider.warm(SandboxSpec(labels=labels(run_id, name, "warm", 0),
+        _warm_facts[cache_key] = provider.warm(SandboxSpec(labels=sandbox_labels(run_id, name, "warm", 0),
                                                            settings=settings))
         _providers[cache_key] = provider
     provider = _providers[cache_key]
@@ -89,12 +90,6 @@ def provider_for(run_id: str, name: str, manifest: dict[str, Any]) -> Provider:
             store().r.hsetnx(facts_key, name, json.dumps(facts, default=str))
         _facts_filed.add((run_id, name))
     return provider
-
-
-def labels(run_id: str, provider: str, snippet: str, rep: int) -> dict[str, str]:
-    """Every sandbox carries these, so `farm sweep` can find it again."""
-    return {"farm": "sandbox-farm", "farm-run": run_id, "farm-provider": provider,
-            "farm-snippet": snippet, "farm-rep": str(rep)}
 
 
 _leases: dict[tuple[str, str], str] = {}
@@ -179,17 +174,16 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                 prov = provider_for(run_id, provider, manifest)
                 snip = Snippet.from_manifest(manifest["snippets"][snippet])
                 env = {k: os.environ[k] for k in manifest["env_pass_to_sandbox"] if k in os.environ}
-                spec = SandboxSpec(labels=labels(run_id, provider, snippet, rep),
+                spec = SandboxSpec(labels=sandbox_labels(run_id, provider, snippet, rep),
                                    settings=manifest["provider_settings"].get(provider, {}),
                                    timeout_s=manifest["timeouts"]["create"])
                 record.update(measure(prov, spec, snip, env, manifest["timeouts"],
                                       retries=manifest.get("retries", 0),
                                       backoff_s=manifest.get("backoff_s", 1.0)))
             except Exception as exc:  # a provider that cannot even start is a recorded failure
-                from providers.base import ProviderError
                 cls = exc.error_class if isinstance(exc, ProviderError) else "provider_error"
                 record.update(outcome="error", error_class=cls, error_phase="create",
-                              error=f"{type(exc).__name__}: {exc}"[:300])
+                              error=redact(f"{type(exc).__name__}: {exc}")[:300])
     env_facts = record.pop("facts", None)  # FARM_FACT lines: facts about the sandbox, kept per run
     window, length = scheduler().window(run_id, provider)
     result, next_index = retrying(lambda: st.commit_and_reserve(run_id, record, window, length), "commit")
