@@ -18,13 +18,12 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from farm.config import Statistics
-from farm.samples import PHASES, Batch, split_group
+from farm.samples import Batch, phase_key, sample_phases, split_group
 from farm.sketch import LatencySketch
+from farm.sketch import load as load_sketches
 from farm.stats import ci_ranks, modes, quantile_ci, shape_flags
 
 QUANTILES = (50, 90, 95, 99)
-# Phases in the order people read them; "tti" (time to interactive) = create-or-claim + ready.
-PHASE_ORDER = ("queue", "claim", "create", "ready", "tti", "setup", "run", "destroy", "total")
 # Points of each series' distribution kept for charts (CDFs): fine in the middle, dense in the tail.
 CDF_PROBS = (0.0, 0.01, 0.025, *(i / 20 for i in range(1, 20)), 0.975, 0.99, 0.995, 0.999, 1.0)
 
@@ -64,17 +63,6 @@ class Row:
         return asdict(self)
 
 
-def sample_phases(sample: dict[str, Any]) -> dict[str, int]:
-    """The phase durations (ns) a sample has, derived ones included."""
-    values = {p: sample[f"{p}_ns"] for p in PHASES if sample.get(f"{p}_ns") is not None}
-    acquire = values.get("claim", values.get("create"))
-    if acquire is not None and "ready" in values:
-        values["tti"] = acquire + values["ready"]
-    for name, ns in (sample.get("internal") or {}).items():
-        values[f"internal.{name}"] = ns
-    return values
-
-
 def measured_values(samples: Iterable[dict[str, Any]]) -> Iterator[tuple[Series, int]]:
     """(series, ns) for every phase of every successful measured sample, in stream order."""
     for s in samples:
@@ -82,11 +70,6 @@ def measured_values(samples: Iterable[dict[str, Any]]) -> Iterator[tuple[Series,
             continue
         for phase, ns in sample_phases(s).items():
             yield (s["provider"], s["snippet"], phase), ns
-
-
-def phase_key(phase: str) -> tuple[int, str]:
-    """Sort key: phases in reading order, then internal timings by name."""
-    return (PHASE_ORDER.index(phase), "") if phase in PHASE_ORDER else (len(PHASE_ORDER), phase)
 
 
 def summarize(values_ns: np.ndarray) -> dict[str, float | None]:
@@ -156,30 +139,6 @@ def batch_values(batch: Batch) -> Iterator[tuple[tuple[str, str, bool, str, str 
         yield parts, int(counts[gi]), np.flatnonzero(inverse == gi) if measured else None
 
 
-def series_values(batch: Batch, rows: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
-    """(phase, ns values) of the given rows, in stream order; derived and internal phases included."""
-    numbers = batch.numbers[rows]
-    for j, phase in enumerate(PHASES, start=1):
-        col = numbers[:, j]
-        present = col[col >= 0]
-        if present.size:
-            yield phase, present
-    claim, create, ready = (numbers[:, 1 + PHASES.index(p)] for p in ("claim", "create", "ready"))
-    acquire = np.where(claim >= 0, claim, create)
-    both = (acquire >= 0) & (ready >= 0)
-    if both.any():
-        yield "tti", acquire[both] + ready[both]
-    internal: dict[str, list[int]] = {}
-    for i in rows:
-        text = batch.internal[i]
-        if text:
-            for pair in text.split(","):
-                name, _, ns = pair.partition("=")
-                internal.setdefault(f"internal.{name}", []).append(int(ns))
-    for phase, values in internal.items():
-        yield phase, np.asarray(values, dtype=np.int64)
-
-
 def _feed(acc: _Acc, values: np.ndarray, limit: int, alpha: float, inline: bool) -> None:
     """Add a chunk of one series: exact values up to the limit, then a sketch (or just a count)."""
     acc.n += int(values.size)
@@ -204,7 +163,7 @@ def _rebuild(rebatch: Callable[[], Iterable[Batch]], wanted: dict[Series, int],
         for (provider, snippet, *_), _count, rows in batch_values(batch):
             if rows is None:
                 continue
-            for phase, values in series_values(batch, rows):
+            for phase, values in batch.phases(rows):
                 key = (provider, snippet, phase)
                 if key in sketches and taken[key] < wanted[key]:
                     chunk = values[: wanted[key] - taken[key]]
@@ -263,7 +222,7 @@ def aggregate_batches(batches: Iterable[Batch], stats: Statistics | None = None,
                 continue
             ok[pair] += count
             assert rows is not None
-            for phase, values in series_values(batch, rows):
+            for phase, values in batch.phases(rows):
                 key = (provider, snippet, phase)
                 acc = accs.get(key)
                 if acc is None:
@@ -323,14 +282,12 @@ def aggregate_run(store: Any, run_id: str, stats: Statistics | None = None,
                   batches: Callable[[], Iterable[Batch]] | None = None) -> Aggregate:
     """Aggregate a stored run from its stream's column batches (``batches`` may tap or filter
     them); series past the limit merge the workers' sketches."""
-    from farm import sketch
-
     stats = stats or Statistics()
     rebatch = batches or (lambda: store.iter_batches(run_id))
     manifest = store.manifest(run_id)
     worker_sketches = None
     if manifest["plan"]["repetitions"] > stats.exact_limit:
-        worker_sketches, unusable = sketch.load(store, run_id, stats.sketch_relative_accuracy)
+        worker_sketches, unusable = load_sketches(store, run_id, stats.sketch_relative_accuracy)
         for key in unusable:
             worker_sketches.pop(key, None)
         if not worker_sketches and not unusable:

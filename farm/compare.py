@@ -18,10 +18,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from farm.aggregate import (Aggregate, Row, Series, aggregate_run, batch_values, measured_values,
-                            phase_key, series_values)
-from farm.samples import SEP, Batch
+from farm.aggregate import Aggregate, Row, Series, aggregate_run, batch_values, measured_values
 from farm.config import Statistics
+from farm.samples import SEP, Batch, phase_key
 
 CHANGE_QUANTILES = (50, 95, 99)
 VERDICTS = ("faster", "slower", "no change", "insufficient n")
@@ -91,7 +90,7 @@ class Reservoir:
     def add_batch(self, batch: Batch) -> None:
         for (provider, snippet, *_), _count, rows in batch_values(batch):
             if rows is not None:
-                for phase, values in series_values(batch, rows):
+                for phase, values in batch.phases(rows):
                     key = (provider, snippet, phase)
                     for ns in values.tolist():
                         self.add(key, ns / 1e6)

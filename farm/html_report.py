@@ -12,7 +12,7 @@ import math
 from html import escape
 from typing import Any, Sequence
 
-from farm.aggregate import PHASE_ORDER
+from farm.samples import phase_key
 from farm.report import COST_LABEL, table, warnings
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -227,8 +227,7 @@ def render_html(doc: dict[str, Any]) -> str:
     results = doc["results"]
     names = sorted({" · ".join(k.split("/", 2)[:2]) for k in doc.get("distributions", {})})
     colors = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
-    phases = sorted({r["phase"] for r in results},
-                    key=lambda p: (PHASE_ORDER.index(p) if p in PHASE_ORDER else len(PHASE_ORDER), p))
+    phases = sorted({r["phase"] for r in results}, key=phase_key)
     charts = []
     for phase in phases:
         series = {f"{k.split('/')[0]} · {k.split('/')[1]}": v for k, v in doc.get("distributions", {}).items()

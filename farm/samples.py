@@ -18,12 +18,16 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 SCHEMA_VERSION = 1
+# The measured phases, in wire order; every other phase is derived from them (see phase_values).
 PHASES = ("queue", "claim", "create", "ready", "setup", "run", "destroy", "total")
+# All phases in the order people read them; "tti" (time to interactive) = claim-or-create + ready.
+PHASE_ORDER = ("queue", "claim", "create", "ready", "tti", "setup", "run", "destroy", "total")
+INTERNAL = "internal."  # prefix of the sections a snippet timed itself: internal.<name>
 NUMBERS = ("started_ns", *(f"{p}_ns" for p in PHASES))
 GROUP = ("provider", "snippet", "warmup", "outcome", "error_class")
 KEYS = ("rep", "attempt", "retries", "exit_code", "warm", "leaked", "error_phase", "worker", "v")
@@ -46,10 +50,56 @@ def _clean(value: Any) -> str:
     return str(value).replace(SEP, "?")
 
 
+def phase_key(phase: str) -> tuple[int, str]:
+    """Sort key: phases in reading order, then internal timings by name."""
+    return (PHASE_ORDER.index(phase), "") if phase in PHASE_ORDER else (len(PHASE_ORDER), phase)
+
+
+def format_internal(internal: Mapping[str, int] | None) -> str:
+    """Internal timings on the wire: "name=ns,name=ns" ("" when none)."""
+    return ",".join(f"{k}={int(v)}" for k, v in (internal or {}).items())
+
+
+def parse_internal(text: str) -> Iterator[tuple[str, int]]:
+    """(name, ns) pairs of a wire string written by ``format_internal``."""
+    if text:
+        for pair in text.split(","):
+            name, _, ns = pair.partition("=")
+            yield name, int(ns)
+
+
+def phase_values(numbers: np.ndarray, internal: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """(phase, ns values) of sample rows, each phase's values in row order: the measured phases
+    present, then the derived ``tti``, then ``internal.<name>``. ``numbers`` has one row per sample
+    (the NUMBERS columns, -1 = not measured), ``internal`` one wire string per sample."""
+    for j, phase in enumerate(PHASES, start=1):
+        col = numbers[:, j]
+        present = col[col >= 0]
+        if present.size:
+            yield phase, present
+    claim, create, ready = (numbers[:, 1 + PHASES.index(p)] for p in ("claim", "create", "ready"))
+    acquire = np.where(claim >= 0, claim, create)
+    both = (acquire >= 0) & (ready >= 0)
+    if both.any():
+        yield "tti", acquire[both] + ready[both]
+    named: dict[str, list[int]] = {}
+    for text in internal:
+        for name, ns in parse_internal(text):
+            named.setdefault(f"{INTERNAL}{name}", []).append(ns)
+    for phase, values in named.items():
+        yield phase, np.asarray(values, dtype=np.int64)
+
+
+def sample_phases(sample: Mapping[str, Any]) -> dict[str, int]:
+    """The phase durations (ns) one sample dict has, derived ones included."""
+    batch = Batch.from_samples([sample])
+    return {phase: int(values[0]) for phase, values in phase_values(batch.numbers, batch.internal)}
+
+
 def encode_sample(sample: Mapping[str, Any]) -> list[Any]:
     """The flat field/value list for XADD (and the commit script's arguments)."""
     numbers = _PACK.pack(*(-1 if sample.get(n) is None else int(sample[n]) for n in NUMBERS))
-    internal = ",".join(f"{k}={int(v)}" for k, v in (sample.get("internal") or {}).items())
+    internal = format_internal(sample.get("internal"))
     text = {k: sample[k] for k in TEXT if sample.get(k)}
     return ["g", SEP.join(_clean(sample.get(f)) for f in GROUP),
             "k", SEP.join(_clean(sample.get(f, SCHEMA_VERSION if f == "v" else None)) for f in KEYS),
@@ -73,18 +123,12 @@ def decode_sample(fields: Mapping[Any, Any]) -> dict[str, Any]:
     for name, value in zip(NUMBERS, _PACK.unpack(raw)):
         sample[name] = None if value < 0 else value
     internal = _text(get.get("i"))
-    sample["internal"] = dict(_internal_pairs(internal)) if internal else None
+    sample["internal"] = dict(parse_internal(internal)) if internal else None
     extra = json.loads(_text(get.get("x")) or "{}")
     for name in TEXT:
         sample[name] = extra.get(name)
     sample["v"] = sample["v"] or SCHEMA_VERSION
     return {name: sample.get(name) for name in SAMPLE_FIELDS}
-
-
-def _internal_pairs(text: str) -> Iterable[tuple[str, int]]:
-    for pair in text.split(","):
-        name, _, ns = pair.partition("=")
-        yield name, int(ns)
 
 
 @dataclass
@@ -100,6 +144,10 @@ class Batch:
 
     def column(self, name: str) -> np.ndarray:
         return self.numbers[:, NUMBERS.index(name)]
+
+    def phases(self, rows: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+        """(phase, ns values) of the given rows, derived and internal phases included."""
+        return phase_values(self.numbers[rows], [self.internal[i] for i in rows])
 
     def where(self, mask: np.ndarray) -> "Batch":
         """The rows where ``mask`` is true."""
@@ -122,7 +170,7 @@ class Batch:
         for s in samples:
             groups.append(SEP.join(_clean(s.get(f)) for f in GROUP))
             rows.append([-1 if s.get(n) is None else int(s[n]) for n in NUMBERS])
-            internal.append(",".join(f"{k}={int(v)}" for k, v in (s.get("internal") or {}).items()))
+            internal.append(format_internal(s.get("internal")))
         numbers = np.asarray(rows, dtype=np.int64).reshape(-1, len(NUMBERS))
         return cls(np.array(groups, dtype=object), numbers, internal)
 

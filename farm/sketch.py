@@ -9,8 +9,9 @@ Redis key (``{r}`` = ``farm:run:<run_id>``, the layout in farm/store.py):
 
     {r}:sketches   HASH  "<provider>|<snippet>|<phase>|<writer>" -> JSON sketch (see to_json)
 
-``<writer>`` is ``<host>:<pid>:<random>``, one per worker process. Each field holds that process's
-cumulative sketch and is overwritten on every flush, so flushing twice never double counts. Values
+``<writer>`` is ``<host>:<pid>:<random>``, one per worker process (workers/sketches.py). Each field
+holds that process's cumulative sketch and is overwritten on every flush, so flushing twice never
+double counts. Values
 are durations only: no sample output, no error text, no environment, so no secret can reach them.
 A process that dies before flushing leaves its field short: the aggregator sees the merged count
 differ from the committed count and rebuilds that series from the stream.
@@ -20,11 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
-import socket
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
@@ -151,7 +148,7 @@ class LatencySketch:
         return sk
 
 
-# --- worker side ----------------------------------------------------------------------------
+# --- where they live ------------------------------------------------------------------------
 def sketches_key(run_id: str) -> str:
     from farm.store import Store
 
@@ -164,63 +161,6 @@ def sketching_enabled(manifest: dict[str, Any]) -> tuple[bool, float]:
 
     stats = {**Statistics().model_dump(), **(manifest.get("statistics") or {})}
     return manifest["plan"]["repetitions"] > stats["exact_limit"], float(stats["sketch_relative_accuracy"])
-
-
-@dataclass
-class _Buffer:
-    """This process's cumulative sketches; fields written to Redis are replaced, never added to."""
-
-    pid: int
-    writer: str
-    sketches: dict[tuple[str, str], LatencySketch] = field(default_factory=dict)  # (run, series)
-    dirty: set[tuple[str, str]] = field(default_factory=set)
-
-
-_buffer: _Buffer | None = None
-
-
-def _local() -> _Buffer:
-    global _buffer
-    # Prefork children inherit the parent's memory: a new pid starts a new writer, never a copy.
-    if _buffer is None or _buffer.pid != os.getpid():
-        _buffer = _Buffer(os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
-    return _buffer
-
-
-def after_commit(store: Any, run_id: str, manifest: dict[str, Any], sample: dict[str, Any],
-                 committed: int) -> None:
-    """Call after ``store.commit``: fold a committed (1 or 2), measured, ok sample in, then flush."""
-    from farm.aggregate import sample_phases
-
-    if committed not in (1, 2) or sample.get("warmup") or sample.get("outcome") != "ok":
-        return
-    enabled, alpha = sketching_enabled(manifest)
-    if not enabled:
-        return
-    buf = _local()
-    for phase, ns in sample_phases(sample).items():
-        series = FIELD_SEP.join((sample["provider"], sample["snippet"], phase))
-        sk = buf.sketches.setdefault((run_id, series), LatencySketch(alpha))
-        sk.add_many([ns / 1e6])
-        buf.dirty.add((run_id, series))
-    flush(store)
-
-
-def flush(store: Any) -> int:
-    """Write this process's changed sketches (one HSET per run); call at shutdown too. Returns fields."""
-    buf = _local()
-    if not buf.dirty:
-        return 0
-    by_run: dict[str, dict[str, str]] = {}
-    for run_id, series in buf.dirty:
-        by_run.setdefault(run_id, {})[f"{series}{FIELD_SEP}{buf.writer}"] = buf.sketches[(run_id, series)].to_json()
-    pipe = store.r.pipeline(transaction=False)
-    for run_id, mapping in by_run.items():
-        pipe.hset(sketches_key(run_id), mapping=mapping)
-    pipe.execute()
-    written = sum(len(m) for m in by_run.values())
-    buf.dirty.clear()
-    return written
 
 
 # --- aggregator side ------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 
-from farm.aggregate import aggregate, sample_phases
+from farm.aggregate import aggregate
+from farm.samples import sample_phases
 from farm.store import member_key
 from farm.testing import farm_cli
 

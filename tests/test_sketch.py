@@ -14,6 +14,7 @@ from farm.aggregate import QUANTILES, aggregate, aggregate_run
 from farm.config import Statistics
 from farm.sketch import LatencySketch
 from farm.store import Store
+from workers import sketches
 
 RNG = np.random.default_rng(11)
 DISTS = {
@@ -101,10 +102,10 @@ def _worker(url, run_id, manifest, items):
     for i, v in items:
         rec = _record(i, v)
         result = store.commit(run_id, rec)
-        sketch.after_commit(store, run_id, manifest, rec, result)
+        sketches.after_commit(store, run_id, manifest, rec, result)
         # A redelivered duplicate: commit drops it (0) and after_commit must not count it.
-        sketch.after_commit(store, run_id, manifest, rec, store.commit(run_id, rec))
-    sketch.flush(store)  # the shutdown flush: nothing left to write, must not double count
+        sketches.after_commit(store, run_id, manifest, rec, store.commit(run_id, rec))
+    sketches.flush(store)  # the shutdown flush: nothing left to write, must not double count
 
 
 def test_worker_sketches_merge_and_a_short_writer_triggers_a_rebuild(farm):
@@ -147,15 +148,15 @@ def test_small_runs_write_no_sketches(farm):
     manifest = _manifest(50, exact_limit=100)
     farm.store.create_run("small", manifest, 50)
     rec = _record(0, 12.0)
-    sketch.after_commit(farm.store, "small", manifest, rec, farm.store.commit("small", rec))
+    sketches.after_commit(farm.store, "small", manifest, rec, farm.store.commit("small", rec))
     assert not farm.store.r.exists(sketch.sketches_key("small"))
 
 
-HOOKED = "sketch.after_commit" in (Path(__file__).parent.parent / "workers" / "app.py").read_text() and \
+HOOKED = "sketches.after_commit" in (Path(__file__).parent.parent / "workers" / "app.py").read_text() and \
     '"statistics"' in (Path(__file__).parent.parent / "farm" / "scheduler.py").read_text()
 
 
-@pytest.mark.skipif(not HOOKED, reason="workers/app.py does not call farm.sketch.after_commit yet, or the "
+@pytest.mark.skipif(not HOOKED, reason="workers/app.py does not call workers.sketches.after_commit yet, or the "
                     "manifest lacks statistics (lead: apply the issue-7 hook)")
 def test_real_workers_flush_sketches_the_aggregator_uses(tmp_path):
     from farm.testing import Farm

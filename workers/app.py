@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterator, TypeVar
 import redis
 from celery import signals
 
-from farm import sketch
 from farm.celery_app import LEASE_MS, SAMPLE_TASK, make_app
 from farm.config import load_config
 from farm.redact import redact
@@ -27,6 +26,7 @@ from farm.snippets import Snippet
 from farm.store import Store, member_key
 from providers import get_provider
 from providers.base import Provider, ProviderError, SandboxSpec, sandbox_labels
+from workers import sketches
 from workers.measure import measure
 
 
@@ -188,7 +188,7 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     window, length = scheduler().window(run_id, provider)
     result, next_index = retrying(lambda: st.commit_and_reserve(run_id, record, window, length), "commit")
     try:
-        sketch.after_commit(st, run_id, manifest, record, result)
+        sketches.after_commit(st, run_id, manifest, record, result)
     except Exception:  # sketches only save the aggregator work: a short one is rebuilt from the stream
         pass
     if result and env_facts:
@@ -224,7 +224,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
 @signals.worker_process_shutdown.connect
 def _flush_sketches(**_: Any) -> None:
     try:
-        sketch.flush(store())
+        sketches.flush(store())
     except Exception:  # Redis gone at shutdown: the aggregator rebuilds what was not flushed
         pass
 
