@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from farm.config import Statistics
+from farm.document import Row
 from farm.samples import Batch, phase_key, sample_phases, split_group
 from farm.sketch import LatencySketch
 from farm.sketch import load as load_sketches
@@ -28,39 +29,6 @@ QUANTILES = (50, 90, 95, 99)
 CDF_PROBS = (0.0, 0.01, 0.025, *(i / 20 for i in range(1, 20)), 0.975, 0.99, 0.995, 0.999, 1.0)
 
 Series = tuple[str, str, str]
-
-
-@dataclass
-class Row:
-    provider: str
-    snippet: str
-    phase: str
-    n: int
-    errors: int
-    error_rate: float
-    min_ms: float | None
-    p50_ms: float | None
-    p90_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
-    mean_ms: float | None
-    stdev_ms: float | None
-    # Added in issue 7; the fields above are unchanged.
-    p50_ci_ms: list[float] | None = None
-    p90_ci_ms: list[float] | None = None
-    p95_ci_ms: list[float] | None = None
-    p99_ci_ms: list[float] | None = None
-    insufficient: list[str] = field(default_factory=list)  # quantiles whose interval needs more n
-    method: str = "exact"                                    # "exact" or "sketch"
-    relative_error: float | None = None                      # sketch quantile bound, None when exact
-    sketch_source: str | None = None                         # "workers" | "rebuilt" | "stream"
-    cv: float | None = None
-    modes_ms: list[float] | None = None                      # density modes; 2+ = "bimodal" flag
-    flags: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def measured_values(samples: Iterable[dict[str, Any]]) -> Iterator[tuple[Series, int]]:
@@ -192,6 +160,84 @@ def aggregate(samples: Iterable[dict[str, Any]], stats: Statistics | None = None
     return aggregate_batches(as_batches(samples), stats, sketches, rebatch)
 
 
+@dataclass
+class _Tally:
+    """One streaming pass: outcome counts per provider/snippet and an accumulator per series."""
+
+    ok: Counter[tuple[str, str]] = field(default_factory=Counter)
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    by_class: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    counts: Counter[str] = field(default_factory=Counter)
+    accs: dict[Series, _Acc] = field(default_factory=dict)
+
+    def add(self, batch: Batch, limit: int, alpha: float, inline: bool) -> None:
+        for (provider, snippet, warmup, outcome, error_class), count, rows in batch_values(batch):
+            if warmup:
+                self.counts["warmup"] += count
+                continue
+            self.counts[outcome] += count
+            pair = (provider, snippet)
+            if outcome == "skipped":
+                continue
+            if outcome != "ok":
+                self.errors[pair] += count
+                self.by_class[f"{provider}/{snippet}"][error_class or "unknown"] += count
+                continue
+            self.ok[pair] += count
+            assert rows is not None
+            for phase, values in batch.phases(rows):
+                acc = self.accs.get((provider, snippet, phase))
+                if acc is None:
+                    acc = self.accs[(provider, snippet, phase)] = _Acc()
+                _feed(acc, values, limit, alpha, inline)
+
+
+def _resolve_sketches(accs: dict[Series, _Acc], sketches: dict[Series, LatencySketch] | None,
+                      rebatch: Callable[[], Iterable[Batch]] | None, alpha: float
+                      ) -> tuple[dict[Series, tuple[LatencySketch, str]], list[str]]:
+    """The sketch (and its source) of every series past the exact limit, and notes on rebuilds."""
+    big = {k: a for k, a in accs.items() if a.values is None}
+    resolved = {k: (a.sketch, "stream") for k, a in big.items() if a.sketch is not None}
+    if sketches is None or rebatch is None:
+        return resolved, []
+    notes: list[str] = []
+    stale: dict[Series, int] = {}
+    for key, acc in big.items():
+        sk = sketches.get(key)
+        if sk is not None and sk.n == acc.n:
+            resolved[key] = (sk, "workers")
+        else:
+            stale[key] = acc.n
+    if stale:
+        shown = ", ".join(f"{'/'.join(k)} ({sketches[k].n if k in sketches else 0} of {n})"
+                          for k, n in list(stale.items())[:3])
+        notes.append(f"{len(stale)} series had incomplete worker sketches, e.g. {shown} values: "
+                     "rebuilt from the stream (a worker died before flushing, or the run is still going)")
+    for key, sk in _rebuild(rebatch, stale, alpha).items():
+        resolved[key] = (sk, "rebuilt")
+    return resolved, notes
+
+
+def _row(key: Series, acc: _Acc | None, resolved: dict[Series, tuple[LatencySketch, str]], errors: int,
+         attempts: int, confidence: float) -> tuple[Row, list[float]]:
+    """One series' row and CDF points: from its sketch past the limit, else from its exact values."""
+    extra: dict[str, Any] = {}
+    if acc is not None and key in resolved:
+        sk, source = resolved[key]
+        values, cdf = sketch_stats(sk, confidence)
+        extra = {"method": "sketch", "relative_error": sk.alpha, "sketch_source": source}
+    else:
+        arr = np.frombuffer(acc.values, dtype=np.int64) if acc is not None and acc.values is not None \
+            else np.asarray([], dtype=np.int64)
+        values, cdf = exact_stats(arr, confidence)
+    n = acc.n if acc is not None else 0
+    cv, flags = shape_flags(n, values["mean_ms"], values["stdev_ms"], values["modes_ms"])
+    short = [f"p{q}_ms" for q in QUANTILES if n and values[f"p{q}_ci_ms"] is None]
+    flags += [f"insufficient_n:{s[:-3]}" for s in short]
+    return Row(*key, n, errors, errors / attempts if attempts else 0.0,
+               **values, insufficient=short, cv=cv, flags=flags, **extra), cdf
+
+
 def aggregate_batches(batches: Iterable[Batch], stats: Statistics | None = None,
                       sketches: dict[Series, LatencySketch] | None = None,
                       rebatch: Callable[[], Iterable[Batch]] | None = None) -> Aggregate:
@@ -199,83 +245,24 @@ def aggregate_batches(batches: Iterable[Batch], stats: Statistics | None = None,
     limit use them when their count matches, else are rebuilt via ``rebatch``; without, they are
     sketched here in the same pass."""
     stats = stats or Statistics()
-    limit, alpha, confidence = stats.exact_limit, stats.sketch_relative_accuracy, stats.confidence
-    ok: Counter[tuple[str, str]] = Counter()
-    errors: Counter[tuple[str, str]] = Counter()
-    by_class: dict[str, Counter[str]] = defaultdict(Counter)
-    counts: Counter[str] = Counter()
-    accs: dict[Series, _Acc] = {}
     inline = sketches is None or rebatch is None
-
+    tally = _Tally()
     for batch in batches:
-        for (provider, snippet, warmup, outcome, error_class), count, rows in batch_values(batch):
-            if warmup:
-                counts["warmup"] += count
-                continue
-            counts[outcome] += count
-            pair = (provider, snippet)
-            if outcome == "skipped":
-                continue
-            if outcome != "ok":
-                errors[pair] += count
-                by_class[f"{provider}/{snippet}"][error_class or "unknown"] += count
-                continue
-            ok[pair] += count
-            assert rows is not None
-            for phase, values in batch.phases(rows):
-                key = (provider, snippet, phase)
-                acc = accs.get(key)
-                if acc is None:
-                    acc = accs[key] = _Acc()
-                _feed(acc, values, limit, alpha, inline)
-
-    notes: list[str] = []
-    big = {k: a for k, a in accs.items() if a.values is None}
-    resolved: dict[Series, tuple[LatencySketch, str]] = {
-        k: (a.sketch, "stream") for k, a in big.items() if a.sketch is not None}
-    if not inline:
-        assert sketches is not None and rebatch is not None
-        stale: dict[Series, int] = {}
-        for key, acc in big.items():
-            sk = sketches.get(key)
-            if sk is not None and sk.n == acc.n:
-                resolved[key] = (sk, "workers")
-            else:
-                stale[key] = acc.n
-        if stale:
-            shown = ", ".join(f"{'/'.join(k)} ({sketches[k].n if k in sketches else 0} of {n})"
-                              for k, n in list(stale.items())[:3])
-            notes.append(f"{len(stale)} series had incomplete worker sketches, e.g. {shown} values: "
-                         "rebuilt from the stream (a worker died before flushing, or the run is still going)")
-        for key, sk in _rebuild(rebatch, stale, alpha).items():
-            resolved[key] = (sk, "rebuilt")
-
+        tally.add(batch, stats.exact_limit, stats.sketch_relative_accuracy, inline)
+    resolved, notes = _resolve_sketches(tally.accs, None if inline else sketches, rebatch,
+                                        stats.sketch_relative_accuracy)
     rows: list[Row] = []
     dists: dict[str, list[float]] = {}
-    for pair in sorted(set(ok) | set(errors)):
-        phases = sorted({k[2] for k in accs if k[:2] == pair} or {"total"}, key=phase_key)
-        attempts = ok[pair] + errors[pair]
+    for pair in sorted(set(tally.ok) | set(tally.errors)):
+        phases = sorted({k[2] for k in tally.accs if k[:2] == pair} or {"total"}, key=phase_key)
+        errors, attempts = tally.errors[pair], tally.ok[pair] + tally.errors[pair]
         for phase in phases:
             key = (*pair, phase)
-            acc = accs.get(key)
-            extra: dict[str, Any] = {}
-            if acc is not None and key in resolved:
-                sk, source = resolved[key]
-                values, cdf = sketch_stats(sk, confidence)
-                extra = {"method": "sketch", "relative_error": sk.alpha, "sketch_source": source}
-            else:
-                arr = np.frombuffer(acc.values, dtype=np.int64) if acc is not None and acc.values is not None \
-                    else np.asarray([], dtype=np.int64)
-                values, cdf = exact_stats(arr, confidence)
-            n = acc.n if acc is not None else 0
-            cv, flags = shape_flags(n, values["mean_ms"], values["stdev_ms"], values["modes_ms"])
-            short = [f"p{q}_ms" for q in QUANTILES if n and values[f"p{q}_ci_ms"] is None]
-            flags += [f"insufficient_n:{s[:-3]}" for s in short]
-            rows.append(Row(pair[0], pair[1], phase, n, errors[pair], errors[pair] / attempts if attempts else 0.0,
-                            **values, insufficient=short, cv=cv, flags=flags, **extra))
+            row, cdf = _row(key, tally.accs.get(key), resolved, errors, attempts, stats.confidence)
+            rows.append(row)
             if cdf:
                 dists["/".join(key)] = cdf
-    return Aggregate(rows, {k: dict(v) for k, v in sorted(by_class.items())}, dict(counts), dists, notes)
+    return Aggregate(rows, {k: dict(v) for k, v in sorted(tally.by_class.items())}, dict(tally.counts), dists, notes)
 
 
 def aggregate_run(store: Any, run_id: str, stats: Statistics | None = None,

@@ -1,8 +1,7 @@
-"""The ``farm`` command: a thin layer over farm.runner, farm.report and workers."""
+"""The ``farm`` command: a thin layer over farm.runner, farm.report, farm.render and workers."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -12,7 +11,9 @@ import click
 
 from farm.config import FarmConfig, load_config
 from farm.errors import ConfigError, FarmError
-from farm.report import FORMATS, render, render_table
+from farm.render import FORMATS, default_output, write
+from farm.render import render as render_document
+from farm.report import render
 from farm.store import RunStatus
 
 
@@ -102,7 +103,7 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
               f"{options.repetitions} repetitions + {options.warmup} warm-up", file=sys.stderr, flush=True)
 
     run_id, doc = runner.run(config, options, on_progress=Progress(), on_started=started)
-    click.echo(json.dumps(doc, indent=2, default=str) if as_json else render_table(doc))
+    click.echo(render_document(doc, "json" if as_json else "table"))
 
 
 @cli.command("watch")
@@ -114,7 +115,7 @@ def watch_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
     from farm import runner
 
     doc = runner.watch(_config(ctx), run_id, on_progress=Progress(), config_path=ctx.obj["config_path"])
-    click.echo(json.dumps(doc, indent=2, default=str) if as_json else render_table(doc))
+    click.echo(render_document(doc, "json" if as_json else "table"))
 
 
 @cli.command("worker")
@@ -164,7 +165,7 @@ def _with_store(ctx: click.Context, fn: Any) -> Any:
 @click.pass_context
 def report_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None) -> None:
     """Print a run's results again, in any format; html is written to a self-contained file."""
-    from farm.cli_stats import default_output, require_run, write_report
+    from farm.cli_stats import require_run
 
     def show(store: Any) -> str:
         require_run(store, run_id)
@@ -173,7 +174,7 @@ def report_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None) ->
     text = _with_store(ctx, show)
     target = output or default_output(run_id, fmt)
     if target and target != "-":
-        click.echo(write_report(text, target), err=True)
+        click.echo(write(text, target), err=True)
     else:
         click.echo(text)
 

@@ -1,4 +1,4 @@
-"""``farm compare`` and ``farm history``, and writing reports to files; registered by farm/cli.py.
+"""``farm compare`` and ``farm history``; registered by farm/cli.py.
 
     from farm.cli_stats import COMMANDS
     for command in COMMANDS:
@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from farm.errors import FarmError
+from farm.render.units import MISSING, aligned, interval, number, pick_unit
 
 
 def _connect(ctx: click.Context, fn: Callable[[Any], Any]) -> Any:
@@ -31,40 +31,15 @@ def require_run(store: Any, run_id: str) -> None:
         raise FarmError(f"no run {run_id!r} in this Redis{hint}")
 
 
-def default_output(run_id: str, fmt: str) -> str | None:
-    """Where a format is written when --output is not given: html goes to a file, the rest to stdout."""
-    return f"farm-report-{run_id}.html" if fmt == "html" else None
-
-
-def write_report(text: str, output: str | None) -> str:
-    """Write a rendered report; returns the line to show on stderr. '-' means stdout."""
-    path = Path(output)  # type: ignore[arg-type]
-    try:
-        if not path.parent.is_dir():
-            raise FarmError(f"cannot write {output}: folder {path.parent} does not exist")
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise FarmError(f"cannot write {output}: {exc.strerror or type(exc).__name__}") from None
-    return f"wrote {path} ({len(text.encode()) / 1024:.0f} KiB)"
-
-
 def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{v:+.1%}"
-
-
-def _unit_for(values: list[float | None]) -> tuple[str, float]:
-    from farm.report import pick_unit
-
-    return pick_unit(values)
+    return MISSING if v is None else f"{v:+.1%}"
 
 
 def render_compare(entries: list[dict[str, Any]], run_a: str, run_b: str, alpha: float, threshold: float) -> str:
     """A terminal table of ``compare_runs`` output, one unit per column."""
-    from farm.report import _fmt
-
     if not entries:
         return f"runs {run_a} and {run_b} have no provider/snippet/phase in common"
-    units = {q: _unit_for([e[f"p{q}_a_ms"] for e in entries] + [e[f"p{q}_b_ms"] for e in entries])
+    units = {q: pick_unit([e[f"p{q}_a_ms"] for e in entries] + [e[f"p{q}_b_ms"] for e in entries])
              for q in (50, 95, 99)}
     headers = ["provider", "snippet", "phase", "n A", "n B"]
     for q in (50, 95, 99):
@@ -75,16 +50,11 @@ def render_compare(entries: list[dict[str, Any]], run_a: str, run_b: str, alpha:
         row = [e["provider"], e["snippet"], e["phase"], str(e["n_a"]), str(e["n_b"])]
         for q in (50, 95, 99):
             scale = units[q][1]
-            row += [_fmt(e[f"p{q}_a_ms"], scale), _fmt(e[f"p{q}_b_ms"], scale), _pct(e[f"p{q}_change"])]
-        row += ["—" if e["p_value"] is None else f"{e['p_value']:.2g}", e["verdict"]]
+            row += [number(e[f"p{q}_a_ms"], scale), number(e[f"p{q}_b_ms"], scale), _pct(e[f"p{q}_change"])]
+        row += [MISSING if e["p_value"] is None else f"{e['p_value']:.2g}", e["verdict"]]
         rows.append(row)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    left = {0, 1, 2, len(headers) - 1}
-    line = lambda cells: "  ".join(c.ljust(w) if i in left else c.rjust(w)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     out = [f"B = {run_b} against A = {run_a}: a verdict needs Mann–Whitney p < {alpha:g} and |Δp50| ≥ "
-           f"{threshold:.0%}", line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
+           f"{threshold:.0%}", *aligned(headers, rows, {0, 1, 2, len(headers) - 1})]
     changed = [e for e in entries if e["verdict"] in ("faster", "slower")]
     out.append(f"{len(changed)} of {len(entries)} series changed" +
                (": " + ", ".join(f"{e['provider']}/{e['snippet']}/{e['phase']} {e['verdict']}" for e in changed[:8])
@@ -125,7 +95,6 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> No
 def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, limit: int, as_json: bool) -> None:
     """Trend of one series across recent runs (scheduled ones included), oldest first."""
     from farm.compare import history, sparkline
-    from farm.report import _fmt
 
     stats = ctx.obj["config"].statistics
 
@@ -136,21 +105,16 @@ def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, lim
                     "check the names with `farm runs` and `farm snippets`")
         if as_json:
             return json.dumps(entries, indent=2)
-        unit, scale = _unit_for([e["p50_ms"] for e in entries])
+        unit, scale = pick_unit([e["p50_ms"] for e in entries])
         headers = ["run", "created", "label", "n", f"p50 [{unit}]", f"p50 CI [{unit}]", f"p95 [{unit}]",
                    f"p99 [{unit}]", "vs previous"]
         rows = []
         for e in entries:
-            ci = e["p50_ci_ms"]
-            rows.append([e["run_id"], e["created"][:19], e["label"] or "", str(e["n"]), _fmt(e["p50_ms"], scale),
-                         f"{_fmt(ci[0], scale)}–{_fmt(ci[1], scale)}" if ci else ("n too small" if e["n"] else "—"),
-                         _fmt(e["p95_ms"], scale), _fmt(e["p99_ms"], scale), e["vs_previous"] or ""])
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-        line = lambda cells: "  ".join(c.ljust(w) if i < 3 or i == 8 else c.rjust(w)  # noqa: E731
-                                       for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+            ci = interval(e["p50_ci_ms"], scale) or ("n too small" if e["n"] else MISSING)
+            rows.append([e["run_id"], e["created"][:19], e["label"] or "", str(e["n"]), number(e["p50_ms"], scale),
+                         ci, number(e["p95_ms"], scale), number(e["p99_ms"], scale), e["vs_previous"] or ""])
         trend = sparkline([e["p50_ms"] for e in entries])
-        return "\n".join([f"{provider}/{snippet}/{phase}: p50 trend {trend}", line(headers),
-                          line(["-" * w for w in widths]), *(line(r) for r in rows)])
+        return "\n".join([f"{provider}/{snippet}/{phase}: p50 trend {trend}", *aligned(headers, rows, {0, 1, 2, 8})])
 
     click.echo(_connect(ctx, go))
 

@@ -18,8 +18,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from farm.aggregate import Aggregate, Row, Series, aggregate_run, batch_values, measured_values
+from farm.aggregate import Aggregate, Series, aggregate_run, batch_values, measured_values
 from farm.config import Statistics
+from farm.document import Row
 from farm.samples import SEP, Batch, phase_key
 
 CHANGE_QUANTILES = (50, 95, 99)

@@ -21,7 +21,8 @@ from farm.config import FarmConfig
 from farm.embedded import EmbeddedRedis, LocalWorkers
 from farm.errors import FarmError, RedisUnavailable
 from farm.redact import redact
-from farm.report import build_document
+from farm.document import Document
+from farm.report import build
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
 from farm.store import RunStatus, Store
@@ -128,14 +129,14 @@ def start_local_workers(store: Store, embedded: EmbeddedRedis, url: str, provide
 
 def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: EmbeddedRedis | None,
                    workers: LocalWorkers | None, on_progress: Callable[[RunStatus], None] | None,
-                   every_s: float, config: FarmConfig | None = None) -> dict:
+                   every_s: float, config: FarmConfig | None = None) -> Document:
     try:
         follow(store, scheduler, run_id, on_progress, every_s, workers)
     except KeyboardInterrupt:
         where = ("its samples are kept; `farm watch {id}` restarts local workers and carries on"
                  if embedded else "it goes on on the workers; `farm watch {id}` re-attaches")
         raise Detached(f"interrupted: run {run_id} is not finished — " + where.format(id=run_id)) from None
-    return build_document(store, run_id, config)
+    return build(store, run_id, config)
 
 
 def start_codesandbox_service(stack: ExitStack, config: FarmConfig, log_dir: Path) -> None:
@@ -153,7 +154,7 @@ def start_codesandbox_service(stack: ExitStack, config: FarmConfig, log_dir: Pat
 
 def run(config: FarmConfig, options: RunOptions,
         on_progress: Callable[[RunStatus], None] | None = None,
-        on_started: Callable[[str, str], None] | None = None) -> tuple[str, dict]:
+        on_started: Callable[[str, str], None] | None = None) -> tuple[str, Document]:
     """Run a benchmark to completion; returns the run id and its results document."""
     with connect(config) as (store, url, embedded):
         app = make_app(url)
@@ -182,7 +183,7 @@ def run(config: FarmConfig, options: RunOptions,
 
 
 def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], None] | None = None,
-          config_path: str | None = None, every_s: float = 0.5) -> dict:
+          config_path: str | None = None, every_s: float = 0.5) -> Document:
     """Re-attach to a run; in embedded mode, restart its local workers first."""
     with connect(config) as (store, url, embedded):
         if not store.run_exists(run_id):

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from farm.html_report import render_html
-from farm.report import build_document, render, render_markdown, render_table
+from farm.document import Document
+from farm.render import html as html_format
+from farm.render import markdown, table
+from farm.report import build_document, render
 from farm.snippets import parse_snippet
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,13 +70,13 @@ def test_document_keeps_old_fields_and_adds_statistics(reported):
 
 def test_terminal_table_has_one_unit_per_column(reported):
     doc, _ = reported
-    text = render_table(doc)
+    text = table.render(Document.from_json(doc))
     header = text.splitlines()[1]
     for col in ("p50 [", "p50 95% CI [", "p95 [", "p99 [", "min [", "max [", "mean [", "stdev ["):
         assert col in header
     assert " unit" not in header  # the unit lives in each column's header, not per row
     assert "estimate from configured prices" in text and "warning: p99 from" in text
-    md = render_markdown(doc)
+    md = markdown.render(Document.from_json(doc))
     assert "| local | hello | run |" in md and "p50 95% CI [" in md
 
 
@@ -84,7 +86,7 @@ def test_html_is_self_contained_and_escaped(reported):
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
     assert "schedule:nightly" in html
     hostile = {**doc, "status": {**doc["status"], "label": "<img src=x onerror=alert(1)>"}}
-    page = render_html(hostile)
+    page = html_format.render(Document.from_json(hostile))
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img src=x" not in page  # labels are escaped
     for section in ("Summary", "Time to interactive", "Latency distributions per phase", "Errors by class",
                     "Cost", "Run manifest", "estimate from configured prices"):

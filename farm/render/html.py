@@ -12,8 +12,11 @@ import math
 from html import escape
 from typing import Any, Sequence
 
+from farm.document import SCHEMA_VERSION, Document, Row
+from farm.render.summary import confidence, table, warnings
+from farm.render.units import MISSING
+from farm.render.units import short_ms as _nice_ms
 from farm.samples import phase_key
-from farm.report import COST_LABEL, table, warnings
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#7f7f7f", "#bcbd22")
@@ -39,16 +42,6 @@ details pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}.legend{
 
 def _e(value: Any) -> str:
     return escape(str(value), quote=True)
-
-
-def _nice_ms(v: float) -> str:
-    if v == 0:
-        return "0"
-    if v >= 1000:
-        return f"{v / 1000:g}s"
-    if v >= 1:
-        return f"{v:g}ms"
-    return f"{v * 1000:g}µs"
 
 
 def _ticks(lo: float, hi: float, log: bool) -> list[float]:
@@ -116,35 +109,35 @@ def cdf_chart(phase: str, series: dict[str, list[float]], probs: Sequence[float]
     return "".join(parts)
 
 
-def bar_chart(rows: list[dict[str, Any]], confidence: float, kind: str = "tti") -> str:
+def bar_chart(rows: list[Row], confidence: float, kind: str = "tti") -> str:
     """Horizontal bars of p50 with the p50 interval as a whisker and p95 as a tick."""
     if not rows:
         return ""
     w, left, right, bar_h = 760, 190, 740, 22
     h = 30 + bar_h * len(rows)
-    axis = Axis([r["p95_ms"] or r["p50_ms"] for r in rows] + [r["p50_ms"] for r in rows], left, right, zero=True)
+    axis = Axis([r.p95_ms or r.p50_ms for r in rows] + [r.p50_ms for r in rows], left, right, zero=True)
     parts = [f'<svg class="chart bars" data-kind="{kind}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
              f'role="img" aria-label="{kind} comparison">', axis.svg(h - 22, 4)]
     for i, r in enumerate(rows):
         yy = 6 + i * bar_h
-        name = f"{r['provider']} · {r['snippet']}"
+        name = f"{r.provider} · {r.snippet}"
         parts.append(f'<text x="{left - 6}" y="{yy + 14}" text-anchor="end">{_e(name)}</text>')
-        if r["p50_ms"] is None:
+        if r.p50_ms is None:
             parts.append(f'<text x="{left + 4}" y="{yy + 14}">no successful samples</text>')
             continue
-        x50 = axis(r["p50_ms"])
+        x50 = axis(r.p50_ms)
         parts.append(f'<rect x="{left}" y="{yy + 3}" width="{max(x50 - left, 1):.1f}" height="{bar_h - 8}" '
-                     f'fill="#4a90d9"><title>{_e(name)}: p50 {_nice_ms(r["p50_ms"])} (n={r["n"]})</title></rect>')
-        ci = r.get("p50_ci_ms")
+                     f'fill="#4a90d9"><title>{_e(name)}: p50 {_nice_ms(r.p50_ms)} (n={r.n})</title></rect>')
+        ci = r.p50_ci_ms
         if ci:
             a, b = axis(ci[0]), axis(ci[1])
             mid = yy + 3 + (bar_h - 8) / 2
             parts.append(f'<line stroke="#123" stroke-width="1.5" x1="{a:.1f}" y1="{mid}" x2="{b:.1f}" y2="{mid}">'
                          f'<title>p50 {confidence * 100:g}% CI {_nice_ms(ci[0])}–{_nice_ms(ci[1])}</title></line>')
-        if r["p95_ms"] is not None:
-            x95 = axis(r["p95_ms"])
+        if r.p95_ms is not None:
+            x95 = axis(r.p95_ms)
             parts.append(f'<line stroke="#d62728" stroke-width="2" x1="{x95:.1f}" y1="{yy + 1}" x2="{x95:.1f}" '
-                         f'y2="{yy + bar_h - 3}"><title>p95 {_nice_ms(r["p95_ms"])}</title></line>')
+                         f'y2="{yy + bar_h - 3}"><title>p95 {_nice_ms(r.p95_ms)}</title></line>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -181,83 +174,96 @@ def _table_html(headers: list[str], rows: list[list[str]], left: int = 3) -> str
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _manifest_html(doc: dict[str, Any]) -> str:
-    m = doc["manifest"]
+def _manifest_html(doc: Document) -> str:
+    m = doc.manifest
     plan = m.get("plan", {})
     facts = m.get("provider_facts", {})
-    rows = [["run", doc["run_id"]], ["label", doc["status"].get("label") or "—"], ["created", m.get("created", "")],
+    scheduler = m.get("scheduler", {})
+    rows = [["run", doc.run_id], ["label", doc.status.label or MISSING], ["created", m.get("created", "")],
             ["providers", ", ".join(plan.get("providers", []))], ["snippets", ", ".join(plan.get("snippets", []))],
             ["repetitions / warm-up", f"{plan.get('repetitions')} / {plan.get('warmup')}"],
             ["seed", plan.get("seed")], ["concurrency", m.get("concurrency")],
-            ["farm / python", f"{m.get('scheduler', {}).get('farm_version')} / {m.get('scheduler', {}).get('python')}"]]
+            ["farm / python", f"{scheduler.get('farm_version')} / {scheduler.get('python')}"]]
     for name, f in sorted(facts.items()):
         versions = ", ".join(f"{k}={v}" for k, v in sorted(f.items()) if k not in ("warm", "worker"))
-        rows.append([f"{name} facts", versions or "—"])
-    stats = doc.get("statistics", {})
+        rows.append([f"{name} facts", versions or MISSING])
+    stats = doc.statistics
     rows.append(["statistics", ", ".join(f"{k}={stats[k]}" for k in
                                          ("confidence", "exact_limit", "sketch_relative_accuracy", "compare_alpha",
                                           "compare_threshold", "baseline_runs") if k in stats)])
     body = "".join(f'<tr><td class="l">{_e(k)}</td><td class="l">{_e(v)}</td></tr>' for k, v in rows)
-    full = json.dumps({k: v for k, v in m.items()}, indent=2, default=str)
+    full = json.dumps(m, indent=2, default=str)
     return (f"<table>{body}</table><details><summary>full manifest (config, timeouts, settings)</summary>"
             f"<pre>{_e(full)}</pre></details>")
 
 
-def _cost_html(doc: dict[str, Any]) -> str:
-    cost = doc.get("cost")
+def _cost_html(doc: Document) -> str:
+    cost = doc.cost
     if not cost:
         return "<p>No sandboxes were created.</p>"
     rows = []
     for p, c in cost["providers"].items():
         if c["run_cost"] is None:
-            rows.append([p, c["sandboxes"], f"{c['sandbox_hours']:.4f}", "no price configured", "—"])
+            rows.append([p, c["sandboxes"], f"{c['sandbox_hours']:.4f}", "no price configured", MISSING])
         else:
             rows.append([p, c["sandboxes"], f"{c['sandbox_hours']:.4f}", f"{c['run_cost']:.4f} {c['currency']}",
                          f"{c['per_1000_sandboxes']:.2f} {c['currency']}"])
-    return (f"<p><em>{_e(COST_LABEL)}</em> (sandbox lifetime = create through destroy, warm-ups and "
+    return (f"<p><em>{_e(cost['label'])}</em> (sandbox lifetime = create through destroy, warm-ups and "
             "failures included).</p>" + _table_html(["provider", "sandboxes", "sandbox-hours", "this run",
                                                       "per 1,000 sandboxes"], [[str(c) for c in r] for r in rows], 1))
 
 
-def render_html(doc: dict[str, Any]) -> str:
-    """The whole report as one HTML string."""
-    st = doc["status"]
-    conf = doc.get("statistics", {}).get("confidence", 0.95)
-    probs = doc.get("statistics", {}).get("cdf_probs", [])
-    results = doc["results"]
-    names = sorted({" · ".join(k.split("/", 2)[:2]) for k in doc.get("distributions", {})})
+def _charts_html(doc: Document) -> str:
+    """A CDF chart per phase, every provider/snippet in it, and their colour legend."""
+    dists = doc.distributions
+    names = sorted({" · ".join(k.split("/", 2)[:2]) for k in dists})
     colors = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
-    phases = sorted({r["phase"] for r in results}, key=phase_key)
+    probs = doc.statistics.get("cdf_probs", [])
     charts = []
-    for phase in phases:
-        series = {f"{k.split('/')[0]} · {k.split('/')[1]}": v for k, v in doc.get("distributions", {}).items()
+    for phase in sorted({r.phase for r in doc.results}, key=phase_key):
+        series = {f"{k.split('/')[0]} · {k.split('/')[1]}": v for k, v in dists.items()
                   if k.split("/", 2)[2] == phase}
         if series:
             charts.append(f"<figure><figcaption>{_e(phase)}</figcaption>{cdf_chart(phase, series, probs, colors)}"
                           "</figure>")
     legend = "".join(f'<span class="sw" style="background:{c}"></span>{_e(n)}' for n, c in colors.items())
-    tti = [r for r in results if r["phase"] == "tti"]
+    return f"""<div class="legend">{legend}</div>
+<div class="charts">{''.join(charts) or '<p>No successful samples.</p>'}</div>"""
+
+
+def _warnings_html(doc: Document) -> str:
     warn = warnings(doc)
-    warn_html = ('<div class="warn"><strong>Warnings</strong><ul>' + "".join(f"<li>{_e(w)}</li>" for w in warn)
-                 + "</ul></div>") if warn else '<p class="ok">No warnings.</p>'
+    if not warn:
+        return '<p class="ok">No warnings.</p>'
+    return '<div class="warn"><strong>Warnings</strong><ul>' + "".join(f"<li>{_e(w)}</li>" for w in warn) + "</ul></div>"
+
+
+def _baseline_html(doc: Document) -> str:
+    base = doc.baseline
+    if not base:
+        return ""
+    return (f"<h2>Rolling baseline</h2><p>Compared with {len(base['runs'])} previous run(s) of the same "
+            f"plan: {_e(', '.join(base['runs']))}.</p>" +
+            ("<ul>" + "".join(f"<li>{_e(f)}</li>" for f in base["flags"]) + "</ul>" if base["flags"]
+             else '<p class="ok">No significant change against the baseline.</p>'))
+
+
+def render(doc: Document) -> str:
+    """The whole report as one HTML string."""
+    st = doc.status
+    conf = confidence(doc)
+    tti = [r for r in doc.results if r.phase == "tti"]
     headers, rows = table(doc)
-    base = doc.get("baseline")
-    base_html = ""
-    if base:
-        base_html = (f"<h2>Rolling baseline</h2><p>Compared with {len(base['runs'])} previous run(s) of the same "
-                     f"plan: {_e(', '.join(base['runs']))}.</p>" +
-                     ("<ul>" + "".join(f"<li>{_e(f)}</li>" for f in base["flags"]) + "</ul>" if base["flags"]
-                      else '<p class="ok">No significant change against the baseline.</p>'))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sandbox Farm run {_e(doc['run_id'])}</title><style>{CSS}</style></head>
+<title>Sandbox Farm run {_e(doc.run_id)}</title><style>{CSS}</style></head>
 <body>
-<h1>Sandbox Farm run <code>{_e(doc['run_id'])}</code></h1>
-<p class="meta">{_e(st['state'])} · {st['ok']} ok / {st['failed']} failed of {st['planned']} planned
-{(' · label ' + _e(st['label'])) if st.get('label') else ''} · schema v{doc['schema_version']}</p>
-{warn_html}
+<h1>Sandbox Farm run <code>{_e(doc.run_id)}</code></h1>
+<p class="meta">{_e(st.state)} · {st.ok} ok / {st.failed} failed of {st.planned} planned
+{(' · label ' + _e(st.label)) if st.label else ''} · schema v{SCHEMA_VERSION}</p>
+{_warnings_html(doc)}
 <h2>Summary</h2>
 <p class="meta">Percentiles with {conf * 100:g}% distribution-free intervals; "n&lt;N" = too few samples for
 an interval at that quantile (N needed). Each column has one unit.</p>
@@ -267,11 +273,10 @@ an interval at that quantile (N needed). Each column has one unit.</p>
 red tick = p95.</p>
 {bar_chart(tti, conf) or '<p>No time-to-interactive measured.</p>'}
 <h2>Latency distributions per phase</h2>
-<div class="legend">{legend}</div>
-<div class="charts">{''.join(charts) or '<p>No successful samples.</p>'}</div>
+{_charts_html(doc)}
 <h2>Errors by class</h2>
-{error_chart(doc['errors_by_class'])}
-{base_html}
+{error_chart(doc.errors_by_class)}
+{_baseline_html(doc)}
 <h2>Cost</h2>
 {_cost_html(doc)}
 <h2>Run manifest</h2>

@@ -1,0 +1,20 @@
+"""``farm report --format markdown``: the summary table for a pull request or an issue."""
+
+from __future__ import annotations
+
+from farm.document import Document
+from farm.render.summary import cost_lines, error_counts, table, warnings
+
+
+def render(doc: Document) -> str:
+    headers, rows = table(doc)
+    out = [f"### Sandbox Farm run `{doc.run_id}`", "",
+           "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    if doc.errors_by_class:
+        out.append("\n**Errors by class:** " + "; ".join(error_counts(doc)))
+    for line in cost_lines(doc):
+        out.append(f"\n{line}")
+    for w in warnings(doc):
+        out.append(f"\n> ⚠ {w}")
+    return "\n".join(out)
