@@ -149,6 +149,13 @@ class FarmConfig(Strict):
                 if SECRET_NAME.search(str(key)):
                     raise ValueError(f"providers.{name}.{key} looks like a secret: set it in the "
                                      "environment or .env, never in config.yml")
+            # each provider's own settings model: a bad setting fails here, before any task is sent
+            from providers import UnknownProvider, validate_settings
+
+            try:
+                validate_settings(name, settings)
+            except UnknownProvider as exc:
+                raise ValueError(f"providers.{name}: {exc}") from None
         return providers
 
     def redis_url(self) -> str | None:

@@ -12,12 +12,8 @@ from typing import Any, Iterable
 from farm.config import FarmConfig
 from farm.redact import redact
 from farm.store import Store
-from providers import REGISTRY, ProviderError, get_provider, provider_class
+from providers import REGISTRY, ProviderError, get_provider, provider_class, spec_of
 from providers.base import FARM_MARKER
-
-# The distributions each provider's extra installs: what `farm doctor` reports versions of.
-SDK_PACKAGES = {"daytona": "daytona", "e2b": "e2b-code-interpreter", "modal": "modal",
-                "morph": "morphcloud", "codesandbox": "httpx"}
 
 
 @dataclass
@@ -79,11 +75,12 @@ def doctor(config: FarmConfig, providers: Iterable[str] | None = None, timeout_s
     """Per provider: SDK and version, credentials present (names only), endpoint, and a verdict."""
     rows = []
     for name in providers or sorted(REGISTRY):
-        package = SDK_PACKAGES.get(name)
+        spec = spec_of(name)
+        package = spec.sdk[0] if spec.sdk else None
         try:
             sdk = f"{package} {importlib.metadata.version(package)}" if package else "built in"
         except importlib.metadata.PackageNotFoundError:
-            rows.append(DoctorRow(name, "missing", "-", "-", f"pip install 'sandbox-farm[{name}]'"))
+            rows.append(DoctorRow(name, "missing", "-", "-", f"pip install 'sandbox-farm[{spec.extra or name}]'"))
             continue
         try:
             cls = provider_class(name)

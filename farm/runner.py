@@ -139,17 +139,19 @@ def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: Em
     return build(store, run_id, config)
 
 
-def start_codesandbox_service(stack: ExitStack, config: FarmConfig, log_dir: Path) -> None:
-    """Embedded runs that plan CodeSandbox boot node-csb too, unless service_url points at one."""
+def start_sidecars(stack: ExitStack, config: FarmConfig, providers: Sequence[str], log_dir: Path) -> None:
+    """Boot the helper processes the planned providers declare (node-csb for CodeSandbox) before the
+    embedded workers start, so they inherit what the sidecar exports."""
+    from providers import sidecar_of
     from providers.base import ProviderError
-    try:
-        from providers.codesandbox import embedded_service
-    except ModuleNotFoundError:
-        raise FarmError("codesandbox needs httpx: pip install 'sandbox-farm[codesandbox]'") from None
-    try:
-        stack.enter_context(embedded_service(config.providers.setdefault("codesandbox", {}), log_dir))
-    except ProviderError as exc:
-        raise FarmError(str(exc)) from None
+
+    for name in providers:
+        try:
+            sidecar = sidecar_of(name)
+            if sidecar is not None:
+                stack.enter_context(sidecar(config.providers.setdefault(name, {}), log_dir))
+        except ProviderError as exc:
+            raise FarmError(str(exc)) from None
 
 
 def run(config: FarmConfig, options: RunOptions,
@@ -163,8 +165,7 @@ def run(config: FarmConfig, options: RunOptions,
         services = ExitStack()
         try:
             if embedded is not None:
-                if "codesandbox" in options.providers:  # before workers: they inherit its token
-                    start_codesandbox_service(services, config, Path(embedded.dir) / "logs")
+                start_sidecars(services, config, options.providers, Path(embedded.dir) / "logs")
                 workers = start_local_workers(store, embedded, url, options.providers,
                                                options.concurrency, options.config_path)
             run_id = scheduler.create_run(config, options.providers, options.snippets,
@@ -195,8 +196,7 @@ def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], No
         try:
             manifest = scheduler.manifest(run_id)
             if embedded is not None and store.status(run_id).state != "finished":
-                if "codesandbox" in manifest["plan"]["providers"]:
-                    start_codesandbox_service(services, config, Path(embedded.dir) / "logs")
+                start_sidecars(services, config, manifest["plan"]["providers"], Path(embedded.dir) / "logs")
                 workers = start_local_workers(store, embedded, url, manifest["plan"]["providers"],
                                                manifest["concurrency"], config_path)
             return _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress, every_s, config)

@@ -6,7 +6,8 @@ Every stream entry has the same five fields, so Redis stores their names once pe
     k  keys:    rep, attempt, retries, exit_code, warm, leaked, error_phase, worker, v
     n  numbers: started_ns and the eight phase durations, little-endian int64; -1 = not measured
     i  internal timings the snippet reported: "name=ns,name=ns" ("" when none)
-    x  JSON of the free text: error, output, retry_log ("" when all empty)
+    x  JSON of the free text: error, output, retry_log, sandbox ("" when all empty); ``sandbox`` is
+       what the provider said about the sandbox (warm signal, readiness polls, SDK attempts)
 
 The fixed binary block is what makes reports fast: the aggregator reads ``g``, ``n`` and ``i``
 for a batch of entries and gets numpy columns with one ``frombuffer``, instead of parsing thirty
@@ -31,11 +32,11 @@ INTERNAL = "internal."  # prefix of the sections a snippet timed itself: interna
 NUMBERS = ("started_ns", *(f"{p}_ns" for p in PHASES))
 GROUP = ("provider", "snippet", "warmup", "outcome", "error_class")
 KEYS = ("rep", "attempt", "retries", "exit_code", "warm", "leaked", "error_phase", "worker", "v")
-TEXT = ("error", "output", "retry_log")
+TEXT = ("error", "output", "retry_log", "sandbox")
 # The logical record, in the order CSV columns and sample dicts use.
 SAMPLE_FIELDS = ("v", "provider", "snippet", "rep", "warmup", "attempt", "worker", "outcome",
                  "error_class", "error_phase", "error", "warm", "exit_code", "leaked", "retries",
-                 "started_ns", *(f"{p}_ns" for p in PHASES), "internal", "retry_log", "output")
+                 "started_ns", *(f"{p}_ns" for p in PHASES), "internal", "retry_log", "sandbox", "output")
 INT_KEYS = {"rep", "attempt", "retries", "exit_code", "v"}
 SEP = "\x1f"
 _PACK = struct.Struct(f"<{len(NUMBERS)}q")

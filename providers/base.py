@@ -1,40 +1,47 @@
-"""The provider protocol: what every sandbox backend implements.
+"""The provider base: what every sandbox backend shares, so adapters carry only their SDK.
 
-A provider is a small class with four verbs. The worker (workers/sample.py) times each call with
+A provider is a small class with four verbs. The worker (workers/measure.py) times each call with
 ``perf_counter_ns``; providers never time themselves, so every provider is measured the same way.
 
-    create(spec) -> Sandbox        acquire a sandbox (cold create, or a warm claim: set Sandbox.warm)
+    create(spec) -> Sandbox        acquire a sandbox, returning once the provider says it is usable
+                                   (cold create, or a warm claim: set Sandbox.warm)
     run(sandbox, code, env, timeout) -> RunResult   execute Python source inside it
     destroy(sandbox)               release it; wait until the provider says it is gone where possible
     warm(spec)                     optional, once per worker: prepare a pool/snapshot/image
 
-Errors leave a provider only as ``ProviderError`` carrying one of ``ERROR_CLASSES``, so every
-provider's failures are counted in the same buckets.
+What the base does once for all of them (as kombu's ``virtual.Channel`` does for transports):
+
+- settings: validated against the provider's declared model (``providers/spec.py``) when config
+  loads and again when the adapter is built; adapters read typed ``self.settings``;
+- credentials: ``check()`` refuses with one line when a declared variable is unset, then calls
+  the adapter's ``prepare()`` (client construction, untimed);
+- SDK calls run inside ``guard(what)``: the adapter's ``classify(exc)`` names the failure, the base
+  builds the ``ProviderError`` (one line, credential values scrubbed) and lets harness exceptions
+  (soft time limit, Ctrl-C, exit) through untouched;
+- readiness: ``providers/polling.py`` polls at a stated resolution instead of an SDK's coarse wait.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Iterator, Mapping, TypeVar
+
+from farm.redact import redact
+from providers.errors import (ERROR_CLASSES, HARNESS_EXCEPTIONS, TRANSIENT_CLASSES,  # noqa: F401
+                              Failure, ProviderError, classify_status, default_failure, first_line,
+                              harness_exception)
+from providers.spec import ProviderSettings, ProviderSpec
 
 T = TypeVar("T")
 
-# The one vocabulary of failure. "skipped" is not an error: the snippet needs what the provider lacks.
-ERROR_CLASSES = (
-    "auth",            # key missing, expired or revoked (401/403)
-    "rate_limited",    # 429 / quota
-    "not_found",       # 404: template, snapshot or sandbox missing
-    "timeout",         # a phase exceeded its limit
-    "provider_error",  # 5xx or any unexpected answer from the provider
-    "network",         # could not reach the provider
-    "snippet_failed",  # the sandbox worked; the snippet exited non-zero
-    "config",          # the farm was set up wrongly for this provider (missing extra, bad settings)
-)
-TRANSIENT_CLASSES = frozenset({"rate_limited", "provider_error", "network"})
-
-
 # Every sandbox the farm creates carries these labels (tags/metadata), so `farm sweep` finds it again.
 FARM_MARKER = {"farm": "sandbox-farm"}
+
+# Sandbox.warm: None is a cold create; WARM_UNKNOWN says the provider gave no sound signal either way.
+WARM_UNKNOWN = "unknown"
 
 
 def sandbox_labels(run_id: str, provider: str, snippet: str, rep: int) -> dict[str, str]:
@@ -43,53 +50,35 @@ def sandbox_labels(run_id: str, provider: str, snippet: str, rep: int) -> dict[s
             "farm-rep": str(rep)}
 
 
-class ProviderError(Exception):
-    """A classified provider failure; ``message`` must never contain a secret."""
-
-    def __init__(self, error_class: str, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
-        if error_class not in ERROR_CLASSES:
-            raise ValueError(f"unknown error class {error_class!r}")
-        super().__init__(message)
-        self.error_class = error_class
-        self.status = status
-        self.retry_after = retry_after
-
-    @property
-    def transient(self) -> bool:
-        return self.error_class in TRANSIENT_CLASSES
-
-
-def classify_status(status: int | None) -> str:
-    """Map an HTTP-like status code to an error class (SDKs disagree; status codes do not)."""
-    if status in (401, 403):
-        return "auth"
-    if status == 404:
-        return "not_found"
-    if status == 429:
-        return "rate_limited"
-    if status in (408, 504):
-        return "timeout"
-    return "provider_error"
-
-
 @dataclass(frozen=True)
 class SandboxSpec:
-    """What the worker asks for: labels to find the sandbox again, and per-run provider settings."""
+    """What the worker asks for: labels to find the sandbox again, and the create deadline."""
 
     labels: Mapping[str, str]
     settings: Mapping[str, Any] = field(default_factory=dict)
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # timeouts.create: the whole acquisition, readiness included
 
 
 @dataclass
 class Sandbox:
-    """A provider's handle on one sandbox. ``warm`` names the warm path it came from, if any."""
+    """A provider's handle on one sandbox.
+
+    ``warm`` is what the *provider* said about where it came from: None for a cold create,
+    ``WARM_UNKNOWN`` when there is no sound signal, else the kind ("pool", "snapshot", "resume",
+    "fork", ...). ``facts`` are small JSON values recorded with the sample (readiness polls, SDK
+    attempts, the provider's own boot type); ``info`` is the adapter's private bookkeeping.
+    """
 
     id: str
     handle: Any = None
-    warm: str | None = None  # e.g. "pool", "snapshot", "image"; None for a cold create
+    warm: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def claimed(self) -> bool:
+        """True when the provider said this sandbox came from a warm path (timed as ``claim``)."""
+        return self.warm not in (None, WARM_UNKNOWN)
 
 
 @dataclass
@@ -106,27 +95,73 @@ class RunResult:
         return self.exit_code == 0
 
 
-class Provider:
-    """Base class for providers; subclasses set ``name`` and implement create/run/destroy."""
+@dataclass(frozen=True)
+class Assumption:
+    """Something an adapter (and its test fake) relies on that only the real API can confirm.
 
+    ``check(provider)`` talks to the real provider (one or two sandboxes, always cleaned up) and
+    returns "held" or raises ``AssumptionBroke``; any other exception means "can't tell".
+    """
+
+    name: str
+    claim: str
+    check: Callable[["Provider"], str]
+
+
+class AssumptionBroke(Exception):
+    """The real API contradicted an assumption; the message says what was seen."""
+
+
+class Provider:
+    """Base class for providers: subclasses set ``spec`` and implement create/run/destroy."""
+
+    spec: ClassVar[ProviderSpec | None] = None
     name: ClassVar[str] = ""
-    extra: ClassVar[str | None] = None            # pip extra that installs the SDK
-    credentials: ClassVar[tuple[str, ...]] = ()   # env vars that must be set (names only)
+    extra: ClassVar[str | None] = None
+    credentials: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[frozenset[str]] = frozenset()  # e.g. {"network"}
 
-    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
-        self.settings: dict[str, Any] = dict(settings or {})
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = cls.__dict__.get("spec")
+        if spec is not None:  # one declaration: the class reads its identity from its spec
+            cls.name, cls.extra, cls.credentials = spec.name, spec.extra, spec.credentials
 
+    def __init__(self, settings: ProviderSettings | Mapping[str, Any] | None = None) -> None:
+        if self.spec is None:  # an adapter not yet on a settings model gets the raw mapping
+            self.settings: Any = dict(settings or {})
+            return
+        if isinstance(settings, self.spec.settings):
+            self.settings = settings
+            return
+        try:
+            self.settings = self.spec.validate(settings.model_dump(exclude_unset=True)
+                                               if isinstance(settings, ProviderSettings) else settings)
+        except ValueError as exc:
+            raise ProviderError("config", str(exc)) from None
+
+    # --- setup (untimed) ------------------------------------------------------------------------
     def check(self) -> None:
-        """Raise ProviderError('config'|'auth') if this worker cannot serve the provider at all."""
+        """Raise ProviderError('auth'|'config') if this worker cannot serve the provider at all;
+        then ``prepare()``: build clients here, so their construction is never timed."""
+        missing = [name for name in self.credentials if not os.environ.get(name)]
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            hint = f": {self.spec.credential_hint}" if self.spec and self.spec.credential_hint else ""
+            raise ProviderError("auth", f"{self.name}: {' and '.join(missing)} {verb} not set{hint}")
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Build SDK clients once per process (after the credential check)."""
 
     def warm(self, spec: SandboxSpec) -> dict[str, Any] | None:
         """Prepare a warm path once per worker process, untimed (pool, snapshot, app lookup);
         return facts for the run manifest."""
         return None
 
+    # --- the protocol ---------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> Sandbox:
-        """Acquire one sandbox labelled with ``spec.labels``."""
+        """Acquire one sandbox labelled with ``spec.labels``; return once it is usable."""
         raise NotImplementedError
 
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
@@ -139,16 +174,18 @@ class Provider:
         return self.run(sandbox, setup_code(packages), env, timeout)
 
     def destroy(self, sandbox: Sandbox) -> None:
-        """Release the sandbox; block until it is gone where the SDK can wait."""
+        """Release the sandbox; block until it is gone where the API can say so."""
         raise NotImplementedError
 
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
-        """Ids of farm-labelled sandboxes matching ``labels`` still alive (for ``farm sweep``)."""
+        """Ids of farm-labelled sandboxes matching ``labels`` still alive (every page, errored ones
+        included), for ``farm sweep``."""
         return []
 
     def delete_by_id(self, sandbox_id: str) -> None:
-        """Delete a sandbox found by ``list_leftovers``."""
+        """Delete a sandbox found by ``list_leftovers``; one already gone is not an error."""
 
+    # --- description ----------------------------------------------------------------------------
     def endpoint(self) -> str | None:
         """The API base URL this provider talks to (shown by `farm doctor`); never credentials."""
         return None
@@ -159,24 +196,95 @@ class Provider:
         return False
 
     def facts(self) -> dict[str, Any]:
-        """SDK version, region, template: recorded in the run manifest. Never credentials."""
+        """Region, template, how each phase is timed and at what resolution, hidden retries, leak
+        bound: recorded in the run manifest. Never credentials."""
         return {}
+
+    def manifest_facts(self) -> dict[str, Any]:
+        """``facts()`` plus the installed SDK versions the spec names."""
+        return {**sdk_versions(self.spec.sdk if self.spec else ()), **self.facts()}
+
+    def assumptions(self) -> list[Assumption]:
+        """What this adapter assumes about the real API; checked by `farm doctor --live`."""
+        return []
 
     def close(self) -> None:
         """Release clients and connections when the worker shuts down."""
+
+    # --- failures -------------------------------------------------------------------------------
+    def classify(self, exc: BaseException) -> Failure:
+        """Name an SDK exception's failure; adapters override for their SDK's types and call super()."""
+        return default_failure(exc)
+
+    @contextmanager
+    def guard(self, what: str) -> Iterator[None]:
+        """Run SDK calls inside: whatever they raise leaves as one classified, scrubbed ProviderError,
+        except harness exceptions (soft time limit, Ctrl-C, exit), which pass through."""
+        try:
+            yield
+        except ProviderError as exc:
+            raise self._scrubbed(exc) from None
+        except Exception as exc:
+            harness = harness_exception(exc)
+            if harness is not None:
+                raise harness from None
+            raise self.error(what, exc) from None
+
+    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` inside ``guard(what)``."""
+        with self.guard(what):
+            return fn(*args, **kwargs)
+
+    def error(self, what: str, exc: BaseException) -> ProviderError:
+        """The ProviderError for an SDK exception raised during ``what``."""
+        try:
+            failure = self.classify(exc)
+        except Exception:  # a classifier bug must not hide the failure it was classifying
+            failure = default_failure(exc)
+        return ProviderError(failure.error_class, self.scrub(f"{self.name} {what}: {first_line(failure.detail)}"),
+                             status=failure.status, retry_after=failure.retry_after)
+
+    def scrub(self, text: str) -> str:
+        """Remove this provider's credential values (whatever their length) and any known secret."""
+        for name in self.credentials:
+            value = os.environ.get(name)
+            if value and len(value) >= 4:
+                text = text.replace(value, "***")
+        return redact(text)
+
+    def _scrubbed(self, exc: ProviderError) -> ProviderError:
+        text = self.scrub(str(exc))
+        if text == str(exc):
+            return exc
+        return ProviderError(exc.error_class, text, status=exc.status, retry_after=exc.retry_after)
+
+
+def sdk_versions(distributions: tuple[str, ...]) -> dict[str, Any]:
+    """{"sdk_versions": {dist: version}} for the installed distributions (missing ones say so)."""
+    if not distributions:
+        return {}
+    found = {}
+    for dist in distributions:
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = None
+    return {"sdk_versions": found}
 
 
 OUTPUT_LIMIT = 64 * 1024
 
 
 def sdk_call(what: str, fn: Callable[[], T], classify: Callable[[str, Exception], ProviderError]) -> T:
-    """Call an SDK; whatever it raises leaves as one classified ProviderError (``classify`` must
-    keep credentials out of the message)."""
+    """Legacy helper for adapters not yet on ``Provider.guard``; harness exceptions pass through."""
     try:
         return fn()
     except ProviderError:
         raise
     except Exception as exc:
+        harness = harness_exception(exc)
+        if harness is not None:
+            raise harness from None
         raise classify(what, exc) from None
 
 

@@ -226,3 +226,28 @@ class LocalProvider(Provider):
         if home.parent != self.root or not home.name.startswith("farm-sbx-"):
             raise ProviderError("not_found", f"{sandbox_id} is not a local farm sandbox")
         shutil.rmtree(home, ignore_errors=True)
+
+
+# --- declaration ------------------------------------------------------------------------------------
+from typing import Literal  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
+from providers.spec import ProviderSettings, ProviderSpec  # noqa: E402
+
+
+class LocalLimits(ProviderSettings):
+    cpu_seconds: int = Field(DEFAULT_LIMITS["cpu_seconds"], gt=0)
+    memory_mb: int = Field(DEFAULT_LIMITS["memory_mb"], gt=0)
+    file_size_mb: int = Field(DEFAULT_LIMITS["file_size_mb"], gt=0)
+
+
+class LocalSettings(ProviderSettings):
+    python: str | None = Field(None, description="interpreter; default: the farm's own")
+    root: str | None = Field(None, description="where sandbox directories are made; default: the temp dir")
+    limits: LocalLimits = LocalLimits()
+    confine: Literal["auto", "bwrap", "none"] = "auto"
+    network: bool | None = None
+
+
+SPEC = ProviderSpec(name="local", adapter="providers.local:LocalProvider", settings=LocalSettings)

@@ -25,43 +25,83 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
-from providers.base import Provider, ProviderError, RunResult, Sandbox, SandboxSpec
+from pydantic import Field, model_validator
 
-DISTRIBUTIONS = ("fixed", "normal", "lognormal")
+from providers.base import ERROR_CLASSES, Provider, ProviderError, RunResult, Sandbox, SandboxSpec
+from providers.spec import ProviderSettings, ProviderSpec
+
+PHASES = ("create", "ready", "run", "destroy")
 
 
-def draw_ms(spec: Mapping[str, Any] | None, rng: random.Random) -> float:
-    """A duration in ms from ``{dist: fixed|normal|lognormal, ...}``; never negative."""
-    if not spec:
+class Distribution(ProviderSettings):
+    """A phase's duration: fixed ``ms``, normal ``mean_ms``/``sd_ms``, or lognormal ``median_ms``/``sigma``."""
+
+    dist: Literal["fixed", "normal", "lognormal"] = "fixed"
+    ms: float = Field(0, ge=0)
+    mean_ms: float | None = Field(None, ge=0)
+    sd_ms: float = Field(0, ge=0)
+    median_ms: float | None = Field(None, gt=0)
+    sigma: float = Field(0.25, ge=0)
+
+    @model_validator(mode="after")
+    def _parameters(self) -> "Distribution":
+        needed = {"normal": "mean_ms", "lognormal": "median_ms"}.get(self.dist)
+        if needed and getattr(self, needed) is None:
+            raise ValueError(f"dist {self.dist} needs {needed}")
+        return self
+
+
+class SimSettings(ProviderSettings):
+    create: Distribution | None = None
+    ready: Distribution | None = None
+    run: Distribution | None = None
+    destroy: Distribution | None = None
+    failures: dict[Literal[ERROR_CLASSES], float] = Field(default_factory=dict,  # type: ignore[valid-type]
+                                                          description="probability per call, by error class")
+    fail_phases: list[Literal["create", "run", "destroy"]] = ["create"]
+    seed: int | None = None
+    ledger_dir: str | None = Field(None, description="records create/destroy/injected failures")
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> "SimSettings":
+        if any(not 0 <= p <= 1 for p in self.failures.values()) or sum(self.failures.values()) > 1:
+            raise ValueError("failures are probabilities: each in [0, 1], together at most 1")
+        return self
+
+
+SPEC = ProviderSpec(name="sim", adapter="providers.sim:SimProvider", settings=SimSettings)
+
+
+def draw_ms(dist: Distribution | None, rng: random.Random) -> float:
+    """A duration in ms drawn from ``dist``; never negative."""
+    if dist is None:
         return 0.0
-    dist = spec.get("dist", "fixed")
-    if dist == "fixed":
-        return float(spec.get("ms", 0))
-    if dist == "normal":
-        return max(rng.gauss(float(spec["mean_ms"]), float(spec.get("sd_ms", 0))), 0.0)
-    if dist == "lognormal":
-        return rng.lognormvariate(math.log(float(spec["median_ms"])), float(spec.get("sigma", 0.25)))
-    raise ProviderError("config", f"sim: unknown distribution {dist!r}; use one of {', '.join(DISTRIBUTIONS)}")
+    if dist.dist == "normal":
+        return max(rng.gauss(float(dist.mean_ms or 0), dist.sd_ms), 0.0)
+    if dist.dist == "lognormal":
+        return rng.lognormvariate(math.log(float(dist.median_ms or 1)), dist.sigma)
+    return dist.ms
 
 
 class SimProvider(Provider):
-    name = "sim"
+    spec = SPEC
     capabilities = frozenset({"network"})
 
-    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Any = None) -> None:
         super().__init__(settings)
-        seed = self.settings.get("seed")
+        seed = self.settings.seed
         self.rng = random.Random(f"{seed}:{os.getpid()}" if seed is not None else None)
-        self.failures: dict[str, float] = dict(self.settings.get("failures") or {})
-        self.fail_phases = set(self.settings.get("fail_phases") or ["create"])
-        ledger = self.settings.get("ledger_dir")
-        self.ledger = Path(ledger) if ledger else None
+        self.failures: dict[str, float] = dict(self.settings.failures)
+        self.fail_phases = set(self.settings.fail_phases)
+        self.ledger = Path(self.settings.ledger_dir) if self.settings.ledger_dir else None
         self._lock = threading.Lock()
 
     def facts(self) -> dict[str, Any]:
-        return {"simulated": True, "settings": {k: v for k, v in self.settings.items() if k != "ledger_dir"}}
+        return {"simulated": True,
+                "settings": self.settings.model_dump(exclude_none=True, exclude={"ledger_dir"}, mode="json"),
+                "create": "a sleep of the drawn duration; warm: never"}
 
     def _log(self, event: str, **fields: Any) -> None:
         if self.ledger is None:
@@ -82,7 +122,7 @@ class SimProvider(Provider):
             roll -= probability
 
     def _wait(self, phase: str) -> None:
-        ms = draw_ms(self.settings.get(phase), self.rng)
+        ms = draw_ms(getattr(self.settings, phase), self.rng)
         if ms > 0:
             time.sleep(ms / 1000)
 

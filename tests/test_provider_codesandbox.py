@@ -22,7 +22,7 @@ from farm.store import Store
 from farm.testing import Farm, redis_text
 from providers import get_provider
 from providers.base import ProviderError, Sandbox, SandboxSpec
-from providers.codesandbox import SERVICE_DIR, CodeSandboxProvider, embedded_service, start_service
+from providers.codesandbox.adapter import SERVICE_DIR, CodeSandboxProvider, embedded_service, start_service
 
 DOUBLE = SERVICE_DIR / "test" / "sdk-double.js"
 KEY = "csb_test_key_5f1d2c3b4a99"  # handed to node-csb only; the farm must never see or echo it

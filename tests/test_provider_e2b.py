@@ -20,7 +20,7 @@ from farm.ops import doctor, sweep
 from farm.snippets import Snippet
 from providers import get_provider
 from providers.base import ProviderError, SandboxSpec
-from providers.e2b import E2BProvider, exit_code_of
+from providers.e2b.adapter import E2BProvider, exit_code_of
 from tests.fakes.e2b_server import FakeE2B
 from workers.measure import measure
 

@@ -22,7 +22,7 @@ from farm.ops import doctor, sweep
 from farm.snippets import Snippet
 from providers import get_provider
 from providers.base import ProviderError, SandboxSpec
-from providers.modal import ModalProvider
+from providers.modal.adapter import ModalProvider
 from tests.fakes.modal_double import FAKE_TOKENS, RealModalCallError, install
 from workers.measure import measure
 

@@ -20,7 +20,7 @@ from farm.snippets import Snippet
 from farm.testing import farm_cli
 from providers import get_provider
 from providers.base import ProviderError, SandboxSpec
-from providers.morph import shell_command
+from providers.morph.adapter import shell_command
 from tests.fakes.morph_server import BASE_SNAPSHOT, FakeMorph
 from workers.measure import measure
 

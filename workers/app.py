@@ -84,7 +84,7 @@ def provider_for(run_id: str, name: str, manifest: dict[str, Any]) -> Provider:
     if (run_id, name) not in _facts_filed:  # once per run and process: no round trip per sample
         facts_key = Store.key(run_id, "facts")
         if not store().r.hexists(facts_key, name):
-            facts = {**provider.facts(), "worker": socket.gethostname()}
+            facts = {**provider.manifest_facts(), "worker": socket.gethostname()}
             if _warm_facts.get(cache_key):
                 facts["warm"] = _warm_facts[cache_key]
             store().r.hsetnx(facts_key, name, json.dumps(facts, default=str))

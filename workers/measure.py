@@ -63,8 +63,10 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
     total_start = clock()
     try:
         sandbox, elapsed = _create_with_retries(provider, spec, out, retries, backoff_s)
-        out["claim_ns" if sandbox.warm else "create_ns"] = elapsed
+        out["claim_ns" if sandbox.claimed else "create_ns"] = elapsed
         out["warm"] = sandbox.warm
+        if sandbox.facts:  # what the provider said about this sandbox: polls, SDK attempts, boot type
+            out["sandbox"] = sandbox.facts
 
         phase = "ready"
         start = clock()

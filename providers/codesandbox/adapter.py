@@ -30,7 +30,7 @@ import httpx
 from providers.base import (ERROR_CLASSES, Provider, ProviderError, RunResult, Sandbox, SandboxSpec,
                             cap_output, classify_status)
 
-SERVICE_DIR = Path(os.environ.get("CSB_SERVICE_DIR") or Path(__file__).resolve().parent.parent / "node-csb")
+SERVICE_DIR = Path(os.environ.get("CSB_SERVICE_DIR") or Path(__file__).resolve().parents[2] / "node-csb")
 DEFAULT_URL = "http://127.0.0.1:8787"
 START_HINT = ("start it with: node node-csb/server.js (CSB_API_KEY and CSB_SERVICE_TOKEN in its "
               "environment), or point providers.codesandbox.service_url at it")
