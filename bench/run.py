@@ -263,7 +263,7 @@ def _bench_sketch_merge(count: int = 1000, per_sketch: int = 1000) -> None:
            direct_s * 1000, direct_s / merge_s, "", None, "ref: one sketch from the raw values in memory")
 
 
-SECTIONS = ("dispatch", "scheduling", "fidelity", "aggregation", "memory", "bounded")
+SECTIONS = ("dispatch", "scheduling", "fidelity", "cloud-fidelity", "aggregation", "memory", "bounded")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
             bench_scheduling(tmp, 400 if q else 2000, [8] if q else [8, 16, 32], 200.0)
         if "fidelity" in only:
             bench_fidelity(tmp, 30 if q else 200)
+        if "cloud-fidelity" in only:
+            from bench.cloud_fidelity import bench_cloud_fidelity
+
+            bench_cloud_fidelity(record, 5 if q else 20)
         if "aggregation" in only:
             bench_aggregation(tmp, [10**4] if q else [10**4, 10**5, 10**6])
         if "memory" in only:

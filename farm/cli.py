@@ -229,16 +229,29 @@ def sweep_cmd(ctx: click.Context, providers: tuple[str, ...], run_id: str | None
 @cli.command("doctor")
 @click.option("--provider", "providers", multiple=True, help="provider to check (repeatable; default: all)")
 @click.option("--timeout", type=click.FloatRange(0.1, 60), default=5.0, show_default=True)
+@click.option("--live", is_flag=True, help="check the adapter's assumptions against the real API "
+              "(creates one or two sandboxes per provider, always cleaned up; needs --provider)")
 @click.pass_context
-def doctor_cmd(ctx: click.Context, providers: tuple[str, ...], timeout: float) -> None:
+def doctor_cmd(ctx: click.Context, providers: tuple[str, ...], timeout: float, live: bool) -> None:
     """Per provider: SDK and version, credentials present (never printed), endpoint, reachability."""
-    from farm.ops import doctor
+    from farm.ops import doctor, doctor_live
     from providers import check_name
 
     try:
         names = [check_name(p) for p in providers] or None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if live:
+        if not names:
+            raise ConfigError("--live creates real sandboxes: name the providers with --provider X")
+        verdicts = doctor_live(_config(ctx), names)
+        for v in verdicts:
+            click.echo(f"{v.provider:12} {v.assumption:36} {v.verdict:10} {v.detail}")
+        if not verdicts:
+            click.echo("no assumptions declared for " + ", ".join(names))
+        if any(v.verdict != "held" for v in verdicts):
+            ctx.exit(1)
+        return
     rows = doctor(_config(ctx), names, timeout)
     for r in rows:
         click.echo(f"{r.provider:12} {r.sdk:34} {r.credentials:36} {r.endpoint:30} {r.verdict}")

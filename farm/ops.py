@@ -117,3 +117,25 @@ def leaked_summary(store: Store, run_id: str) -> dict[str, Any]:
     swept = store.r.hgetall(Store.key(run_id, "sweep"))
     reclaimed = {k.split(":")[0]: int(v) for k, v in swept.items() if k.endswith(":reclaimed")}
     return {"leaked": leaked, "reclaimed": reclaimed}
+
+
+def doctor_live(config: FarmConfig, providers: Iterable[str]) -> list[Any]:
+    """Check each provider's assumptions against the real API (``farm doctor --live``); the
+    verdicts are kept in Redis for the next runs' provider facts."""
+    from farm.live import CANT_TELL, Verdict, as_facts, check_assumptions
+    from farm.runner import connect
+
+    verdicts = []
+    for name in providers:
+        try:
+            provider = get_provider(name, config.providers.get(name, {}))
+            provider.check()
+            found = check_assumptions(provider)
+        except ProviderError as exc:
+            found = [Verdict(name, "(setup)", "the provider can be used at all", CANT_TELL,
+                             f"{exc.error_class}: {redact(str(exc))}", 0.0)]
+        verdicts += found
+        if found and found[0].assumption != "(setup)":
+            with connect(config) as (store, _url, _embedded):
+                store.record_assumptions(name, as_facts(found))
+    return verdicts

@@ -20,6 +20,7 @@ Key layout (``{r}`` = ``farm:run:<run_id>``):
     {r}:sweep                  HASH   "<provider>:reclaimed" -> sandboxes a sweep deleted for this run
     farm:leaks                 HASH   sandbox id -> "run_id|provider" for sandboxes whose destroy failed
     farm:worker:<worker>       STRING heartbeat of a live worker (TTL)
+    farm:assumptions           HASH   provider -> JSON verdicts of `farm doctor --live` (farm/live.py)
 
 A sample is claimed (lease SET NX) before anything runs, and committed by one Lua script that adds
 it to the stream only if the member is not yet in ``done``: whatever Celery redelivers, each
@@ -373,6 +374,13 @@ class Store:
         keys = list(self.r.scan_iter("farm:worker:*", count=500))
         values = self.r.mget(keys) if keys else []
         return {k.split(":", 2)[2]: json.loads(v) for k, v in zip(keys, values) if v}
+
+    def record_assumptions(self, provider: str, verdicts: dict[str, Any]) -> None:
+        self.r.hset("farm:assumptions", provider, json.dumps(verdicts))
+
+    def assumptions(self, provider: str) -> dict[str, Any] | None:
+        raw = self.r.hget("farm:assumptions", provider)
+        return json.loads(raw) if raw else None
 
     def try_lock(self, name: str, owner: str, ttl_ms: int) -> bool:
         return bool(self.r.set(f"farm:lock:{name}", owner, nx=True, px=ttl_ms))

@@ -85,6 +85,9 @@ def provider_for(run_id: str, name: str, manifest: dict[str, Any]) -> Provider:
         facts_key = Store.key(run_id, "facts")
         if not store().r.hexists(facts_key, name):
             facts = {**provider.manifest_facts(), "worker": socket.gethostname()}
+            checked = store().assumptions(name)  # what `farm doctor --live` last found about the real API
+            if checked:
+                facts["assumptions"] = checked
             if _warm_facts.get(cache_key):
                 facts["warm"] = _warm_facts[cache_key]
             store().r.hsetnx(facts_key, name, json.dumps(facts, default=str))
