@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -33,13 +33,58 @@ NUMBERS = ("started_ns", *(f"{p}_ns" for p in PHASES))
 GROUP = ("provider", "snippet", "warmup", "outcome", "error_class")
 KEYS = ("rep", "attempt", "retries", "exit_code", "warm", "leaked", "error_phase", "worker", "v")
 TEXT = ("error", "output", "retry_log", "sandbox")
-# The logical record, in the order CSV columns and sample dicts use.
-SAMPLE_FIELDS = ("v", "provider", "snippet", "rep", "warmup", "attempt", "worker", "outcome",
-                 "error_class", "error_phase", "error", "warm", "exit_code", "leaked", "retries",
-                 "started_ns", *(f"{p}_ns" for p in PHASES), "internal", "retry_log", "sandbox", "output")
 INT_KEYS = {"rep", "attempt", "retries", "exit_code", "v"}
 SEP = "\x1f"
 _PACK = struct.Struct(f"<{len(NUMBERS)}q")
+
+
+@dataclass(kw_only=True)
+class Sample:
+    """One sample's logical record, fields in the order CSV columns and sample dicts use. None is a
+    value that was not measured or does not apply, never a zero."""
+
+    v: int = SCHEMA_VERSION                # the sample stream's version
+    provider: str
+    snippet: str
+    rep: int
+    warmup: bool = False
+    attempt: int | None = None             # executions of this sample so far (redeliveries count)
+    worker: str | None = None
+    outcome: str | None = None             # ok | error | timeout | skipped
+    error_class: str | None = None         # auth, rate_limited, ... (README, "What a run does")
+    error_phase: str | None = None
+    error: str | None = None               # short, redacted
+    warm: bool | str | None = None         # a warm claim; read back from the stream as "1" / "0"
+    exit_code: int | None = None
+    leaked: str | None = None              # the sandbox id whose destroy failed
+    retries: int | None = None             # failed create attempts before the timed one
+    started_ns: int | None = None          # wall clock at task start
+    queue_ns: int | None = None
+    claim_ns: int | None = None
+    create_ns: int | None = None
+    ready_ns: int | None = None
+    setup_ns: int | None = None
+    run_ns: int | None = None
+    destroy_ns: int | None = None
+    total_ns: int | None = None
+    internal: dict[str, int] | None = None          # sections the snippet timed itself, ns
+    retry_log: list[dict[str, Any]] | None = None   # one entry per failed create attempt
+    sandbox: dict[str, Any] | None = None           # what the provider said: warm signal, polls, SDK attempts
+    output: str | None = None                       # the tail of stdout/stderr, redacted
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Sample":
+        """From a record dict; a field this model does not know is an error, not silently dropped."""
+        unknown = set(data) - set(SAMPLE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown sample field(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in SAMPLE_FIELDS}
+
+
+SAMPLE_FIELDS = tuple(f.name for f in fields(Sample))
 
 
 def _clean(value: Any) -> str:

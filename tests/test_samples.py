@@ -1,9 +1,13 @@
 """Phases: which a sample has, the derived ones (tti, internal.<name>) and their reading order,
 defined once in farm/samples.py for sample dicts and column batches alike."""
 
-import numpy as np
+from dataclasses import fields
 
-from farm.samples import PHASE_ORDER, PHASES, Batch, phase_key, sample_phases
+import numpy as np
+import pytest
+
+from farm.samples import (GROUP, KEYS, NUMBERS, PHASE_ORDER, PHASES, SAMPLE_FIELDS, TEXT, Batch, Sample,
+                          decode_sample, encode_sample, phase_key, sample_phases)
 
 
 def _sample(**fields):
@@ -40,3 +44,27 @@ def test_reading_order_puts_tti_after_ready_and_internal_phases_last_by_name():
     phases = ["internal.b", "total", "run", "internal.a", "tti", "create", "queue", "ready"]
     assert sorted(phases, key=phase_key) == ["queue", "create", "ready", "tti", "run", "total",
                                              "internal.a", "internal.b"]
+
+
+def test_the_sample_model_and_the_wire_layout_name_the_same_fields():
+    wire = set(NUMBERS) | set(GROUP) | set(KEYS) | set(TEXT) | {"internal"}
+    assert wire == set(SAMPLE_FIELDS) == {f.name for f in fields(Sample)}
+
+
+def test_a_sample_round_trips_through_the_stream_layout_with_its_provider_facts():
+    record = Sample(provider="e2b", snippet="hello", rep=3, attempt=1, worker="w", outcome="ok", warm=True,
+                    create_ns=0, ready_ns=20, run_ns=5, total_ns=40, internal={"io": 7},
+                    retry_log=[{"phase": "create", "class": "rate_limited", "ms": 1.5, "wait_ms": 200.0}],
+                    sandbox={"polls": 4, "sdk_attempts": 2, "warm_signal": "pool"})
+    fields_ = encode_sample(record.to_dict())
+    back = decode_sample(dict(zip(fields_[::2], fields_[1::2])))
+    assert back == {**record.to_dict(), "warm": "1"}  # warm comes back as the stream's text
+    assert back["create_ns"] == 0 and back["setup_ns"] is None  # a measured 0 stays 0; absent stays None
+    plain = decode_sample(dict(zip(*[iter(encode_sample({"provider": "p", "snippet": "s", "rep": 0}))] * 2)))
+    assert plain["sandbox"] is None and plain["retry_log"] is None
+
+
+def test_an_unknown_sample_field_is_refused():
+    with pytest.raises(ValueError, match="unknown sample field\\(s\\): sandbx"):
+        Sample.from_dict({"provider": "p", "snippet": "s", "rep": 0, "sandbx": {}})
+    assert Sample.from_dict({"provider": "p", "snippet": "s", "rep": 0}).to_dict()["v"] == 1

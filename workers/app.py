@@ -21,6 +21,7 @@ from celery import signals
 from farm.celery_app import LEASE_MS, SAMPLE_TASK, make_app
 from farm.config import load_config
 from farm.redact import redact
+from farm.samples import Sample
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
 from farm.store import Store, member_key
@@ -188,6 +189,7 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                 record.update(outcome="error", error_class=cls, error_phase="create",
                               error=redact(f"{type(exc).__name__}: {exc}")[:300])
     env_facts = record.pop("facts", None)  # FARM_FACT lines: facts about the sandbox, kept per run
+    record = Sample.from_dict(record).to_dict()  # every field a sample has, and nothing else
     window, length = scheduler().window(run_id, provider)
     result, next_index = retrying(lambda: st.commit_and_reserve(run_id, record, window, length), "commit")
     try:
