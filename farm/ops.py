@@ -108,17 +108,6 @@ def doctor(config: FarmConfig, providers: Iterable[str] | None = None, timeout_s
     return rows
 
 
-def leaked_summary(store: Store, run_id: str) -> dict[str, Any]:
-    """How many sandboxes a run's destroy failed for, and how many a sweep reclaimed since."""
-    leaked: dict[str, int] = {}
-    for sample in store.iter_samples(run_id):
-        if sample.get("leaked"):
-            leaked[sample["provider"]] = leaked.get(sample["provider"], 0) + 1
-    swept = store.r.hgetall(Store.key(run_id, "sweep"))
-    reclaimed = {k.split(":")[0]: int(v) for k, v in swept.items() if k.endswith(":reclaimed")}
-    return {"leaked": leaked, "reclaimed": reclaimed}
-
-
 def doctor_live(config: FarmConfig, providers: Iterable[str]) -> list[Any]:
     """Check each provider's assumptions against the real API (``farm doctor --live``); the
     verdicts are kept in Redis for the next runs' provider facts."""

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from farm import compare
 from farm import render as formats
 from farm.aggregate import CDF_PROBS, aggregate_run
 from farm.config import FarmConfig, Statistics
@@ -75,8 +76,6 @@ def _statistics(config: FarmConfig | None) -> Statistics:
 def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline: bool = True) -> Document:
     """The run's manifest, status and aggregated results; its samples stay in the store, streamed
     by ``Document.iter_samples``. ``baseline`` compares with previous runs of the same plan."""
-    from farm import compare
-    from farm.ops import leaked_summary
 
     stats = _statistics(config)
     status = store.status(run_id)
@@ -138,6 +137,17 @@ def render(store: Store, run_id: str, fmt: str, config: FarmConfig | None = None
     """A stored run in one of ``farm.render.FORMATS``; ``config`` supplies statistics settings and
     prices (defaults without). The csv of raw samples needs no baseline comparison."""
     return formats.render(build(store, run_id, config, baseline=fmt != "csv"), fmt)
+
+
+def leaked_summary(store: Store, run_id: str) -> dict[str, Any]:
+    """How many sandboxes a run's destroy failed for, and how many a sweep reclaimed since."""
+    leaked: dict[str, int] = {}
+    for sample in store.iter_samples(run_id):
+        if sample.get("leaked"):
+            leaked[sample["provider"]] = leaked.get(sample["provider"], 0) + 1
+    swept = store.r.hgetall(Store.key(run_id, "sweep"))
+    reclaimed = {k.split(":")[0]: int(v) for k, v in swept.items() if k.endswith(":reclaimed")}
+    return {"leaked": leaked, "reclaimed": reclaimed}
 
 
 def _run_notes(status: Any, leaks: dict[str, Any]) -> list[str]:

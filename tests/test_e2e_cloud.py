@@ -11,7 +11,8 @@ import json
 import pytest
 
 from farm.aggregate import aggregate
-from farm.ops import leaked_summary, sweep
+from farm.ops import sweep
+from farm.report import leaked_summary
 from farm.snippets import Snippet
 from farm.store import Store
 from farm.testing import Farm, farm_cli

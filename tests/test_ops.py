@@ -2,8 +2,8 @@
 
 import json
 
-from farm.ops import leaked_summary, sweep
-from farm.report import build_document
+from farm.ops import sweep
+from farm.report import build_document, leaked_summary
 from farm.testing import Farm, farm_cli
 
 
