@@ -1,16 +1,20 @@
-"""Contract tests for providers/e2b.py through the real e2b SDK.
+"""What only e2b needs, through the real e2b SDK (the generic cases are in the contract suite).
 
 Seam faked: the HTTP servers behind the SDK. ``E2B_API_URL`` and ``E2B_SANDBOX_URL`` point the real
 ``e2b-code-interpreter`` package (its own pyqwest transport, ``E2B_HTTP_VERSION=1.1``) at
-``tests.fakes.e2b_server.FakeE2B`` on 127.0.0.1, which serves the control-plane routes and the
-streamed ``/execute`` of the code interpreter, running each cell in a real Python process.
-Phases are timed by the real ``workers.measure.measure``.
+``tests.fakes.e2b_server.FakeE2B`` on 127.0.0.1, which serves the control-plane routes, the
+sandbox edge and the streamed ``/execute`` of the code interpreter, running each cell in a real
+Python process. Phases are timed by the real ``workers.measure.measure``. Tests that rely on an
+assumption the fake encodes (providers/e2b/assumptions.py) name it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -19,9 +23,9 @@ from farm.config import parse_config
 from farm.ops import doctor, sweep
 from farm.snippets import Snippet
 from providers import get_provider
-from providers.base import ProviderError, SandboxSpec
-from providers.e2b.adapter import E2BProvider, exit_code_of
-from tests.fakes.e2b_server import FakeE2B
+from providers.base import WARM_UNKNOWN, ProviderError, SandboxSpec
+from providers.e2b.adapter import RESOLUTION_S, E2BProvider, exit_code_of
+from tests.fakes.e2b_server import NOT_FOUND, FakeE2B
 from workers.measure import measure
 
 TIMEOUTS = {"create": 30, "ready": 30, "setup": 60, "run": 30, "destroy": 30}
@@ -69,6 +73,11 @@ def test_full_lifecycle_through_measure_sends_labels_and_per_exec_env(fake):
     assert create["body"]["metadata"] == LABELS
     assert create["body"]["templateID"] == "code-interpreter-v1"
     assert create["body"]["envVars"] == {}  # env goes per exec, never at create
+    assert create["body"]["timeout"] == 3600  # the sandbox's own lifetime: a leak dies by itself
+    assert out["sandbox"]["polls"] == 1 and out["sandbox"]["sdk_attempts"] == 1
+    assert out["sandbox"]["template_id"] == "code-interpreter-v1"
+    health = [r for r in fake.requests if r["route"] == "health"]
+    assert [h["headers"]["e2b-sandbox-port"] for h in health] == ["49999"]  # the farm's readiness check
     ready, run = [r for r in fake.requests if r["route"] == "execute"]
     assert ready["body"]["env_vars"] is None and ready["body"]["code"] == "print('farm-ready')"
     assert run["body"]["env_vars"] == {"FARM_PASSED": "per-exec-value"}
@@ -197,22 +206,35 @@ def make_snapshot_as_documented() -> str:
     return snapshot_id
 
 
-def test_warm_from_a_snapshot_or_a_custom_template_is_flagged_and_timed_as_a_claim(fake):
+def test_a_snapshot_restore_is_warm_only_when_the_create_answer_names_the_snapshot(fake):
+    """Assumption create_answer_names_the_snapshot: the fake answers with the snapshot as templateID."""
     snapshot_id = make_snapshot_as_documented()
     assert snapshot_id in fake.snapshots and fake.sandboxes == {}
+    provider = E2BProvider({"warm": "snapshot", "snapshot": snapshot_id})
+    provider.check()
+    before = len(fake.requests)
+    assert provider.warm(spec()) == {"snapshot": snapshot_id}
+    assert len(fake.requests) == before  # nothing to prepare: e2b keeps snapshots ready
+    out = measure(provider, spec(), ENV_SNIPPET, {"FARM_PASSED": "w"}, TIMEOUTS)
+    assert out["outcome"] == "ok" and out["warm"] == "snapshot" and out["claim_ns"] > 0, out
+    assert "create_ns" not in out and "token=w" in out["output"]
+    assert creates(fake)[-1]["body"]["templateID"] == snapshot_id
+    assert out["sandbox"]["template_id"] == snapshot_id and provider.facts()["template"] == snapshot_id
+
+    other = E2BProvider({"warm": "snapshot", "snapshot": "team/" + snapshot_id + ":default"})
+    assert other.warm_signal({"templateID": snapshot_id}) == "snapshot"  # namespace and tag left off
+    assert other.warm_signal({"templateID": "base-template"}) == WARM_UNKNOWN  # never a guess
+    assert fake.sandboxes == {}
+
+
+def test_a_custom_template_start_is_warm_unknown_and_timed_as_a_create(fake):
+    """e2b says nothing about warm or cold for a template start: unknown, not the configured mode."""
     fake.templates.add("farm-python-deps")
-    snap = E2BProvider({"warm": "snapshot", "snapshot": snapshot_id})
-    tmpl = E2BProvider({"warm": "template", "warm_template": "farm-python-deps"})
-    for provider, source, flag in ((snap, snapshot_id, "snapshot"), (tmpl, "farm-python-deps", "template")):
-        provider.check()
-        before = len(fake.requests)
-        assert provider.warm(spec()) == {flag: source}
-        assert len(fake.requests) == before  # nothing to prepare: e2b keeps both ready
-        out = measure(provider, spec(), ENV_SNIPPET, {"FARM_PASSED": "w"}, TIMEOUTS)
-        assert out["outcome"] == "ok" and out["warm"] == flag and out["claim_ns"] > 0, out
-        assert "create_ns" not in out and "token=w" in out["output"]
-        assert creates(fake)[-1]["body"]["templateID"] == source
-        assert provider.facts()["template"] == source
+    provider = E2BProvider({"warm": "template", "warm_template": "farm-python-deps"})
+    provider.check()
+    out = measure(provider, spec(), ENV_SNIPPET, {"FARM_PASSED": "t"}, TIMEOUTS)
+    assert out["outcome"] == "ok" and out["warm"] == WARM_UNKNOWN and out["create_ns"] > 0, out
+    assert "claim_ns" not in out and creates(fake)[-1]["body"]["templateID"] == "farm-python-deps"
     assert fake.sandboxes == {}
 
 
@@ -242,10 +264,14 @@ def test_check_names_the_missing_variable_and_rejects_bad_settings(monkeypatch):
     assert info.value.error_class == "config" and "sandbox_timeout" in str(info.value)
 
 
-def test_facts_name_versions_and_template_never_the_key(fake):
-    facts = E2BProvider({"warm": "template", "warm_template": "farm-python-deps"}).facts()
-    assert facts["sdk"].startswith("e2b-code-interpreter 2.") and facts["core_sdk"].startswith("e2b 2.")
+def test_facts_name_versions_timing_and_template_never_the_key(fake):
+    facts = E2BProvider({"warm": "template", "warm_template": "farm-python-deps"}).manifest_facts()
+    versions = facts["sdk_versions"]
+    assert versions["e2b-code-interpreter"].startswith("2.") and versions["e2b"].startswith("2.")
     assert facts["template"] == "farm-python-deps" and facts["region"] is None
+    assert facts["timing"]["resolution_ms"] == RESOLUTION_S * 1000 <= 50
+    assert facts["sdk_retries"] == {"control_plane": 0, "connection": 0}
+    assert "3600 s" in facts["timing"]["leak_bound"] and "paused" in facts["timing"]["leak_bound"]
     assert facts["api_url"] == fake.url
     assert fake.api_key not in json.dumps(facts)
 
@@ -287,3 +313,86 @@ def test_farm_doctor_shows_endpoint_credentials_and_a_verdict(fake, monkeypatch)
     (row,) = doctor(config, ["e2b"], timeout_s=2)
     assert row.credentials == "missing: E2B_API_KEY"
     assert row.verdict.startswith("auth: ") and "E2B_API_KEY" in row.verdict
+
+
+@pytest.mark.parametrize("boot_ms", [0, 300])
+def test_when_the_api_answers_before_the_code_interpreter_runs_create_waits_for_it(fake, boot_ms):
+    """The case assumption create_answer_means_usable rules out on e2b, and the farm covers anyway:
+    the API answers at once, the code interpreter answers /health only ``boot_ms`` later."""
+    fake.answer, fake.boot_ms = "at_once", boot_ms
+    provider = E2BProvider({})
+    start = time.perf_counter()
+    sandbox = provider.create(spec())
+    measured_ms = (time.perf_counter() - start) * 1000
+    try:
+        assert measured_ms >= boot_ms - 5
+        assert measured_ms <= boot_ms + RESOLUTION_S * 1000 + 400  # generous: a loaded 2-core machine
+        assert sandbox.facts["api_answer_ms"] < boot_ms + 400
+        assert (sandbox.facts["polls"] > 1) == (boot_ms > 0)  # the farm, not the SDK, did the waiting
+        assert provider.run(sandbox, "print('up')", {}, 10).stdout == "up\n"
+    finally:
+        provider.destroy(sandbox)
+
+
+def test_a_sandbox_gone_while_booting_fails_create_as_not_found_and_is_discarded(fake):
+    """Assumption edge_says_not_found_for_a_gone_sandbox: the edge's 502 names a gone sandbox."""
+    fake.answer, fake.boot_ms = "at_once", 5000
+    fake.fail("health", 502, NOT_FOUND)
+    start = time.monotonic()
+    with pytest.raises(ProviderError) as info:
+        E2BProvider({}).create(spec())
+    assert info.value.error_class == "not_found" and time.monotonic() - start < 4  # not waited out
+    assert fake.sandboxes == {} and len(fake.killed) == 1  # the sandbox the API made is not leaked
+
+
+def test_a_dead_sandbox_during_run_is_not_found_with_the_edge_status(fake):
+    provider = E2BProvider({})
+    sandbox = provider.create(spec())
+    fake.vanish(sandbox.id)
+    with pytest.raises(ProviderError) as info:
+        provider.run(sandbox, "print(1)", {}, 10)
+    assert info.value.error_class == "not_found" and info.value.status == 502  # not "timeout"
+    provider.destroy(sandbox)  # already gone (404) counts as destroyed
+
+
+@pytest.mark.parametrize("route, status, sdk_call", [
+    ("create", 429, lambda p: p.create(spec())),
+    ("create", 503, lambda p: p.create(spec())),
+    ("list", 429, lambda p: p.list_leftovers({"farm": "sandbox-farm"})),
+])
+def test_retry_after_is_read_on_the_wire_though_the_sdk_drops_it(fake, route, status, sdk_call):
+    fake.fail(route, status, "slow down", retry_after=7)
+    with pytest.raises(ProviderError) as info:
+        sdk_call(E2BProvider({}))
+    assert info.value.status == status and info.value.retry_after == 7
+    assert len([r for r in fake.requests if r["route"] == route]) == 1  # the SDK did not wait and retry
+
+
+def test_a_429_with_retry_after_is_retried_after_that_wait_and_logged(fake):
+    fake.fail("create", 429, "slow down", retry_after=0.4)
+    out = measure(E2BProvider({}), spec(), ENV_SNIPPET, {"FARM_PASSED": "x"}, TIMEOUTS, retries=1)
+    assert out["outcome"] == "ok", out
+    assert out["retry_log"] == [{"phase": "create", "class": "rate_limited", "ms": out["retry_log"][0]["ms"],
+                                 "wait_ms": 400.0}]
+    assert len(creates(fake)) == 2 and out["sandbox"]["sdk_attempts"] == 1
+
+
+def test_leftovers_include_paused_sandboxes_across_pages(fake):
+    """Assumption paused_sandboxes_are_listed_page_by_page."""
+    fake.page_size = 2
+    ids = {fake.add_sandbox(LABELS, state=state) for state in ("running", "paused", "paused", "running", "running")}
+    found = E2BProvider({}).list_leftovers({"farm-run": "run-e2b-1"})
+    assert sorted(found) == sorted(ids)
+    lists = [r for r in fake.requests if r["route"] == "list"]
+    assert len(lists) == 3 and lists[0]["query"]["state"] == ["running,paused"]
+    assert [r["query"].get("nextToken") for r in lists] == [None, ["2"], ["4"]]
+
+
+def test_connection_retries_are_forced_off_before_the_sdk_reads_them():
+    """E2B_CONNECTION_RETRIES is read once, when e2b is imported: a user's 3 must not survive."""
+    code = ("import providers.e2b.adapter as a, e2b.api.client_sync as c\n"
+            "print(c.connection_retries, a.connection_retries_in_force())\n")
+    env = {**os.environ, "E2B_CONNECTION_RETRIES": "3", "E2B_API_KEY": "e2b_fake_0123456789abcdef"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "0"]

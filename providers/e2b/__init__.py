@@ -14,7 +14,9 @@ class E2BSettings(ProviderSettings):
     warm: Literal["snapshot", "template"] | None = None
     snapshot: str | None = Field(None, description="warm: snapshot — a snapshot you made beforehand")
     warm_template: str | None = Field(None, description="warm: template — a template with deps baked in")
-    sandbox_timeout: float = Field(300, gt=0, description="the sandbox's own lifetime (s)")
+    # e2b kills a sandbox this long after its create (at most 86400 s on Pro, 3600 s on Hobby): the
+    # bound on a leak. The default is well above a whole sample (every phase at its default limit).
+    sandbox_timeout: int = Field(3600, ge=60, le=86400, description="the sandbox's own lifetime (s), set on every create")
     request_timeout: float = Field(30, gt=0, description="per control-plane request (s)")
     api_url: str | None = None
     domain: str | None = None

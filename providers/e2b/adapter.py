@@ -1,45 +1,53 @@
-"""e2b on its real SDK (``e2b-code-interpreter``): create, run_code, kill, list by metadata.
+"""e2b on its real SDK (``e2b-code-interpreter``): only what is specific to e2b.
 
-Settings (``providers.e2b`` in config.yml), all optional:
-
-    template: code-interpreter-v1   # template for cold creates
-    warm: snapshot | template       # null = cold; warm creates are flagged on the sample
-    snapshot: <snapshot id>         # warm: snapshot; made beforehand (providers/README.md)
-    warm_template: <name or id>     # warm: template; a custom template you built with deps baked in
-    sandbox_timeout: 300            # the sandbox's own lifetime (s): a leaked sandbox dies by itself
-    request_timeout: 30             # connect/request bound (s) for calls that are not the snippet
-    api_url: null                   # else E2B_API_URL, else the SDK's default
-    domain: null                    # else E2B_DOMAIN
-
-The key comes from ``E2B_API_KEY`` only; it never appears in settings, facts or error text.
+- create: ``Sandbox.create`` is one ``POST /v2/sandboxes`` and nothing else (the SDK waits for
+  no health check). The farm then polls the code interpreter's ``GET /health`` (port 49999, the
+  server ``run_code`` talks to) every <= 25 ms until it answers: create ends when the sandbox is
+  usable, within the whole ``timeouts.create`` deadline. Every create sets the sandbox's own
+  lifetime (``sandbox_timeout``), so a leaked sandbox dies by itself.
+- warm: what the create answer (read on the wire, ``wire.py``: the SDK drops it) names as the
+  sandbox's template; a snapshot restore is "snapshot", a custom template gives no signal.
+- retries: control-plane retries off (``retries=0`` on every call) and connection retries off
+  (``E2B_CONNECTION_RETRIES=0``, forced before the SDK is imported: it reads it once, at import).
+- errors: Retry-After and the sandbox edge's 502s come from the wire; a dead sandbox is not a timeout.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from importlib import metadata
-from typing import Any, Mapping
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
-# Connection failures are otherwise retried 3 times with backoff inside the SDK's transport,
-# which would time a refused connection as one slow call. Read once when e2b is imported.
-os.environ.setdefault("E2B_CONNECTION_RETRIES", "0")
+# Read once when e2b is imported (e2b.api.connection_retries): set before the first import, and
+# forced, so a refused connection is one classified call, not three with backoff inside a phase.
+# If something imported e2b earlier, facts() reports the value actually in force.
+os.environ["E2B_CONNECTION_RETRIES"] = "0"
 
-import e2b.api as e2b_api  # noqa: E402
+import e2b.api.client_sync as e2b_transport  # noqa: E402
 import httpx  # noqa: E402
 from e2b import (AuthenticationException, ConnectionConfig, NotFoundException,  # noqa: E402
-                 RateLimitException, SandboxQuery, TimeoutException)
+                 RateLimitException, SandboxNotRunningException, SandboxQuery, SandboxState,
+                 SandboxUnreachableException, TimeoutException)
+from e2b.envd.api import get_message, handle_envd_api_exception  # noqa: E402
+from e2b.exceptions import is_sandbox_not_found_message, is_sandbox_port_not_open_message  # noqa: E402
 from e2b_code_interpreter import Sandbox as E2BSandbox  # noqa: E402
+from e2b_code_interpreter.constants import JUPYTER_PORT  # noqa: E402
 
-from farm.redact import redact  # noqa: E402
-from providers.base import (Provider, ProviderError, RunResult, Sandbox, SandboxSpec, sdk_call,  # noqa: E402
-                            cap_output, classify_status)
+from providers.base import (WARM_UNKNOWN, Failure, Provider, ProviderError, RunResult,  # noqa: E402
+                            Sandbox, SandboxSpec, cap_output, classify_status, default_failure)
+from providers.e2b import SPEC  # noqa: E402
+from providers.e2b import wire  # noqa: E402
+from providers.errors import first_line, retry_after_seconds  # noqa: E402
+from providers.polling import poll_until  # noqa: E402
 
 DEFAULT_TEMPLATE = "code-interpreter-v1"
-KNOWN_SETTINGS = {"template", "warm", "snapshot", "warm_template", "sandbox_timeout", "request_timeout",
-                  "api_url", "domain"}
-WARM_MODES = (None, "snapshot", "template")
+RESOLUTION_S = 0.025     # the readiness poll's longest interval: the stated resolution
+LIST_PAGE = 100
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+wire.install()
 
 
 def exit_code_of(error: Any) -> int:
@@ -61,99 +69,133 @@ def exit_code_of(error: Any) -> int:
         return 1
 
 
-def _number(settings: Mapping[str, Any], key: str, default: float) -> float:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ProviderError("config", f"e2b: providers.e2b.{key} must be a positive number of seconds, "
-                            f"not {value!r}")
-    return float(value)
+def connection_retries_in_force() -> int:
+    """The connection retries the SDK's transports were built with (fixed at its import)."""
+    return int(e2b_transport.connection_retries)
 
 
 class E2BProvider(Provider):
-    name = "e2b"
-    extra = "e2b"
-    credentials = ("E2B_API_KEY",)
+    spec = SPEC
     capabilities = frozenset({"network"})  # e2b sandboxes reach the internet unless told otherwise
 
-    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
-        super().__init__(settings)
-        self.mode: str | None = self.settings.get("warm")
-        self.template = str(self.settings.get("template") or DEFAULT_TEMPLATE)
-        self.ttl = int(_number(self.settings, "sandbox_timeout", 300))
-        self.request_timeout = _number(self.settings, "request_timeout", 30)
-
     # --- setup ------------------------------------------------------------------------------------
-    def _opts(self, **extra: Any) -> dict[str, Any]:
+    def sdk_options(self, **extra: Any) -> dict[str, Any]:
         """Per-call SDK options: control-plane retries off, so one call is timed as one call."""
-        opts: dict[str, Any] = {"retries": 0, "request_timeout": self.request_timeout, **extra}
+        opts: dict[str, Any] = {"retries": 0, "request_timeout": self.settings.request_timeout, **extra}
         for key in ("api_url", "domain"):
-            if self.settings.get(key):
-                opts[key] = str(self.settings[key])
+            if getattr(self.settings, key):
+                opts[key] = str(getattr(self.settings, key))
         return opts
 
-    def check(self) -> None:
-        unknown = set(self.settings) - KNOWN_SETTINGS
-        if unknown:
-            raise ProviderError("config", f"e2b: unknown setting(s) {', '.join(sorted(unknown))} in "
-                                f"providers.e2b; known: {', '.join(sorted(KNOWN_SETTINGS))}")
-        if self.mode not in WARM_MODES:
-            raise ProviderError("config", f"e2b: providers.e2b.warm must be snapshot, template or null, "
-                                f"not {self.mode!r}")
-        # Made beforehand, not by the worker: warm() runs in one process per run and close() is
-        # not reached in pool processes, so a snapshot made here would be missing or leak.
-        if self.mode == "snapshot" and not self.settings.get("snapshot"):
-            raise ProviderError("config", "e2b: warm: snapshot needs providers.e2b.snapshot, the id of a "
-                                "snapshot you made (see providers/README.md)")
-        if self.mode == "template" and not self.settings.get("warm_template"):
-            raise ProviderError("config", "e2b: warm: template needs providers.e2b.warm_template "
-                                "(the name of a template you built with `e2b template build`)")
-        if not os.environ.get("E2B_API_KEY"):
-            raise ProviderError("auth", "e2b: E2B_API_KEY is not set: create a key in the e2b dashboard "
-                                "and export it (or put it in .env)")
+    def source(self) -> str:
+        """What creates start from: a snapshot id or a template name (both are templates to e2b)."""
+        if self.settings.warm == "snapshot":
+            return str(self.settings.snapshot)
+        if self.settings.warm == "template":
+            return str(self.settings.warm_template)
+        return self.settings.template or DEFAULT_TEMPLATE
 
     def facts(self) -> dict[str, Any]:
+        retries = connection_retries_in_force()
         return {
-            "sdk": f"e2b-code-interpreter {metadata.version('e2b-code-interpreter')}",
-            "core_sdk": f"e2b {metadata.version('e2b')}",
-            "template": self._template(), "warm_mode": self.mode,  # app.py files warm() under "warm"
+            "template": self.source(), "warm_mode": self.settings.warm,  # app.py files warm() under "warm"
             "region": None,  # e2b has no region parameter: placement is e2b's choice
             "api_url": self.endpoint(),
-            "sandbox_timeout_s": self.ttl,
-            "sdk_retries": {"control_plane": 0, "connection": e2b_api.connection_retries},
+            "sandbox_timeout_s": self.settings.sandbox_timeout,
+            "sdk_retries": {"control_plane": 0, "connection": retries},
+            "timing": {
+                "create": "POST /v2/sandboxes (Sandbox.create, which waits for nothing else), then the farm "
+                          "polls the code interpreter's GET /health (port 49999) until it answers 2xx",
+                "resolution_ms": RESOLUTION_S * 1000,
+                "warm_signal": "snapshot mode: 'snapshot' when the create answer names the snapshot as the "
+                               "sandbox's template, else unknown; template mode: unknown (e2b says nothing "
+                               "about warm or cold); cold: none",
+                "hidden_retries": "none: control-plane retries=0 per call, connection retries "
+                                  f"{retries} (E2B_CONNECTION_RETRIES); requests per create are counted "
+                                  "(sample field sandbox.sdk_attempts)"
+                                  + ("" if retries == 0 else "; e2b was imported before the farm could "
+                                     "switch connection retries off, so a refused connection is retried"),
+                "leak_bound": f"every sandbox is created with timeout={self.settings.sandbox_timeout} s "
+                              "(e2b kills it then); farm sweep lists running and paused sandboxes, every page",
+            },
         }
 
     def endpoint(self) -> str:
-        return str(ConnectionConfig(api_url=self.settings.get("api_url"),
-                                    domain=self.settings.get("domain")).api_url)
+        return str(ConnectionConfig(api_url=self.settings.api_url, domain=self.settings.domain).api_url)
 
     def ping(self, timeout: float) -> bool:
         """One authenticated list call (a page of one), no retries: reachable and the key works."""
-        self._call("ping", lambda: E2BSandbox.list(limit=1, **self._opts(request_timeout=timeout)).next_items())
+        with self._sdk("ping"):
+            E2BSandbox.list(limit=1, **self.sdk_options(request_timeout=timeout)).next_items()
         return True
 
-    def _template(self) -> str:
-        """What creates start from: a snapshot id or a template name (both are templates to e2b)."""
-        if self.mode in ("snapshot", "template"):
-            key = "snapshot" if self.mode == "snapshot" else "warm_template"
-            return str(self.settings.get(key) or "(not set)")
-        return self.template
-
     def warm(self, spec: SandboxSpec) -> dict[str, Any] | None:
-        """Name the warm source for the manifest; e2b keeps snapshots and templates ready itself."""
-        return {self.mode: self._template()} if self.mode else None
+        """Name the warm source for the manifest; e2b keeps snapshots and templates ready itself.
+        Workers never make snapshots: each process would make its own and nothing would delete them."""
+        return {self.settings.warm: self.source()} if self.settings.warm else None
+
+    def assumptions(self) -> list:
+        from providers.e2b.assumptions import ASSUMPTIONS
+        return list(ASSUMPTIONS)
 
     # --- the protocol -----------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> Sandbox:
-        template = self._template()
-        # env vars go per run_code call, never at create: a warm start must not depend on them
-        sbx = self._call("create", lambda: E2BSandbox.create(
-            template=template, timeout=self.ttl, metadata=dict(spec.labels),
-            **self._opts(request_timeout=spec.timeout_s)))
-        return Sandbox(id=sbx.sandbox_id, handle=sbx, warm=self.mode, info={"template": template})
+        deadline = time.perf_counter() + spec.timeout_s
+        with self._sdk("create") as seen:
+            # env vars go per run_code call, never at create: a warm start must not depend on them
+            sbx = E2BSandbox.create(template=self.source(), timeout=self.settings.sandbox_timeout,
+                                    metadata=dict(spec.labels), **self.sdk_options(request_timeout=spec.timeout_s))
+            answered_s = spec.timeout_s - (deadline - time.perf_counter())
+        answer = seen.created()
+        try:
+            polled = self.wait_usable(sbx, deadline)
+        except ProviderError:
+            self._discard(sbx)
+            raise
+        facts = {"api_answer_ms": round(answered_s * 1000, 1), "polls": polled.polls,
+                 "sdk_attempts": seen.sent("POST", wire.CREATE_PATH),
+                 "template_id": answer.get("templateID")}
+        return Sandbox(id=sbx.sandbox_id, handle=sbx, warm=self.warm_signal(answer), facts=facts,
+                       info={"template": self.source()})
+
+    def wait_usable(self, sbx: Any, deadline: float) -> Any:
+        """Poll the code interpreter until it answers; a sandbox that died is an error, not a wait."""
+        url = sbx.connection_config.get_sandbox_url(sbx.sandbox_id, sbx.sandbox_domain, port=JUPYTER_PORT)
+        headers = {"E2b-Sandbox-Port": str(JUPYTER_PORT)}
+        if sbx.traffic_access_token:
+            headers["E2B-Traffic-Access-Token"] = sbx.traffic_access_token
+        client = e2b_transport.get_envd_api(sbx.connection_config, url, http_version="1.1")
+
+        def interpreter_answers() -> bool | None:
+            left = max(deadline - time.perf_counter(), 0.001)
+            answer = client.get("/health", headers=headers, timeout=min(self.settings.request_timeout, left))
+            if answer.is_success:
+                return True
+            answer.read()
+            if answer.status_code == 502 and is_sandbox_port_not_open_message(get_message(answer)):
+                return None  # the sandbox runs; the code interpreter does not listen yet
+            raise handle_envd_api_exception(answer)  # the SDK's own mapping (a 502 "not found" included)
+
+        try:
+            with self._sdk("create"):
+                return poll_until(interpreter_answers, timeout=max(deadline - time.perf_counter(), 0.0),
+                                  what="e2b create (code interpreter health)", max_s=RESOLUTION_S)
+        finally:
+            client.close()
+
+    def warm_signal(self, answer: Mapping[str, Any]) -> str | None:
+        """Cold is None. A snapshot start is "snapshot" only when the create answer names the
+        snapshot as the sandbox's template; otherwise e2b said nothing sound: unknown."""
+        if self.settings.warm is None:
+            return None
+        if self.settings.warm == "snapshot" and names_source(answer, str(self.settings.snapshot)):
+            return "snapshot"
+        return WARM_UNKNOWN
 
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
-        execution = self._call("run", lambda: sandbox.handle.run_code(
-            code, envs=dict(env) or None, timeout=timeout, request_timeout=self.request_timeout))
+        with self._sdk("run"):
+            execution = sandbox.handle.run_code(code, envs=dict(env) or None, timeout=timeout,
+                                                request_timeout=self.settings.request_timeout)
         error = execution.error
         stderr = "".join(execution.logs.stderr)
         if error is not None and exit_code_of(error) != 0:
@@ -164,41 +206,77 @@ class E2BProvider(Provider):
 
     def destroy(self, sandbox: Sandbox) -> None:
         # kill() answers False when the sandbox was already gone (404): gone is what destroy wants
-        self._call("destroy", lambda: sandbox.handle.kill(**self._opts()))
+        with self._sdk("destroy"):
+            sandbox.handle.kill(**self.sdk_options())
+
+    def _discard(self, sbx: Any) -> None:
+        """Kill a sandbox whose create failed after the API made it; a failure here leaves it to
+        its lifetime bound and `farm sweep` (the create's own error is what the sample records)."""
+        try:
+            with self._sdk("destroy"):
+                sbx.kill(**self.sdk_options())
+        except ProviderError:
+            pass
 
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
-        pages = self._call("list", lambda: E2BSandbox.list(query=SandboxQuery(metadata=dict(labels)),
-                                                           **self._opts()))
+        """Every page, running and paused alike (a paused sandbox keeps its disk, and its bill)."""
+        query = SandboxQuery(metadata=dict(labels), state=[SandboxState.RUNNING, SandboxState.PAUSED])
         ids: list[str] = []
-        while pages.has_next:
-            ids += [s.sandbox_id for s in self._call("list", pages.next_items)]
+        with self._sdk("list"):
+            pages = E2BSandbox.list(query=query, limit=LIST_PAGE, **self.sdk_options())
+            while pages.has_next:
+                ids += [s.sandbox_id for s in pages.next_items()]
         return ids
 
     def delete_by_id(self, sandbox_id: str) -> None:
-        self._call("destroy", lambda: E2BSandbox.kill(sandbox_id, **self._opts()))
+        with self._sdk("destroy"):
+            E2BSandbox.kill(sandbox_id, **self.sdk_options())
 
     # --- errors -----------------------------------------------------------------------------------
-    def _call(self, what: str, fn: Any) -> Any:
-        return sdk_call(what, fn, classify)
+    @contextmanager
+    def _sdk(self, what: str) -> Iterator[wire.Watch]:
+        """``guard(what)`` with the wire watched, so ``classify`` sees what the SDK dropped."""
+        with wire.watch() as seen, self.guard(what):
+            yield seen
+
+    def classify(self, exc: BaseException) -> Failure:
+        return classify(exc, wire.current())
 
 
-def classify(what: str, exc: Exception) -> ProviderError:
-    """Map an e2b SDK exception to the farm's error classes; status codes decide where present."""
-    status = getattr(exc, "status_code", None)
+def names_source(answer: Mapping[str, Any], source: str) -> bool:
+    """True when the create answer's templateID or alias is ``source`` (a snapshot id may carry a
+    ``namespace/`` and a ``:tag`` the answer leaves off)."""
+    bare = source.split(":", 1)[0]
+    wanted = {source, bare, bare.rsplit("/", 1)[-1]}
+    return any(answer.get(key) in wanted for key in ("templateID", "alias"))
+
+
+def classify(exc: BaseException, seen: wire.Watch | None) -> Failure:
+    """Name an e2b failure; where the SDK dropped the status or Retry-After, the wire has it."""
+    detail = first_line(f"{type(exc).__name__}: {exc}")
+    last = seen.last() if seen else None
     if isinstance(exc, AuthenticationException):
-        cls, status = "auth", 401
-    elif isinstance(exc, RateLimitException):
-        cls = "rate_limited"
-    elif isinstance(exc, (TimeoutException, httpx.TimeoutException)):
-        cls = "timeout"  # includes e2b's 502 "sandbox timed out" and an execution past its limit
-    elif isinstance(exc, NotFoundException):
-        cls = "not_found"
-    elif isinstance(exc, (httpx.TransportError, ConnectionError)):
-        cls = "network"
-    else:
-        cls = classify_status(status) if isinstance(status, int) else "provider_error"
-    text = redact(" ".join(str(exc).split()))
-    key = os.environ.get("E2B_API_KEY")
-    if key:  # also when it is too short for redact() to treat as a secret
-        text = text.replace(key, "***")
-    return ProviderError(cls, f"e2b {what}: {type(exc).__name__}: {text}"[:300], status=status)
+        return Failure("auth", detail, 401)
+    if isinstance(exc, RateLimitException):
+        answer = seen.last_with(429) if seen else None
+        return Failure("rate_limited", detail, 429, retry_after_seconds(answer.retry_after) if answer else None)
+    if isinstance(exc, SandboxNotRunningException):  # the edge: "sandbox was not found"
+        return Failure("not_found", detail, 502)
+    if isinstance(exc, SandboxUnreachableException):  # running but not answering
+        return Failure("provider_error", detail, 502)
+    if isinstance(exc, TimeoutException) and last is not None and last.status == 502:
+        # the code interpreter reports the edge's 502 (or a sandbox killed mid-request) as a timeout
+        gone = is_sandbox_not_found_message(last.message) or is_sandbox_not_found_message(str(exc))
+        return Failure("not_found" if gone else "provider_error", f"{detail} (HTTP 502: {last.message})", 502)
+    if isinstance(exc, (TimeoutException, httpx.TimeoutException)):
+        return Failure("timeout", detail)  # an execution past its limit, or a request past its bound
+    if isinstance(exc, NotFoundException):
+        return Failure("not_found", detail, 404)
+    if isinstance(exc, (httpx.TransportError, ConnectionError)):
+        return Failure("network", detail)
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        answer = seen.last_with(status) if seen else None
+        return Failure(classify_status(status), detail, status,
+                       retry_after_seconds(answer.retry_after) if answer else None)
+    return default_failure(exc)

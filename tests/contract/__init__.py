@@ -14,7 +14,9 @@ from typing import Callable
 from providers.base import Provider
 
 # provider name -> module under tests/contract/ with a ``harness`` context manager
-HARNESSES: dict[str, str] = {}
+HARNESSES: dict[str, str] = {
+    "e2b": "tests.contract.e2b",
+}
 
 
 @dataclass

@@ -1,16 +1,26 @@
-"""A local stand-in for the e2b control plane and the code-interpreter's /execute stream.
+"""A local stand-in for the e2b control plane, the sandbox edge and the code interpreter.
 
 The real ``e2b`` SDK talks HTTP through a Rust (pyqwest) transport that respx cannot see, so tests
 point ``E2B_API_URL`` and ``E2B_SANDBOX_URL`` at this server instead. It answers the routes the
 installed SDK (e2b 2.63, e2b-code-interpreter 2.11) calls:
 
-    POST   /v2/sandboxes                 Sandbox.create          -> 201 Sandbox
-    GET    /v2/sandboxes?metadata=...    Sandbox.list            -> 200 [ListedSandbox]
+    POST   /v2/sandboxes                 Sandbox.create          -> 201 Sandbox (templateID, alias)
+    GET    /v2/sandboxes?metadata&state&limit&nextToken  list    -> 200 [ListedSandbox], x-next-token
+    GET    /sandboxes/{id}               Sandbox.get_info        -> 200 SandboxDetail / 404
+    POST   /sandboxes/{id}/pause         Sandbox.pause           -> 204 (state: paused)
     DELETE /sandboxes/{id}               Sandbox.kill            -> 204 / 404
     POST   /sandboxes/{id}/snapshots     Sandbox.create_snapshot -> 201 SnapshotInfo
     DELETE /templates/{id}               Sandbox.delete_snapshot -> 204
     POST   /execute                      Sandbox.run_code        -> 200 JSON lines, streamed (chunked)
-    GET    /health                       envd health probe       -> 204
+    GET    /health                       envd (port 49983) or code-interpreter (49999) health
+
+Its state machine, with the truth known: a sandbox becomes usable (the code interpreter answers
+/health and /execute) exactly ``boot_ms`` after its create request arrived. Until then the edge
+answers its port with 502 "port is not open"; a sandbox that is gone (or paused) gets 502 "... was
+not found" (the SDK's own constants name both messages). ``answer`` says when the create answer
+leaves: "usable" (default; assumption ``create_answer_means_usable``: e2b answers once the sandbox
+runs) or "at_once" (the sandbox still booting: what the farm's readiness poll guards against).
+A 429 carries ``Retry-After``; lists are paged (``limit``, ``nextToken`` -> ``x-next-token``).
 
 ``commands.run`` is not served: it is a Connect-RPC stream (``/process.Process/Start``) the adapter
 does not use. ``/execute`` really runs the code in a fresh Python process with the request's
@@ -53,6 +63,11 @@ except BaseException as exc:
 """
 
 
+JUPYTER_PORT = "49999"
+NOT_FOUND = "The sandbox was not found"          # e2b.exceptions.SANDBOX_NOT_FOUND_MESSAGE
+PORT_CLOSED = "The sandbox is running but port is not open"  # ...SANDBOX_PORT_NOT_OPEN_MESSAGE
+
+
 @dataclass
 class Fault:
     """An injected answer for one route: an HTTP status, or a delay before answering."""
@@ -61,6 +76,7 @@ class Fault:
     message: str = "injected"
     delay: float = 0.0
     times: int = 1
+    retry_after: float | None = None  # sent as the Retry-After header (whole seconds or not)
 
 
 @dataclass
@@ -71,7 +87,17 @@ class FakeSandbox:
     env: dict[str, str]
     token: str
     home: str
+    usable_at: float = 0.0           # perf_counter when the code interpreter starts answering
+    lifetime_s: int = 300            # the create's ``timeout``: e2b kills it then
+    state: str = "running"           # running | paused
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def row(self) -> dict[str, Any]:
+        return {"templateID": self.template, "sandboxID": self.id, "clientID": "fake-client",
+                "startedAt": self.started.isoformat(),
+                "endAt": (self.started + timedelta(seconds=self.lifetime_s)).isoformat(),
+                "cpuCount": 2, "memoryMB": 512, "diskSizeMB": 1024, "state": self.state,
+                "envdVersion": "0.4.2", "metadata": self.metadata}
 
 
 class FakeE2B:
@@ -86,6 +112,9 @@ class FakeE2B:
         self.killed: list[str] = []
         self.requests: list[dict[str, Any]] = []  # method, route, body (JSON) or query
         self.faults: dict[str, list[Fault]] = {}
+        self.boot_ms = 0
+        self.answer = "usable"           # when the create answer leaves: "usable" | "at_once"
+        self.page_size: int | None = None  # None: the client's limit decides
         self._lock = threading.Lock()
         self._procs: set[subprocess.Popen] = set()
         self._server: ThreadingHTTPServer | None = None
@@ -122,13 +151,22 @@ class FakeE2B:
 
     # --- test controls --------------------------------------------------------------------------
     def fail(self, route: str, status: int | None = None, message: str = "injected", *, delay: float = 0.0,
-             times: int = 1) -> None:
+             times: int = 1, retry_after: float | None = None) -> None:
         """Make the next ``times`` calls to ``route`` (create/list/kill/execute/snapshot) fail or stall."""
-        self.faults.setdefault(route, []).append(Fault(status, message, delay, times))
+        self.faults.setdefault(route, []).append(Fault(status, message, delay, times, retry_after))
 
-    def add_sandbox(self, metadata: dict[str, str], template: str = DEFAULT_TEMPLATE) -> str:
-        """Register a running sandbox, as one a crashed worker would have left behind."""
-        return self._new_sandbox(template, metadata, {}).id
+    def add_sandbox(self, metadata: dict[str, str], template: str = DEFAULT_TEMPLATE, state: str = "running") -> str:
+        """Register a sandbox, as one a crashed worker would have left behind."""
+        sbx = self._new_sandbox(template, metadata, {}, time.perf_counter(), 300)
+        sbx.state = state
+        return sbx.id
+
+    def vanish(self, sid: str) -> None:
+        """The sandbox dies behind the client's back (its lifetime ran out, or e2b lost it)."""
+        with self._lock:
+            sbx = self.sandboxes.pop(sid, None)
+        if sbx is not None:
+            shutil.rmtree(sbx.home, ignore_errors=True)
 
     def routes(self) -> list[str]:
         return [r["route"] for r in self.requests]
@@ -145,16 +183,26 @@ class FakeE2B:
                 queue.pop(0)
             return fault
 
-    def _new_sandbox(self, template: str, metadata: dict[str, str], env: dict[str, str]) -> FakeSandbox:
+    def _new_sandbox(self, template: str, metadata: dict[str, str], env: dict[str, str], arrived: float,
+                     lifetime_s: int) -> FakeSandbox:
         sid = f"i{secrets.token_hex(8)}"
         home = os.path.join(self._root, sid)
         with self._lock:
             if self._closed:
                 raise ConnectionAbortedError("fake e2b server is closed")
             os.makedirs(home)
-            sbx = self.sandboxes[sid] = FakeSandbox(sid, template, dict(metadata), dict(env),
-                                                    secrets.token_hex(12), home)
+            sbx = self.sandboxes[sid] = FakeSandbox(sid, template, dict(metadata), dict(env), secrets.token_hex(12),
+                                                    home, arrived + self.boot_ms / 1000, lifetime_s)
         return sbx
+
+    def _usable(self, sid: str) -> tuple[FakeSandbox | None, str]:
+        """The sandbox behind an edge request, or why the edge would refuse it."""
+        sbx = self.sandboxes.get(sid)
+        if sbx is None or sbx.state != "running":
+            return None, NOT_FOUND
+        if time.perf_counter() < sbx.usable_at:
+            return None, PORT_CLOSED
+        return sbx, ""
 
     def _run_cell(self, sbx: FakeSandbox, code: str, env: dict[str, str]) -> tuple[str, str, dict | None]:
         read_fd, write_fd = os.pipe()
@@ -176,6 +224,7 @@ class FakeE2B:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
     fake: FakeE2B
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
@@ -186,19 +235,23 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return json.loads(self.rfile.read(length)) if length else {}
 
-    def _send(self, status: int, payload: Any = None) -> None:
+    def _send(self, status: int, payload: Any = None, headers: dict[str, str] | None = None) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
         if payload is not None:
             self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def _error(self, status: int, message: str) -> None:
-        self._send(status, {"code": status, "message": message})
+    def _error(self, status: int, message: str, retry_after: float | None = None) -> None:
+        headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+        self._send(status, {"code": status, "message": message}, headers)
 
     def _handle(self, method: str) -> None:
+        arrived = time.perf_counter()  # the truth a boot time is measured from
         parsed = urllib.parse.urlsplit(self.path)
         parts = [p for p in parsed.path.split("/") if p]
         route, arg = _route(method, parts)
@@ -215,7 +268,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault:
             time.sleep(fault.delay)
             if fault.status:
-                return self._error(fault.status, fault.message)
+                return self._error(fault.status, fault.message, fault.retry_after)
+        if route == "create":
+            return self._do_create(body, arrived)
         getattr(self, f"_do_{route}")(arg, body, urllib.parse.parse_qs(parsed.query))
 
     def do_GET(self) -> None:
@@ -228,27 +283,44 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     # --- control plane --------------------------------------------------------------------------
-    def _do_create(self, _: str, body: dict[str, Any], __: Any) -> None:
+    def _do_create(self, body: dict[str, Any], arrived: float) -> None:
         template = body.get("templateID", "")
         if template not in self.fake.templates | self.fake.snapshots:
             return self._error(404, f"template '{template}' not found")
-        sbx = self.fake._new_sandbox(template, body.get("metadata") or {}, body.get("envVars") or {})
-        self._send(201, {"templateID": template, "sandboxID": sbx.id, "clientID": "fake-client",
-                         "envdVersion": "0.4.2", "envdAccessToken": sbx.token, "domain": None})
+        sbx = self.fake._new_sandbox(template, body.get("metadata") or {}, body.get("envVars") or {}, arrived,
+                                     int(body.get("timeout") or 300))
+        if self.fake.answer == "usable":  # e2b answers once the sandbox runs
+            time.sleep(max(sbx.usable_at - time.perf_counter(), 0.0))
+        self._send(201, {"templateID": template, "alias": template, "sandboxID": sbx.id,
+                         "clientID": "fake-client", "envdVersion": "0.4.2", "envdAccessToken": sbx.token,
+                         "domain": None})
 
     def _do_list(self, _: str, __: Any, query: dict[str, list[str]]) -> None:
-        # The SDK sends metadata as one url-encoded "k=v&k2=v2" string in the ``metadata`` parameter.
+        # The SDK sends metadata as one url-encoded "k=v&k2=v2" string in the ``metadata`` parameter,
+        # and states comma-separated; no state means running and paused (the SDK's documented default).
         wanted = dict(urllib.parse.parse_qsl(query.get("metadata", [""])[0]))
         wanted = {urllib.parse.unquote(k): urllib.parse.unquote(v) for k, v in wanted.items()}
-        rows = []
-        for sbx in list(self.fake.sandboxes.values()):
-            if all(sbx.metadata.get(k) == v for k, v in wanted.items()):
-                rows.append({"templateID": sbx.template, "sandboxID": sbx.id, "clientID": "fake-client",
-                             "startedAt": sbx.started.isoformat(),
-                             "endAt": (sbx.started + timedelta(minutes=5)).isoformat(),
-                             "cpuCount": 2, "memoryMB": 512, "diskSizeMB": 1024, "state": "running",
-                             "envdVersion": "0.4.2", "metadata": sbx.metadata})
-        self._send(200, rows)
+        states = set(query.get("state", ["running,paused"])[0].split(","))
+        rows = [sbx.row() for sbx in sorted(list(self.fake.sandboxes.values()), key=lambda s: s.id)
+                if sbx.state in states and all(sbx.metadata.get(k) == v for k, v in wanted.items())]
+        start = int(query.get("nextToken", ["0"])[0])
+        size = min(int(query.get("limit", ["100"])[0]), self.fake.page_size or 100)
+        page = rows[start:start + size]
+        more = start + size < len(rows)
+        self._send(200, page, {"x-next-token": str(start + size)} if more else None)
+
+    def _do_info(self, sid: str, _: Any, __: Any) -> None:
+        sbx = self.fake.sandboxes.get(sid)
+        if sbx is None:
+            return self._error(404, f"sandbox '{sid}' not found")
+        self._send(200, {**sbx.row(), "envdAccessToken": sbx.token, "domain": None})
+
+    def _do_pause(self, sid: str, _: Any, __: Any) -> None:
+        sbx = self.fake.sandboxes.get(sid)
+        if sbx is None:
+            return self._error(404, f"sandbox '{sid}' not found")
+        sbx.state = "paused"
+        self._send(204)
 
     def _do_kill(self, sid: str, _: Any, __: Any) -> None:
         with self.fake._lock:
@@ -272,12 +344,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- inside the sandbox ---------------------------------------------------------------------
     def _do_health(self, *_: Any) -> None:
-        self._send(204)
+        sid = self.headers.get("E2b-Sandbox-Id", "")
+        if self.headers.get("E2b-Sandbox-Port") != JUPYTER_PORT:  # envd: up once the sandbox runs
+            return self._send(204) if sid in self.fake.sandboxes else self._error(502, NOT_FOUND)
+        sbx, refusal = self.fake._usable(sid)
+        if sbx is None:  # the edge, not the code interpreter, answers these
+            return self._error(502, refusal)
+        self._send(200, "Request was successful")
 
     def _do_execute(self, _: str, body: dict[str, Any], __: Any) -> None:
-        sbx = self.fake.sandboxes.get(self.headers.get("E2b-Sandbox-Id", ""))
-        if sbx is None:  # the edge answers 502 for a sandbox that is gone
-            return self._send(502, {"message": "sandbox not found", "code": 502})
+        sbx, refusal = self.fake._usable(self.headers.get("E2b-Sandbox-Id", ""))
+        if sbx is None:
+            return self._error(502, refusal)
         if self.headers.get("X-Access-Token") != sbx.token:
             return self._error(401, "invalid envd access token")
         stdout, stderr, error = self.fake._run_cell(sbx, body.get("code", ""), body.get("env_vars") or {})
@@ -312,6 +390,10 @@ def _route(method: str, parts: list[str]) -> tuple[str, str]:
         return table[(method, tuple(parts))], ""
     if method == "DELETE" and len(parts) == 2 and parts[0] == "sandboxes":
         return "kill", parts[1]
+    if method == "GET" and len(parts) == 2 and parts[0] == "sandboxes":
+        return "info", parts[1]
+    if method == "POST" and len(parts) == 3 and parts[0] == "sandboxes" and parts[2] == "pause":
+        return "pause", parts[1]
     if method == "POST" and len(parts) == 3 and parts[0] == "sandboxes" and parts[2] == "snapshots":
         return "snapshot", parts[1]
     if method == "DELETE" and len(parts) == 2 and parts[0] == "templates":
