@@ -396,3 +396,19 @@ def test_connection_retries_are_forced_off_before_the_sdk_reads_them():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "0"]
+
+
+def test_the_live_assumption_checks_hold_against_the_fake_that_encodes_them(fake):
+    from farm.live import check_assumptions
+
+    verdicts = {v.assumption: v for v in check_assumptions(E2BProvider({}))}
+    assert {name: v.verdict for name, v in verdicts.items()} == {
+        "create_answer_means_usable": "held", "edge_says_not_found_for_a_gone_sandbox": "held",
+        "paused_sandboxes_are_listed_page_by_page": "held", "create_timeout_is_the_lifetime": "held",
+        "create_answer_names_the_snapshot": "held", "rate_limit_sends_retry_after": "can't tell"}, verdicts
+    assert fake.sandboxes == {} and fake.snapshots == set()  # every check cleaned up after itself
+
+    fake.answer, fake.boot_ms = "at_once", 300  # an API whose answer precedes usability
+    (usable,) = [v for v in check_assumptions(E2BProvider({})) if v.assumption == "create_answer_means_usable"]
+    assert usable.verdict == "broke" and "health checks" in usable.detail
+    assert fake.sandboxes == {}
