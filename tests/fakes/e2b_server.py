@@ -36,7 +36,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -46,21 +45,10 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.e2b_kernel import run_cell
+
 DEFAULT_TEMPLATE = "code-interpreter-v1"
 
-# Runs one cell the way a kernel would report it: output streams, and an uncaught exception
-# (SystemExit too: IPython catches it) becomes a JSON error record on the pipe named by argv[1].
-_CELL_RUNNER = r"""
-import json, os, sys, traceback
-code = sys.stdin.read()
-try:
-    exec(compile(code, "<cell>", "exec"), {"__name__": "__main__"})
-except BaseException as exc:
-    sys.stdout.flush(); sys.stderr.flush()
-    with os.fdopen(int(sys.argv[1]), "w") as fh:
-        json.dump({"name": type(exc).__name__, "value": str(exc),
-                   "traceback": "".join(traceback.format_exception(exc))[-4000:]}, fh)
-"""
 
 
 JUPYTER_PORT = "49999"
@@ -205,21 +193,9 @@ class FakeE2B:
         return sbx, ""
 
     def _run_cell(self, sbx: FakeSandbox, code: str, env: dict[str, str]) -> tuple[str, str, dict | None]:
-        read_fd, write_fd = os.pipe()
         proc_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": sbx.home, "LANG": "C.UTF-8",
                     **sbx.env, **env}
-        proc = subprocess.Popen([sys.executable, "-c", _CELL_RUNNER, str(write_fd)], cwd=sbx.home,
-                                env=proc_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, pass_fds=(write_fd,))
-        os.close(write_fd)
-        self._procs.add(proc)
-        try:
-            out, err = proc.communicate(code.encode(), timeout=60)
-        finally:
-            self._procs.discard(proc)
-        with os.fdopen(read_fd) as fh:
-            raw = fh.read()
-        return out.decode(errors="replace"), err.decode(errors="replace"), json.loads(raw) if raw else None
+        return run_cell(code, sbx.home, proc_env, self._procs)
 
 
 class _Handler(BaseHTTPRequestHandler):
