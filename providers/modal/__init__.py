@@ -17,7 +17,11 @@ class ModalSettings(ProviderSettings):
     region: str | None = None
     cpu: float | None = Field(None, gt=0)
     memory: int | None = Field(None, gt=0, description="MiB")
-    sandbox_timeout: StrictInt = Field(600, gt=0, description="the sandbox's own lifetime (s)")
+    # the sandbox's own lifetime: Modal ends it after this long, so a leaked sandbox cannot outlive it;
+    # the default sits above a whole sample at the default phase timeouts (970 s)
+    sandbox_timeout: StrictInt = Field(1800, gt=0, le=86400, description="the sandbox's own lifetime (s)")
+    # how often create checks whether Modal scheduled the sandbox (the SDK's own poll is 500 ms)
+    scheduling_poll_ms: StrictInt = Field(25, ge=5, le=500)
 
     @field_validator("python", mode="before")
     @classmethod

@@ -1,92 +1,177 @@
 """Modal on its real SDK (gRPC only): Sandbox.create on an App, exec per run, terminate, list by tags.
 
-Settings (``providers.modal`` in config.yml), all optional:
+What the SDK does inside a timed call, and what the farm does about it (providers/README.md#modal):
 
-    app: sandbox-farm         # App.lookup(app, create_if_missing=True); sandboxes belong to it
-    python: "3.11"            # cold creates: Image.debian_slim(python), resolved by Modal in create
-    warm: image               # null = cold; warm creates use a pre-built image and are flagged
-    image_id: im-...          # warm: image: the pre-built image (providers/README.md)
-    region: null              # e.g. us-east; null lets Modal place the sandbox
-    cpu: null                 # fractional cores requested
-    memory: null              # MiB requested
-    sandbox_timeout: 600      # the sandbox's own lifetime (s): a leaked sandbox dies by itself
-
-Credentials come from ``MODAL_TOKEN_ID`` and ``MODAL_TOKEN_SECRET`` only. The adapter refuses to
-touch Modal without both, even where ``~/.modal.toml`` exists: a worker must not silently run on
-someone's personal profile. Modal is gRPC-only and retries an unreachable server for about a
-minute, so the tests replace ``modal.App``/``modal.Sandbox`` (tests/fakes/modal_double.py).
+- ``Sandbox.create`` (modal 1.6, "V2" sandboxes) returns as soon as Modal accepted the request,
+  before the container runs. The farm owns readiness: every sandbox gets a readiness probe (`true`,
+  run by Modal's worker every ``scheduling_poll_ms``) and create ends when ``wait_until_ready``
+  returns, a server-side wait. Before that the SDK polls for the sandbox's task id every 0.5 s; the
+  adapter shortens that poll to ``scheduling_poll_ms`` (the one private it touches, see
+  ``fine_scheduling_poll``).
+- Server-directed throttle waits are switched off (``MODAL_MAX_THROTTLE_WAIT=0``, Modal's own
+  setting): a throttled call raises RESOURCE_EXHAUSTED at once and is classified ``rate_limited``
+  with the server's retry-after, instead of sleeping inside the timed call.
+- Every RPC is retried up to 3 times on transient gRPC statuses, with no setting to stop it. The
+  SDK logs each resend; the adapter counts them (``RetryCounter``) into the sample's
+  ``sdk_attempts``.
+- ``create`` has no deadline of its own: the adapter bounds create-until-ready by ``timeouts.create``
+  and terminates a sandbox that was not ready in time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import os
 import threading
-from importlib import metadata
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 import modal
 import modal.exception as mx
 from modal.config import config as modal_config
 
-from farm.redact import redact
-from providers.base import Provider, ProviderError, RunResult, Sandbox, SandboxSpec, cap_output, sdk_call
+from providers.base import Assumption, Provider, ProviderError, RunResult, Sandbox, SandboxSpec, cap_output
+from providers.errors import Failure, first_line
+from providers.modal import SPEC
 
-KNOWN_SETTINGS = {"app", "python", "warm", "image_id", "region", "cpu", "memory", "sandbox_timeout"}
-WARM_MODES = (None, "image")
-TOKENS = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET")
+T = TypeVar("T")
+SDK_SCHEDULING_POLL_S = 0.5  # what modal 1.6 polls at when the constant cannot be changed
 
 
 class ModalProvider(Provider):
-    name = "modal"
-    extra = "modal"
-    credentials = TOKENS
+    spec = SPEC
     capabilities = frozenset({"network"})  # Modal sandboxes have outbound network unless blocked
 
-    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Any = None) -> None:
         super().__init__(settings)
-        self.mode: str | None = self.settings.get("warm")
-        self.app_name = str(self.settings.get("app") or "sandbox-farm")
-        self.python = self.settings.get("python") or "3.11"
-        self.ttl = self.settings.get("sandbox_timeout", 600)
-        if isinstance(self.ttl, bool) or not isinstance(self.ttl, int) or self.ttl <= 0:
-            raise ProviderError("config", f"modal: providers.modal.sandbox_timeout must be a positive "
-                                f"whole number of seconds, not {self.ttl!r}")
         self._app: Any = None
+        self._prebuilt: Any = None   # the hydrated pre-built image (warm: image), resolved untimed
+        self._prepared = False
+        self._poll_s = SDK_SCHEDULING_POLL_S
 
-    # --- setup ------------------------------------------------------------------------------------
-    def _require_tokens(self) -> None:
-        """The gate in front of every Modal call."""
-        missing = [name for name in TOKENS if not os.environ.get(name)]
-        if missing:
-            raise ProviderError("auth", f"modal: {' and '.join(missing)} not set: run `modal token new` "
-                                "and export both token values (or put them in .env)")
+    # --- setup (untimed) --------------------------------------------------------------------------
+    def prepare(self) -> None:
+        if self._prepared:
+            return
+        # Modal's supported setting: 0 = raise RESOURCE_EXHAUSTED instead of sleeping as told; a
+        # value the user set is kept, and the facts show it
+        os.environ.setdefault("MODAL_MAX_THROTTLE_WAIT", "0")
+        self._poll_s = fine_scheduling_poll(self.settings.scheduling_poll_ms / 1000)
+        RETRIES.install()
+        self._prepared = True
 
-    def check(self) -> None:
-        unknown = set(self.settings) - KNOWN_SETTINGS
-        if unknown:
-            raise ProviderError("config", f"modal: unknown setting(s) {', '.join(sorted(unknown))} in "
-                                f"providers.modal; known: {', '.join(sorted(KNOWN_SETTINGS))}")
-        if self.mode not in WARM_MODES:
-            raise ProviderError("config", f"modal: providers.modal.warm must be image or null, not {self.mode!r}")
-        if not isinstance(self.python, str):  # YAML reads 3.10 as the number 3.1
-            raise ProviderError("config", f"modal: providers.modal.python must be quoted, like \"3.12\", "
-                                f"not {self.python!r}")
-        if self.mode == "image" and not self.settings.get("image_id"):
-            raise ProviderError("config", "modal: warm: image needs providers.modal.image_id, the id of a "
-                                "pre-built image (see providers/README.md)")
-        self._require_tokens()
+    def _ready(self) -> None:
+        """The gate in front of every Modal call: credentials (both tokens), then prepare()."""
+        if not self._prepared:
+            self.check()
 
-    def facts(self) -> dict[str, Any]:
-        return {
-            "sdk": f"modal {metadata.version('modal')}", "app": self.app_name, "warm_mode": self.mode,
-            "image": self._image_name(), "region": self.settings.get("region"), "endpoint": self.endpoint(),
-            "cpu": self.settings.get("cpu"), "memory_mb": self.settings.get("memory"),
-            "sandbox_timeout_s": self.ttl,
-            # Modal retries transient gRPC failures inside the SDK and offers no per-call switch
-            "sdk_retries": "internal, not configurable",
-        }
+    def _ensure_app(self) -> Any:
+        self._ready()
+        if self._app is None:  # once per process, normally from warm() before anything is timed
+            self._app = self.call("app lookup", modal.App.lookup, self.settings.app, create_if_missing=True)
+        return self._app
 
+    def warm(self, spec: SandboxSpec) -> dict[str, Any] | None:
+        """Look the App up and resolve the pre-built image outside any timed phase."""
+        self._ensure_app()
+        if self.settings.warm != "image":
+            return None
+        self._prebuilt_image()
+        return {"image_id": self.settings.image_id, "image": "prebuilt"}
+
+    def _prebuilt_image(self) -> Any:
+        if self._prebuilt is None:
+            # Image.from_id is lazy: unresolved, every create would look it up inside the timed call.
+            # build() on an existing image only resolves it (Modal's documented way to pre-build one).
+            app = self._ensure_app()
+            self._prebuilt = self.call("image lookup", lambda: modal.Image.from_id(self.settings.image_id).build(app))
+        return self._prebuilt
+
+    # --- the protocol -----------------------------------------------------------------------------
+    def create(self, spec: SandboxSpec) -> Sandbox:
+        app = self._ensure_app()
+        prebuilt = self.settings.warm == "image"
+        # cold: a fresh definition per create, resolved by Modal inside create (that is what cold means here)
+        image = self._prebuilt_image() if prebuilt else modal.Image.debian_slim(python_version=self.settings.python)
+        options = {k: getattr(self.settings, k) for k in ("region", "cpu", "memory") if getattr(self.settings, k)}
+        # The probe is Modal's own readiness signal: its worker runs `true` in the container every
+        # scheduling_poll_ms until it succeeds, and wait_until_ready returns when it has
+        probe = modal.Probe.with_exec("true", interval_ms=self.settings.scheduling_poll_ms)
+        made: list[Any] = []
+
+        async def create_until_ready() -> Any:
+            # env vars go per exec, never at create: the sandbox stays the same whatever a snippet gets
+            made.append(await modal.Sandbox.create.aio(
+                app=app, image=image, tags=dict(spec.labels), timeout=self.settings.sandbox_timeout,
+                readiness_probe=probe, **options))
+            await made[0].wait_until_ready.aio(timeout=max(1, math.ceil(spec.timeout_s)))
+            return made[0]
+
+        retries_before = RETRIES.count
+        try:
+            sb = self._bounded("create", spec.timeout_s, create_until_ready)
+        except BaseException:
+            if made:  # created but never usable in time (or interrupted): end it rather than leave it running
+                self._terminate_quietly(made[0])
+            raise
+        facts = {"image": "prebuilt" if prebuilt else "definition", "sdk_attempts": 1 + RETRIES.count - retries_before}
+        # a pre-built image is still a cold container start: warm stays None, the facts say prebuilt
+        return Sandbox(id=sb.object_id, handle=sb, warm=None, facts=facts)
+
+    def _bounded(self, what: str, timeout_s: float, make: Callable[[], Awaitable[T]]) -> T:
+        """Run an SDK coroutine with a deadline (the SDK's own create waits up to 21 minutes)."""
+        async def bounded() -> T:
+            return await asyncio.wait_for(make(), timeout_s)
+
+        with self.guard(what):
+            try:
+                return asyncio.run(bounded())
+            except asyncio.TimeoutError:
+                raise ProviderError("timeout", f"modal {what}: sandbox not ready within {timeout_s:g} s "
+                                    "(timeouts.create)") from None
+
+    def _terminate_quietly(self, handle: Any) -> None:
+        try:
+            handle.terminate()
+        except Exception:  # noqa: BLE001 - its lifetime bound (sandbox_timeout) and `farm sweep` remain
+            pass
+
+    def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
+        def execute() -> tuple[int, str, str]:
+            proc = sandbox.handle.exec("python", "-c", code, env=dict(env) or None,
+                                       timeout=max(1, math.ceil(timeout)))
+            stdout, stderr = proc.stdout.read(), proc.stderr.read()
+            return proc.wait(), stdout, stderr
+
+        exit_code, stdout, stderr = self.call("run", execute)
+        if exit_code == -1:  # Modal reports an exec past its timeout as returncode -1, not an exception
+            raise ProviderError("timeout", f"modal run: snippet still running after {timeout:g} s")
+        return RunResult(exit_code=exit_code, stdout=cap_output(stdout), stderr=cap_output(stderr))
+
+    def destroy(self, sandbox: Sandbox) -> None:
+        # wait=True: return only once Modal reports the sandbox has exited
+        self.call("destroy", sandbox.handle.terminate, wait=True)
+
+    def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
+        # Scoped to the configured App: Modal deprecates environment-wide listing. Sandboxes left
+        # under another app name are swept by running with that ``app`` setting. The SDK pages.
+        self._ready()
+
+        def find() -> list[str]:
+            try:
+                app = self._app or modal.App.lookup(self.settings.app)
+            except mx.NotFoundError:  # the app never existed: nothing of ours can be left in it
+                return []
+            return [sb.object_id for sb in modal.Sandbox.list(app_id=app.app_id, tags=dict(labels))]
+
+        return self.call("list", find)
+
+    def delete_by_id(self, sandbox_id: str) -> None:
+        self._ready()
+        self.call("destroy", lambda: modal.Sandbox.from_id(sandbox_id).terminate(wait=True))
+
+    # --- description ------------------------------------------------------------------------------
     def endpoint(self) -> str:
         return str(modal_config["server_url"])
 
@@ -96,12 +181,12 @@ class ModalProvider(Provider):
         The SDK retries an unreachable server for about a minute with no per-call limit, so the
         lookup runs on a daemon thread and the check gives up after ``timeout``.
         """
-        self._require_tokens()
+        self._ready()
         outcome: list[BaseException | None] = []
 
         def lookup() -> None:
             try:
-                modal.App.lookup(self.app_name)
+                modal.App.lookup(self.settings.app)
                 outcome.append(None)
             except mx.NotFoundError:
                 outcome.append(None)
@@ -114,97 +199,117 @@ class ModalProvider(Provider):
         if not outcome:
             raise ProviderError("timeout", f"modal ping: no answer from {self.endpoint()} within {timeout:g} s")
         if outcome[0] is not None:
-            raise classify("ping", outcome[0])
+            raise self.error("ping", outcome[0])
         return True
 
-    def _image_name(self) -> str:
-        if self.mode == "image":
-            return str(self.settings.get("image_id") or "(not set)")
-        return f"debian_slim(python={self.python})"
+    def facts(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "app": s.app, "warm_mode": s.warm, "region": s.region, "endpoint": self.endpoint(),
+            "image": s.image_id if s.warm == "image" else f"debian_slim(python={s.python})",
+            "cpu": s.cpu, "memory_mb": s.memory, "sandbox_timeout_s": s.sandbox_timeout,
+            "timing": {
+                "create": "Sandbox.create with a readiness probe (`true` every scheduling_poll_ms), then "
+                          "wait_until_ready: ends when Modal's worker saw the container run a process",
+                "resolution_ms": max(round(self._poll_s * 1000), s.scheduling_poll_ms),
+                "deadline": "timeouts.create; a sandbox not ready by then is terminated",
+                "warm_signal": "none: every sample is a cold create; warm: image only records image=prebuilt",
+                "hidden_retries": "each RPC retried up to 3x on transient gRPC statuses (not configurable); "
+                                  "counted per sample in sandbox.sdk_attempts",
+                "throttle_wait_s": os.environ.get("MODAL_MAX_THROTTLE_WAIT"),
+                "leak_bound": f"sandbox timeout {s.sandbox_timeout} s (Modal ends the sandbox)",
+            },
+        }
 
-    def _image(self) -> Any:
-        if self.mode == "image":
-            return modal.Image.from_id(self._image_name())
-        # A fresh definition per create: Modal resolves it inside create, which is what cold means here
-        return modal.Image.debian_slim(python_version=self.python)
+    def assumptions(self) -> list[Assumption]:
+        from providers.modal.live import ASSUMPTIONS
+        return list(ASSUMPTIONS)
 
-    def _ensure_app(self) -> Any:
-        self._require_tokens()
-        if self._app is None:
-            # once per process; the first create of each process includes this lookup
-            self._app = self._call("app lookup", lambda: modal.App.lookup(self.app_name, create_if_missing=True))
-        return self._app
-
-    def warm(self, spec: SandboxSpec) -> dict[str, Any] | None:
-        """Look the App up outside any timed phase; name the pre-built image for the manifest."""
-        self._ensure_app()
-        return {"image_id": self._image_name()} if self.mode == "image" else None
-
-    # --- the protocol -----------------------------------------------------------------------------
-    def create(self, spec: SandboxSpec) -> Sandbox:
-        app = self._ensure_app()
-        options = {key: self.settings[key] for key in ("region", "cpu", "memory") if self.settings.get(key)}
-        # env vars go per exec, never at create: the sandbox stays the same whatever a snippet gets
-        sb = self._call("create", lambda: modal.Sandbox.create(
-            app=app, image=self._image(), tags=dict(spec.labels), timeout=self.ttl, **options))
-        return Sandbox(id=sb.object_id, handle=sb, warm=self.mode, info={"image": self._image_name()})
-
-    def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
-        def execute() -> tuple[int, str, str]:
-            proc = sandbox.handle.exec("python", "-c", code, env=dict(env) or None,
-                                       timeout=max(1, math.ceil(timeout)))
-            stdout, stderr = proc.stdout.read(), proc.stderr.read()
-            return proc.wait(), stdout, stderr
-
-        exit_code, stdout, stderr = self._call("run", execute)
-        if exit_code == -1:  # Modal reports an exec past its timeout as returncode -1, not an exception
-            raise ProviderError("timeout", f"modal run: snippet still running after {timeout:g} s")
-        return RunResult(exit_code=exit_code, stdout=cap_output(stdout), stderr=cap_output(stderr))
-
-    def destroy(self, sandbox: Sandbox) -> None:
-        # wait=True: return only once Modal reports the sandbox has exited
-        self._call("destroy", lambda: sandbox.handle.terminate(wait=True))
-
-    def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
-        # Scoped to the configured App: Modal deprecates environment-wide listing. Sandboxes left
-        # under another app name are swept by running with that ``app`` setting.
-        self._require_tokens()
-
-        def find() -> list[str]:
-            try:
-                app = self._app or modal.App.lookup(self.app_name)
-            except mx.NotFoundError:  # the app never existed: nothing of ours can be left in it
-                return []
-            return [sb.object_id for sb in modal.Sandbox.list(app_id=app.app_id, tags=dict(labels))]
-
-        return self._call("list", find)
-
-    def delete_by_id(self, sandbox_id: str) -> None:
-        self._require_tokens()
-        self._call("destroy", lambda: modal.Sandbox.from_id(sandbox_id).terminate(wait=True))
-
-    # --- errors -----------------------------------------------------------------------------------
-    def _call(self, what: str, fn: Any) -> Any:
-        return sdk_call(what, fn, classify)
+    # --- failures ---------------------------------------------------------------------------------
+    def classify(self, exc: BaseException) -> Failure:
+        detail = first_line(f"{type(exc).__name__}: {exc}")
+        for types, error_class, status in ERROR_TABLE:
+            if isinstance(exc, types):
+                return Failure(error_class, detail, status, server_retry_after(exc))
+        return super().classify(exc)
 
 
-def classify(what: str, exc: BaseException) -> ProviderError:
-    """Map Modal's exception classes (gRPC statuses underneath) to the farm's error classes."""
-    if isinstance(exc, (mx.AuthError, mx.PermissionDeniedError)):
-        cls, status = "auth", 401 if isinstance(exc, mx.AuthError) else 403
-    elif isinstance(exc, mx.NotFoundError):
-        cls, status = "not_found", 404
-    elif isinstance(exc, mx.ResourceExhaustedError):
-        cls, status = "rate_limited", 429
-    elif isinstance(exc, (mx.TimeoutError, TimeoutError)):  # SandboxTimeoutError, ExecTimeoutError, ...
-        cls, status = "timeout", None
-    elif isinstance(exc, (mx.ConnectionError, OSError)):
-        cls, status = "network", None
-    else:
-        cls, status = "provider_error", None
-    text = redact(" ".join(str(exc).split()))
-    for name in TOKENS:  # also when a value is too short for redact() to treat as a secret
-        value = os.environ.get(name)
-        if value:
-            text = text.replace(value, "***")
-    return ProviderError(cls, f"modal {what}: {type(exc).__name__}: {text}"[:300], status=status)
+# Modal's exception classes (gRPC statuses underneath) -> the farm's classes, first match wins
+ERROR_TABLE: tuple[tuple[tuple[type[BaseException], ...], str, int | None], ...] = (
+    ((mx.AuthError,), "auth", 401),
+    ((mx.PermissionDeniedError,), "auth", 403),
+    ((mx.NotFoundError,), "not_found", 404),
+    ((mx.ResourceExhaustedError,), "rate_limited", 429),
+    ((mx.SandboxTerminatedError,), "provider_error", None),  # the sandbox died: not a timeout
+    ((mx.TimeoutError, TimeoutError), "timeout", None),     # SandboxTimeoutError, ExecTimeoutError, ...
+    ((mx.ConnectionError, OSError), "network", None),
+    ((mx.Error,), "provider_error", None),  # any other Modal answer (also keeps its deprecated .status unread)
+)
+
+
+def server_retry_after(exc: BaseException) -> float | None:
+    """The wait Modal asked for: its RESOURCE_EXHAUSTED carries an ``RPCRetryPolicy`` status detail
+    (the gRPC form of Retry-After). The SDK keeps the decoded details only on the private
+    ``_grpc_details`` of the exception it raises; this is the one place that reads it."""
+    for detail in getattr(exc, "_grpc_details", None) or ():
+        seconds = getattr(detail, "retry_after_secs", None)
+        if isinstance(seconds, (int, float)) and seconds > 0:
+            return float(seconds)
+    return None
+
+
+def fine_scheduling_poll(interval_s: float) -> float:
+    """Make ``Sandbox.create`` check scheduling every ``interval_s`` instead of every 0.5 s.
+
+    modal 1.6 polls ``SandboxGetTaskId`` at the module constant ``_TASK_ID_POLL_INTERVAL`` and offers
+    no setting for it; at 0.5 s every create would be quantised to half-seconds. This is the only
+    private the adapter changes. Returns the interval in force: the SDK's own when the constant
+    has moved (the facts then state the coarser resolution).
+    """
+    from modal.sandbox import _common, _impl_v1, _impl_v2
+
+    modules = (_common, _impl_v1, _impl_v2)
+    if not all(isinstance(getattr(m, "_TASK_ID_POLL_INTERVAL", None), float) for m in modules):
+        return SDK_SCHEDULING_POLL_S
+    for module in modules:
+        module._TASK_ID_POLL_INTERVAL = interval_s
+    return interval_s
+
+
+class RetryCounter(logging.Filter):
+    """Counts the SDK's hidden RPC resends, which it reports only in its debug log.
+
+    Installed once per process on Modal's loggers (``modal-utils`` logs control-plane resends,
+    ``modal-client`` the command router's): each is opened to DEBUG so the resend records arrive,
+    and every record below the level that was in force is dropped here, so what Modal prints is
+    unchanged. A worker process runs one sample at a time, so the difference of ``count`` around a
+    call is that call's resends.
+    """
+
+    LOGGERS = ("modal-utils", "modal-client")
+    MARKERS = ("Retryable failure", "Server-side retry")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._shown: dict[str, int] = {}
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            if name in self._shown:
+                continue
+            logger = logging.getLogger(name)
+            self._shown[name] = logger.getEffectiveLevel()
+            logger.addFilter(self)
+            logger.setLevel(logging.DEBUG)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            text = str(record.msg)
+            # control-plane resends, throttle resends, and the command router's own retry loop (execs)
+            if text.startswith(self.MARKERS) or ("failed after" in text and "retrying in" in text):
+                self.count += 1
+        return record.levelno >= self._shown.get(record.name, logging.WARNING)
+
+
+RETRIES = RetryCounter()

@@ -16,6 +16,7 @@ from providers.base import Provider
 # provider name -> module under tests/contract/ with a ``harness`` context manager
 HARNESSES: dict[str, str] = {
     "e2b": "tests.contract.e2b",
+    "modal": "tests.contract.modal",
 }
 
 
