@@ -19,6 +19,7 @@ from grpclib import Status
 from modal.config import config as modal_config
 
 from farm.config import parse_config
+from farm.live import HELD, check_assumptions
 from farm.ops import doctor, sweep
 from farm.snippets import Snippet
 from providers import get_provider
@@ -56,6 +57,7 @@ def wait_until(condition, timeout: float = 20.0) -> bool:
 
 
 def test_lifecycle_through_measure_sends_tags_probe_lifetime_and_per_exec_env(fake):
+    """Assumptions modal.ready-means-usable and modal.terminate-wait-means-exited."""
     provider = get_provider("modal", {"region": "us-east"})
     assert isinstance(provider, ModalProvider)
     provider.check()
@@ -147,7 +149,7 @@ def test_scheduling_poll_is_fine_grained(fake):
 
 
 def test_exec_past_its_timeout_is_a_timeout_and_destroy_still_runs(fake):
-    """Assumption exec-timeout-is-returncode-minus-one."""
+    """Assumption modal.exec-timeout-is-minus-one."""
     slow = Snippet(name="slow", code="import time\ntime.sleep(10)\n")
     out = measure(ready_provider(), SPEC, slow, {}, {**TIMEOUTS, "run": 0.4})
     assert out["outcome"] == "timeout" and out["error_class"] == "timeout" and out["error_phase"] == "run", out
@@ -156,7 +158,7 @@ def test_exec_past_its_timeout_is_a_timeout_and_destroy_still_runs(fake):
 
 
 def test_failed_destroy_is_flagged_leaked_then_swept_by_tags_within_the_app(fake):
-    """Assumption list-filters-by-all-tags."""
+    """Assumption modal.list-filters-by-all-tags."""
     fake.fail_next("SandboxTerminateV2", Status.NOT_FOUND, "gone?")
     out = measure(ready_provider(), SPEC, ENV_SNIPPET, {"FARM_PASSED": "x"}, TIMEOUTS)
     assert out["leaked"] in fake.alive() and out["error_phase"] == "destroy", out
@@ -263,3 +265,12 @@ def test_farm_doctor_shows_endpoint_credentials_and_a_verdict(fake, monkeypatch)
     monkeypatch.delenv("MODAL_TOKEN_SECRET")
     (row,) = doctor(config, ["modal"], timeout_s=2)
     assert row.credentials == "missing: MODAL_TOKEN_SECRET" and "MODAL_TOKEN_SECRET" in row.verdict
+
+
+def test_live_assumption_checks_hold_against_the_fake_and_clean_up(fake):
+    """`farm doctor --live` runs these against the real API; here they must hold on what the fake encodes."""
+    verdicts = check_assumptions(ready_provider())
+    assert [v.assumption for v in verdicts] == ["modal.ready-means-usable", "modal.exec-timeout-is-minus-one",
+                                                "modal.list-filters-by-all-tags", "modal.terminate-wait-means-exited"]
+    assert all(v.verdict == HELD for v in verdicts), verdicts
+    assert fake.alive() == set()

@@ -9,7 +9,8 @@ streaming. The SDK accepts a plain-http command router only when its server URL 
 is what the SDK's authors use for their own tests.
 
 The state machine, with a known boot time (modal 1.6 creates "V2" sandboxes by default):
-``SandboxCreateV2`` records the arrival time and answers at once, without a task; the sandbox is
+``SandboxCreateV2`` records the arrival time and answers at once (with the task and router access
+when the sandbox is already placed, as at boot 0; else without); the sandbox is
 *scheduled* (``SandboxGetTaskIdV2`` answers a task id) ``boot_ms / 2`` after that arrival, and
 *ready* (its readiness probe passes: ``SandboxWaitUntilReady`` on the router returns, execs run)
 exactly ``boot_ms`` after it. ``SandboxTerminateV2`` ends it; a terminated or killed sandbox answers
@@ -273,7 +274,12 @@ class ControlPlane(ModalClientBase):
             raise GRPCError(Status.NOT_FOUND, f"Image {req.definition.image_id} not found")
         sb = self.fake._new_sandbox(req.app_id, {t.tag_name: t.tag_value for t in req.tags},
                                     req.definition.image_id, req.definition.timeout_secs)
-        await stream.send_message(api_pb2.SandboxCreateV2Response(sandbox_id=sb.id))
+        if time.perf_counter() >= sb.scheduled_at:  # placed at once: the answer carries task and router
+            await stream.send_message(api_pb2.SandboxCreateV2Response(
+                sandbox_id=sb.id, task_id=sb.task_id,
+                command_router_access=api_pb2.CommandRouterAccess(url=self.fake.url, jwt=_jwt())))
+        else:
+            await stream.send_message(api_pb2.SandboxCreateV2Response(sandbox_id=sb.id))
 
     async def SandboxGetTaskIdV2(self, stream: Any) -> None:
         req = await self.fake.enter("SandboxGetTaskIdV2", stream)
@@ -333,22 +339,27 @@ class ControlPlane(ModalClientBase):
 
 
 @contextmanager
-def serve(monkeypatch: Any) -> Iterator[FakeModal]:
-    """A fresh fake for one test: the SDK pointed at it by ``MODAL_SERVER_URL``, fake tokens set.
+def serve(monkeypatch: Any = None) -> Iterator[FakeModal]:
+    """A fresh fake: the SDK pointed at it by ``MODAL_SERVER_URL``, fake tokens set (through the
+    test's ``monkeypatch``, or a private one restored on exit, for bench/).
 
     The SDK keeps one client per process (``Client.from_env``) bound to the server URL it first
     saw, so the cached client is dropped before and after.
     """
-    fake = FakeModal().start()
-    throttle_was_set = "MODAL_MAX_THROTTLE_WAIT" in os.environ
-    monkeypatch.setenv("MODAL_SERVER_URL", fake.url)
-    for name, value in FAKE_TOKENS.items():
-        monkeypatch.setenv(name, value)
-    _Client._set_env_client(None)
-    try:
-        yield fake
-    finally:
+    import pytest  # the test runner's environment patcher; bench/ runs with the test extra
+
+    with pytest.MonkeyPatch.context() as own:
+        patch = monkeypatch or own
+        fake = FakeModal().start()
+        throttle_was_set = "MODAL_MAX_THROTTLE_WAIT" in os.environ
+        patch.setenv("MODAL_SERVER_URL", fake.url)
+        for name, value in FAKE_TOKENS.items():
+            patch.setenv(name, value)
         _Client._set_env_client(None)
-        fake.stop()
-        if not throttle_was_set:  # the adapter sets Modal's throttle setting process-wide
-            os.environ.pop("MODAL_MAX_THROTTLE_WAIT", None)
+        try:
+            yield fake
+        finally:
+            _Client._set_env_client(None)
+            fake.stop()
+            if not throttle_was_set:  # the adapter sets Modal's throttle setting process-wide
+                os.environ.pop("MODAL_MAX_THROTTLE_WAIT", None)
