@@ -1,232 +1,238 @@
-"""Morph Cloud on its own SDK (``morphcloud``): start from a base snapshot (cold) or a warm snapshot.
+"""Morph Cloud on its own SDK (``morphcloud``): instances start from a base snapshot (cold) or from a
+snapshot of a warmed-up instance (``mode: snapshot``). Settings: ``providers/morph/__init__.py``;
+phases, resolution and leak bound: providers/README.md. Credentials: MORPH_API_KEY. Endpoint:
+MORPH_BASE_URL (default: the SDK's).
 
-Settings (``providers.morph`` in config.yml):
-
-    snapshot_id: snapshot_abc      # required: the snapshot instances boot from (see the docs)
-    mode: cold | snapshot          # snapshot: start from a snapshot of a running, warmed-up instance
-    warm_snapshot_id: snapshot_x   # snapshot mode: use this one; else warm() makes (or reuses) one
-    python: python3                # the interpreter inside the instance
-    ttl_seconds: 3600              # instances stop themselves after this long (leak safety net)
-    http_timeout_s: 30             # per API call; the SDK's own default is to wait forever
-    warm_snapshot_ttl_s: 86400     # a warm snapshot the farm made expires after this long
-
-Credentials: MORPH_API_KEY. Endpoint: MORPH_BASE_URL (default https://cloud.morph.so/api).
+The farm owns readiness: create is ``POST /instance`` through the SDK's HTTP client, then the
+instance's status is read with ``poll_until`` until it says ``ready`` (the SDK's ``instances.start``
+sleeps a whole second before each check). Destroy is ``DELETE /instance/{id}``, then status reads
+until the API answers 404.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shlex
+import time
 from importlib.metadata import version
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 import httpx
-from celery.exceptions import SoftTimeLimitExceeded
 from morphcloud.api import ApiError, Instance, MorphCloudClient
 from morphcloud.config import resolve_settings
 
-from providers.base import (Provider, ProviderError, RunResult, Sandbox, SandboxSpec, cap_output,
-                            classify_status)
+from providers.base import (WARM_UNKNOWN, Assumption, Failure, Provider, ProviderError, RunResult, Sandbox,
+                            SandboxSpec, cap_output, default_failure)
+from providers.morph import SPEC
+from providers.morph import sdk
+from providers.morph.assumptions import ASSUMPTIONS
+from providers.morph.shell import shell_command
+from providers.morph.snapshots import ensure_base, ensure_warm
+from providers.polling import DEFAULT_MAX_S, poll_until
 
-MODES = ("cold", "snapshot")
-SETTINGS = ("snapshot_id", "mode", "warm_snapshot_id", "python", "ttl_seconds", "http_timeout_s",
-            "warm_snapshot_ttl_s")
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-WARM_UP = "import json, os, sqlite3, subprocess, sys; open('.farm-warm', 'w').write('1'); print('farm-warm')"
+__all__ = ["MorphProvider", "shell_command"]
 
-
-def shell_command(python: str, code: str, env: Mapping[str, str]) -> str:
-    """``env K=V ... python -c CODE`` as one shell line, every word quoted: exec has no env parameter."""
-    for name in env:
-        if not ENV_NAME.fullmatch(name):
-            raise ProviderError("config", f"morph: {name!r} is not a valid environment variable name")
-    words = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
-    return " ".join(shlex.quote(w) for w in [*words, python, "-c", code])
+READY, ERROR = "ready", "error"      # instance states that end the readiness wait
+PAGE_LIMIT = 100                     # instances asked for per page of /instance/list
+MAX_PAGES = 10_000                   # a server that always says has_next cannot loop us forever
+MIN_CALL_S = 0.05                    # the shortest timeout a call inside a deadline gets
+ABANDON_S = 5.0                      # bound on stopping an instance whose create failed
 
 
 class MorphProvider(Provider):
-    name = "morph"
-    extra = "morph"
-    credentials = ("MORPH_API_KEY",)
+    spec = SPEC
     capabilities = frozenset({"network"})
 
-    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Any = None) -> None:
         super().__init__(settings)
-        unknown = sorted(set(self.settings) - set(SETTINGS))
-        self.mode = str(self.settings.get("mode", "cold"))
-        problem = (f"unknown setting {unknown[0]!r}; known: {', '.join(SETTINGS)}" if unknown else
-                   f"mode must be one of {', '.join(MODES)}, not {self.mode!r}" if self.mode not in MODES
-                   else None)
-        if problem:
-            raise ProviderError("config", f"providers.morph: {problem}")
-        self.snapshot_id: str | None = self.settings.get("snapshot_id")
-        self.warm_snapshot_id: str | None = self.settings.get("warm_snapshot_id")
-        self.python = str(self.settings.get("python", "python3"))
-        self.ttl_seconds = int(self.settings.get("ttl_seconds", 3600))
-        self.http_timeout_s = float(self.settings.get("http_timeout_s", 30))
-        self.warm_snapshot_ttl_s = int(self.settings.get("warm_snapshot_ttl_s", 86400))
+        self.snapshot_id: str | None = self.settings.snapshot_id       # set by warm() when the farm makes it
+        self.warm_snapshot_id: str | None = self.settings.warm_snapshot_id
         self._client: MorphCloudClient | None = None
 
     # --- setup ----------------------------------------------------------------------------------
-    def check(self) -> None:
-        """Needs MORPH_API_KEY; builds the client here, so its (slow) construction is never timed."""
-        if not os.environ.get("MORPH_API_KEY"):
-            raise ProviderError("auth", "MORPH_API_KEY is not set: create an API key at "
-                                "cloud.morph.so and export it (or put it in .env)")
+    def prepare(self) -> None:
         if self._client is None:
-            # One connection pool, not 32 round-robin shards: each call then reuses a warm connection,
-            # as the other SDKs do, instead of the first 32 calls each timing a fresh TLS handshake.
-            os.environ.setdefault("MORPH_HTTP_TRANSPORT_SHARDS", "1")
-            client = MorphCloudClient(api_key=os.environ["MORPH_API_KEY"],
-                                      base_url=os.environ.get("MORPH_BASE_URL") or None)
-            client._http_client.timeout = httpx.Timeout(self.http_timeout_s)  # the SDK sets none at all
-            client._exec_retries = 0  # the SDK resends a failed exec once; a resent run is not one run
-            self._client = client
-
-    def _base(self) -> str:
-        if not self.snapshot_id:  # not checked in check(): `farm sweep` and `farm doctor` need no snapshot
-            raise ProviderError("config", "providers.morph.snapshot_id is required: the snapshot instances "
-                                "boot from (see providers/README.md)")
-        return self.snapshot_id
+            self._client = self.call("client", sdk.make_client, self.settings.http_timeout_s)
 
     def client(self) -> MorphCloudClient:
-        """The SDK client: every call has a timeout, exec resends are off (see check())."""
         if self._client is None:
             self.check()
         assert self._client is not None
         return self._client
 
-    def endpoint(self) -> str | None:
-        parts = urlsplit(os.environ.get("MORPH_BASE_URL") or resolve_settings().base_url)
-        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
-
-    def facts(self) -> dict[str, Any]:
-        return {"sdk": "morphcloud", "sdk_version": version("morphcloud"),
-                "api_host": urlsplit(self.endpoint() or "").netloc,
-                "region": None,  # Morph offers no region choice
-                "snapshot": self.snapshot_id, "warm_snapshot": self.warm_snapshot_id, "mode": self.mode,
-                "destroy": "stop(): returns when the API accepts it (the SDK cannot wait)",
-                "create": "instances.start polls readiness once a second (SDK)", "sdk_retries": "off",
-                "transport_shards": os.environ.get("MORPH_HTTP_TRANSPORT_SHARDS")}
-
-    def ping(self, timeout: float) -> bool:
-        client = self.client()
-        client._http_client.timeout = httpx.Timeout(timeout)
-        try:
-            client.instances.list_paginated(page=1, limit=1)
-        except Exception as exc:
-            raise self._error(exc, "ping") from None
-        finally:
-            client._http_client.timeout = httpx.Timeout(self.http_timeout_s)
-        return True
+    def api(self, method: str, path: str, *, deadline: float | None = None, timeout: float | None = None,
+            **kwargs: Any) -> Any:
+        """One call through the SDK's HTTP client, bounded by ``http_timeout_s`` and the deadline."""
+        limit = self.settings.http_timeout_s if timeout is None else timeout
+        if deadline is not None:
+            limit = min(limit, max(deadline - time.perf_counter(), MIN_CALL_S))
+        return sdk.request(self.client(), method, path, limit, **kwargs)
 
     def warm(self, spec: SandboxSpec) -> dict[str, Any] | None:
-        """snapshot mode: reuse the farm's warm snapshot of ``snapshot_id``, or make one."""
-        if self.mode != "snapshot":
-            return None
-        if self.warm_snapshot_id:
-            try:
-                self.client().snapshots.get(self.warm_snapshot_id)
-            except Exception as exc:
-                raise self._error(exc, "warm snapshot") from None
-            return {"warm_snapshot": self.warm_snapshot_id, "made_by_farm": False}
-        digest = f"sandbox-farm-warm-{self._base()}"
-        try:
-            found = [s for s in self.client().snapshots.list(digest=digest) if s.status == "ready"]
-            if found:
-                self.warm_snapshot_id = max(found, key=lambda s: s.created).id
-                return {"warm_snapshot": self.warm_snapshot_id, "made_by_farm": True, "reused": True}
-            inst = self.client().instances.start(self.snapshot_id, metadata={**spec.labels, "farm-warm": "1"},
-                                                 ttl_seconds=self.ttl_seconds, timeout=spec.timeout_s)
-            try:
-                warmed = inst.exec(shell_command(self.python, WARM_UP, {}), timeout=spec.timeout_s)
-                if warmed.exit_code != 0:  # a snapshot of a failed warm-up is no warm start
-                    raise ProviderError("provider_error", f"morph warm snapshot: the warm-up exited "
-                                        f"{warmed.exit_code}: {warmed.stderr.strip()[-200:]}")
-                snap = inst.snapshot(digest=digest, ttl_seconds=self.warm_snapshot_ttl_s,
-                                     metadata={"farm": "sandbox-farm", "farm-warm-of": self._base()})
-                snap.wait_until_ready(timeout=spec.timeout_s)
-            finally:
-                inst.stop()
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise self._error(exc, "warm snapshot") from None
-        self.warm_snapshot_id = snap.id
-        return {"warm_snapshot": snap.id, "made_by_farm": True, "reused": False}
+        """Untimed, once per worker process: the base snapshot (made from the minimal image when no
+        ``snapshot_id`` is set) and, in snapshot mode, the warm snapshot; both reused by digest."""
+        facts: dict[str, Any] = {}
+        with self.guard("prepare"):
+            if self.snapshot_id is None:
+                self.snapshot_id, facts["base_snapshot"] = ensure_base(self)
+            if self.mode == "snapshot":
+                self.warm_snapshot_id, facts["warm_snapshot"] = ensure_warm(self, self.snapshot_id)
+        return facts or None
+
+    @property
+    def mode(self) -> str:
+        return self.settings.mode
 
     # --- the protocol ---------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> Sandbox:
-        start_from = self._base()
+        start_from = self._start_point()
+        with self.guard("create"):
+            inst, polls = self.start_instance(start_from, dict(spec.labels), spec.timeout_s)
+        booted_from = inst.refs.snapshot_id  # the provider's record of what it booted, not our request
+        if booted_from != start_from:
+            warm: str | None = WARM_UNKNOWN
+        else:
+            warm = "snapshot" if self.mode == "snapshot" else None
+        return Sandbox(id=inst.id, handle=inst, warm=warm, info={"snapshot": start_from},
+                       facts={"polls": polls, "booted_from": booted_from})
+
+    def start_instance(self, snapshot_id: str, metadata: dict[str, str], timeout_s: float) -> tuple[Instance, int]:
+        """``POST /instance``, then the farm's readiness poll, all within ``timeout_s``; returns the
+        ready instance and the status reads it took. One that never gets ready is stopped."""
+        deadline = time.perf_counter() + timeout_s
+        body = {"metadata": metadata, "ttl_seconds": self.settings.ttl_seconds, "ttl_action": self.settings.ttl_action}
+        data = self.api("POST", "/instance", deadline=deadline, params={"snapshot_id": snapshot_id}, json=body)
+        try:
+            polls = 0
+            if data.get("status") != READY:
+                polled = poll_until(lambda: self._ready(data["id"], deadline),
+                                    timeout=round(max(deadline - time.perf_counter(), 0.0), 3),
+                                    what=f"morph create: instance {data['id']} (create deadline {timeout_s:g} s)")
+                data, polls = polled.value, polled.polls
+            return sdk.instance(self.client(), data), polls
+        except BaseException:  # the soft time limit included: a half-made instance must not outlive us
+            self._abandon(data["id"])
+            raise
+
+    def _ready(self, instance_id: str, deadline: float) -> dict[str, Any] | None:
+        data = self.api("GET", f"/instance/{instance_id}", deadline=deadline)
+        if data.get("status") == ERROR:
+            raise ProviderError("provider_error", f"morph create: instance {instance_id} reported status "
+                                "'error' while booting")
+        return data if data.get("status") == READY else None
+
+    def _abandon(self, instance_id: str) -> None:
+        try:
+            self.api("DELETE", f"/instance/{instance_id}", timeout=ABANDON_S)
+        except Exception:  # noqa: BLE001 - best effort: its TTL and `farm sweep` are the backstop
+            pass
+
+    def _start_point(self) -> str:
         if self.mode == "snapshot":
             if not self.warm_snapshot_id:  # never fall back to a cold start and call it warm
                 raise ProviderError("config", "morph: mode snapshot but no warm snapshot in this worker: set "
                                     "providers.morph.warm_snapshot_id, or let warm() prepare one first")
-            start_from = self.warm_snapshot_id
-        try:
-            inst = self.client().instances.start(start_from, metadata=dict(spec.labels),
-                                                 ttl_seconds=self.ttl_seconds, ttl_action="stop",
-                                                 timeout=spec.timeout_s)
-        except Exception as exc:  # the SDK stops an instance that never became ready
-            raise self._error(exc, "create") from None
-        return Sandbox(id=inst.id, handle=inst, warm="snapshot" if self.mode == "snapshot" else None,
-                       info={"snapshot": start_from})
+            return self.warm_snapshot_id
+        if not self.snapshot_id:
+            raise ProviderError("config", "morph: no base snapshot in this worker: set providers.morph.snapshot_id, "
+                                "or let warm() make one from image_id first")
+        return self.snapshot_id
 
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
-        command = shell_command(self.python, code, env)
-        inst: Instance = sandbox.handle
-        try:
-            resp = inst.exec(command, timeout=timeout)
-        except Exception as exc:
-            raise self._error(exc, "run") from None
-        return RunResult(exit_code=resp.exit_code, stdout=cap_output(resp.stdout),
-                         stderr=cap_output(resp.stderr))
+        command = shell_command(self.settings.python, code, env)
+        with self.guard("run"):
+            resp = sandbox.handle.exec(command, timeout=timeout)
+        return RunResult(exit_code=resp.exit_code, stdout=cap_output(resp.stdout), stderr=cap_output(resp.stderr))
 
     def destroy(self, sandbox: Sandbox) -> None:
+        with self.guard("destroy"):
+            self.stop_instance(sandbox.id)
+
+    def stop_instance(self, instance_id: str, missing_ok: bool = False) -> int:
+        """``DELETE /instance/{id}``, then status reads until the API answers 404 (within
+        ``destroy_wait_s``); returns the reads it took. Already gone is an error unless ``missing_ok``."""
+        deadline = time.perf_counter() + self.settings.destroy_wait_s
         try:
-            sandbox.handle.stop()
-        except Exception as exc:
-            raise self._error(exc, "destroy") from None
+            self.api("DELETE", f"/instance/{instance_id}", deadline=deadline)
+        except ApiError as exc:
+            if missing_ok and exc.status_code == 404:
+                return 0
+            raise
+        return poll_until(lambda: self._gone(instance_id, deadline), timeout=self.settings.destroy_wait_s,
+                          what=f"morph destroy: instance {instance_id} still listed").polls
+
+    def _gone(self, instance_id: str, deadline: float) -> bool | None:
+        try:
+            self.api("GET", f"/instance/{instance_id}", deadline=deadline)
+        except ApiError as exc:
+            if exc.status_code == 404:
+                return True
+            raise
+        return None
 
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
-        try:
-            return [i.id for i in self.client().instances.list(metadata=dict(labels))]
-        except Exception as exc:
-            raise self._error(exc, "list") from None
+        """Every instance whose metadata matches, whatever its state, page by page."""
+        found: list[str] = []
+        with self.guard("list"):
+            for page in range(1, MAX_PAGES + 1):
+                answer = self.client().instances.list_paginated(page=page, limit=PAGE_LIMIT, metadata=dict(labels))
+                found += [i.id for i in answer.instances if i.id not in found]
+                if not answer.instances or not answer.has_next:
+                    break
+        return found
 
     def delete_by_id(self, sandbox_id: str) -> None:
-        try:
-            self.client().instances.stop(sandbox_id)
-        except Exception as exc:
-            error = self._error(exc, "delete")
-            if error.error_class != "not_found":  # already gone is what we wanted
-                raise error from None
+        with self.guard("delete"):
+            self.stop_instance(sandbox_id, missing_ok=True)
 
     def close(self) -> None:
         if self._client is not None:
-            self._client._http_client.close()
+            sdk.close(self._client)
             self._client = None
 
-    # --- errors ---------------------------------------------------------------------------------
-    def _error(self, exc: BaseException, what: str) -> ProviderError:
-        """One ApiError class carries the status; timeouts are builtin TimeoutError or httpx's."""
-        if isinstance(exc, SoftTimeLimitExceeded):  # the worker's soft time limit: measure() records it
-            raise exc
-        status = None
+    # --- description ----------------------------------------------------------------------------
+    def endpoint(self) -> str | None:
+        parts = urlsplit(os.environ.get("MORPH_BASE_URL") or resolve_settings().base_url)
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+    def ping(self, timeout: float) -> bool:
+        with self.guard("ping"):
+            self.api("GET", "/instance/list", timeout=timeout, params={"page": 1, "limit": 1})
+        return True
+
+    def facts(self) -> dict[str, Any]:
+        s = self.settings
+        return {"sdk": "morphcloud", "sdk_version": version("morphcloud"),
+                "api_host": urlsplit(self.endpoint() or "").netloc,
+                "region": None,  # Morph offers no region choice
+                "snapshot": self.snapshot_id, "warm_snapshot": self.warm_snapshot_id, "mode": self.mode,
+                "transport_shards": os.environ.get("MORPH_HTTP_TRANSPORT_SHARDS"),
+                "timing": {
+                    "create": "POST /instance through the SDK's HTTP client, then GET /instance/{id} until "
+                              "status 'ready' (the farm's poll; the SDK's 1 s readiness sleeps are not used)",
+                    "resolution_ms": DEFAULT_MAX_S * 1000,
+                    "warm_signal": "the instance's refs.snapshot_id: the warm snapshot -> 'snapshot', the base "
+                                   "snapshot -> cold, anything else -> unknown",
+                    "hidden_retries": "none: the SDK's exec resend is off, httpx does not retry, no SDK wait "
+                                      "runs inside a timed call",
+                    "destroy": "DELETE /instance/{id}, then GET until 404, same resolution",
+                    "leak_bound": f"every instance carries ttl_seconds={s.ttl_seconds}, ttl_action={s.ttl_action}; "
+                                  "farm sweep reads /instance/list by metadata, every page"}}
+
+    def assumptions(self) -> list[Assumption]:
+        return list(ASSUMPTIONS)
+
+    # --- failures -------------------------------------------------------------------------------
+    def classify(self, exc: BaseException) -> Failure:
+        """One ApiError class carries the status (and, raised by our hook, the headers); the SDK's
+        exec timeout is builtin TimeoutError; httpx's own errors are timeouts or network."""
         if isinstance(exc, ApiError):
-            status = exc.status_code
-            error_class = classify_status(status)
-            detail = f"HTTP {status}: {exc.detail or ' '.join(str(exc.response_body).split())}"
-        elif isinstance(exc, (TimeoutError, httpx.TimeoutException)):
-            error_class, detail = "timeout", f"{type(exc).__name__}: {exc}"
-        elif isinstance(exc, (httpx.TransportError, ConnectionError)):
-            error_class, detail = "network", f"{type(exc).__name__}: {exc}"
-        else:
-            error_class, detail = "provider_error", f"{type(exc).__name__}: {exc}"
-        detail = (detail.strip().splitlines() or [""])[0][:240]
-        key = os.environ.get("MORPH_API_KEY")
-        if key:
-            detail = detail.replace(key, "***")
-        return ProviderError(error_class, f"morph {what}: {detail}", status=status)
+            generic = default_failure(exc)
+            detail = exc.detail or " ".join(str(exc.response_body).split())
+            return Failure(generic.error_class, f"HTTP {exc.status_code}: {detail}", exc.status_code,
+                           generic.retry_after)
+        if isinstance(exc, httpx.TimeoutException):
+            return Failure("timeout", f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, httpx.TransportError):
+            return Failure("network", f"{type(exc).__name__}: {exc}")
+        return default_failure(exc)

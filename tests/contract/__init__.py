@@ -17,6 +17,7 @@ from providers.base import Provider
 HARNESSES: dict[str, str] = {
     "e2b": "tests.contract.e2b",
     "modal": "tests.contract.modal",
+    "morph": "tests.contract.morph",
 }
 
 

@@ -1,26 +1,37 @@
 """A local stand-in for the Morph Cloud API, for the real ``morphcloud`` SDK (0.1.116).
 
-Tests point ``MORPH_BASE_URL`` at ``{url}/api``. Routes the installed SDK calls (``Authorization: Bearer``):
+Tests point ``MORPH_BASE_URL`` at ``{url}/api``. Routes (``Authorization: Bearer``), named as in ``calls()``:
 
-    POST   /api/instance?snapshot_id=...        instances.start       -> 200 Instance (pending|ready)
-    GET    /api/instance/{id}                   wait_until_ready/get  -> 200 Instance / 404
-    DELETE /api/instance/{id}                   Instance.stop         -> 200 / 404
-    GET    /api/instance?metadata[k]=v          instances.list        -> 200 {"data": [...]}
-    GET    /api/instance/list?page&limit        instances.list_paginated
-    POST   /api/instance/{id}/exec              Instance.exec         -> 200 {exit_code, stdout, stderr}
-    POST   /api/instance/{id}/snapshot?digest=  Instance.snapshot     -> 200 Snapshot
-    GET    /api/snapshot?digest=..., GET /api/snapshot/{id}           snapshots.list / get
+    start           POST   /api/instance?snapshot_id=...      -> 200 Instance (pending until booted)
+    get             GET    /api/instance/{id}                 -> 200 Instance / 404 once gone
+    stop            DELETE /api/instance/{id}                 -> 200 (gone stop_ms later) / 404
+    list            GET    /api/instance?metadata[k]=v        -> 200 {"data": [...]}
+    list_paginated  GET    /api/instance/list?page&limit&metadata[k]=v -> 200 {"instances", "has_next", ...}
+    exec            POST   /api/instance/{id}/exec            -> 200 {exit_code, stdout, stderr} / 409 unless ready
+    pause, resume   POST   /api/instance/{id}/pause|resume    -> 200 Instance (paused; resume boots again)
+    snapshot        POST   /api/instance/{id}/snapshot?digest= -> 200 Snapshot of the instance's files
+    snapshot_create POST   /api/snapshot {image_id, vcpus, memory, disk_size, digest} -> 200 Snapshot (same
+                                                               digest: the existing one, as the SDK documents)
+    snapshot_list, snapshot_get   GET /api/snapshot?digest=..., GET /api/snapshot/{id}
 
-``exec`` gets ``{"command": [...]}``: one string is a shell command line (run with ``sh -c``, as the SDK's
-own callers rely on), several are an argv. It really runs, in the instance's own directory. A
-snapshot of an instance copies that directory, so an instance started from it sees what the warm-up
-left behind (and is marked ``warm`` in the fake's records).
+State machine (the truth tests measure against): an instance is ``pending`` until exactly ``boot_ms``
+after its start request arrived, then ``ready`` (or ``error`` when ``boot_fails``); after a stop it
+is still answered for ``stop_ms``, then 404 (assumption morph.gone-after-stop); ``pause`` makes it
+``paused`` and ``resume`` boots it again. ``page_size`` caps every page of ``/instance/list`` (the
+server's own maximum). A snapshot is ``pending`` for ``snapshot_ms``, then ``ready``.
+
+``exec`` gets ``{"command": [...]}``: one string is a shell command line run with ``sh -c``
+(assumption morph.exec-shell; ``exec_through_shell = False`` breaks it on purpose), several are an
+argv. It really runs, in the instance's own directory, with ``apt-get`` shadowed so a set-up
+command can never touch the host. A snapshot of an instance copies that directory, so an instance
+started from it sees what the warm-up left behind.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -38,6 +49,10 @@ class FakeSnapshot:
     digest: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     warm: bool = False              # taken from a running instance
+    image_id: str = "morphvm-minimal"
+    spec: dict[str, int] = field(default_factory=lambda: {"vcpus": 1, "memory": 1024, "disk_size": 4096})
+    ttl_seconds: int | None = None
+    ready_at: float = 0.0           # perf_counter time it turns ready
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -48,11 +63,20 @@ class FakeInstance:
     metadata: dict[str, str]
     home: str
     warm: bool
-    status: str = "ready"
-    polls_left: int = 0
+    ready_at: float = 0.0           # perf_counter time the boot ends
+    fails: bool = False             # the boot ends in "error"
+    paused: bool = False
+    gone_at: float | None = None    # set by a stop: answered until then, 404 after
     ttl_seconds: int | None = None
     ttl_action: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+
+    def status(self, now: float) -> str:
+        if self.paused:
+            return "paused"
+        if now < self.ready_at:
+            return "pending"
+        return "error" if self.fails else "ready"
 
 
 class FakeMorph(FakeServer):
@@ -65,7 +89,15 @@ class FakeMorph(FakeServer):
         self.snapshots: dict[str, FakeSnapshot] = {}
         self.instances: dict[str, FakeInstance] = {}
         self.stopped: list[str] = []
-        self.ready_polls = 0  # GETs answering "pending" after a start (the SDK polls once a second)
+        self.boot_ms = 0.0            # start request -> "ready"
+        self.boot_fails = False       # boots end in "error"
+        self.stop_ms = 0.0            # stop -> 404
+        self.snapshot_ms = 0.0        # snapshot request -> "ready"
+        self.page_size = 50           # the server's largest page of /instance/list
+        self.exec_through_shell = True
+        with open(os.path.join(self.bin_dir, "apt-get"), "w") as fh:
+            fh.write("#!/bin/sh\necho 'fake morph: no apt-get here' >&2\nexit 100\n")
+        os.chmod(os.path.join(self.bin_dir, "apt-get"), 0o755)
         self.add_snapshot(BASE_SNAPSHOT)
 
     def env(self) -> dict[str, str]:
@@ -84,26 +116,46 @@ class FakeMorph(FakeServer):
         self.snapshots[snapshot_id] = FakeSnapshot(snapshot_id, home, digest, {}, warm)
         return snapshot_id
 
-    def add_instance(self, metadata: dict[str, str]) -> str:
+    def add_instance(self, metadata: dict[str, str], snapshot_id: str = BASE_SNAPSHOT) -> str:
         """Register a running instance, as one a crashed worker would have left behind."""
-        return self._new_instance(BASE_SNAPSHOT, metadata).id
+        return self._new_instance(snapshot_id, metadata, time.perf_counter()).id
+
+    def kill(self, instance_id: str) -> None:
+        """The instance ends behind the client's back (its TTL, a host failure): 404 from now on."""
+        with self.lock:
+            inst = self.instances.pop(instance_id)
+        shutil.rmtree(inst.home, ignore_errors=True)
 
     def alive(self) -> list[str]:
-        return list(self.instances)
+        """Instances not stopped (a stopping one counts as gone: nobody can use it any more)."""
+        self._reap()
+        return [i.id for i in list(self.instances.values()) if i.gone_at is None]
 
     # --- internals ------------------------------------------------------------------------------
-    def _new_instance(self, snapshot_id: str, metadata: dict[str, str]) -> FakeInstance:
+    def _new_instance(self, snapshot_id: str, metadata: dict[str, str], arrived: float) -> FakeInstance:
         snap = self.snapshots[snapshot_id]
         iid = f"morphvm_{secrets.token_hex(4)}"
         home = os.path.join(self.root, "instances", iid)
         shutil.copytree(snap.home, home)
-        inst = FakeInstance(iid, snapshot_id, dict(metadata or {}), home, snap.warm)
+        inst = FakeInstance(iid, snapshot_id, dict(metadata or {}), home, snap.warm,
+                            ready_at=arrived + self.boot_ms / 1000, fails=self.boot_fails)
         with self.lock:
             self.instances[iid] = inst
         return inst
 
+    def _reap(self) -> None:
+        now = time.perf_counter()
+        with self.lock:
+            for inst in [i for i in self.instances.values() if i.gone_at is not None and now >= i.gone_at]:
+                del self.instances[inst.id]
+                shutil.rmtree(inst.home, ignore_errors=True)
+
+    def _instance(self, req: Request) -> FakeInstance | None:
+        self._reap()
+        return self.instances.get(req.args[0])
+
     def instance_dto(self, inst: FakeInstance) -> dict[str, Any]:
-        return {"id": inst.id, "object": "instance", "created": inst.created, "status": inst.status,
+        return {"id": inst.id, "object": "instance", "created": inst.created, "status": inst.status(time.perf_counter()),
                 "spec": {"vcpus": 1, "memory": 1024, "disk_size": 4096},
                 "refs": {"snapshot_id": inst.snapshot_id, "image_id": "morphvm-minimal"},
                 "networking": {"internal_ip": "10.62.0.2", "http_services": []},
@@ -112,9 +164,10 @@ class FakeMorph(FakeServer):
                 "wake_on": {"wake_on_ssh": False, "wake_on_http": False}, "metadata": inst.metadata}
 
     def snapshot_dto(self, snap: FakeSnapshot) -> dict[str, Any]:
-        return {"id": snap.id, "object": "snapshot", "created": snap.created, "status": "ready",
-                "spec": {"vcpus": 1, "memory": 1024, "disk_size": 4096}, "refs": {"image_id": "morphvm-minimal"},
-                "digest": snap.digest, "metadata": snap.metadata, "ttl": {"ttl_seconds": None, "ttl_expire_at": None}}
+        status = "ready" if time.perf_counter() >= snap.ready_at else "pending"
+        return {"id": snap.id, "object": "snapshot", "created": snap.created, "status": status,
+                "spec": dict(snap.spec), "refs": {"image_id": snap.image_id}, "digest": snap.digest,
+                "metadata": snap.metadata, "ttl": {"ttl_seconds": snap.ttl_seconds, "ttl_expire_at": None}}
 
     def error_body(self, status: int, message: str, req: Request) -> Any:
         return {"detail": message}
@@ -122,76 +175,100 @@ class FakeMorph(FakeServer):
     def route(self, method: str, parts: list[str]) -> tuple[str, tuple[str, ...]]:
         if parts[:1] != ["api"]:
             return "unknown", ()
-        rest = parts[1:]
+        rest = tuple(parts[1:])
         table = {("POST", ("instance",)): "start", ("GET", ("instance",)): "list",
-                 ("GET", ("instance", "list")): "list_paginated", ("GET", ("snapshot",)): "snapshot_list"}
-        if (method, tuple(rest)) in table:
-            return table[(method, tuple(rest))], ()
+                 ("GET", ("instance", "list")): "list_paginated", ("GET", ("snapshot",)): "snapshot_list",
+                 ("POST", ("snapshot",)): "snapshot_create"}
+        if (method, rest) in table:
+            return table[(method, rest)], ()
         if len(rest) == 2 and rest[0] == "instance":
             return {"GET": "get", "DELETE": "stop"}.get(method, "unknown"), (rest[1],)
-        if len(rest) == 3 and rest[0] == "instance" and method == "POST" and rest[2] in ("exec", "snapshot"):
+        if len(rest) == 3 and rest[0] == "instance" and method == "POST" and \
+                rest[2] in ("exec", "snapshot", "pause", "resume"):
             return rest[2], (rest[1],)
         if len(rest) == 2 and rest[0] == "snapshot" and method == "GET":
             return "snapshot_get", (rest[1],)
         return "unknown", ()
 
-    def _instance(self, req: Request) -> FakeInstance | None:
-        return self.instances.get(req.args[0])
-
     # --- routes ---------------------------------------------------------------------------------
     def do_start(self, req: Request) -> Answer:
+        arrived = time.perf_counter()  # the boot clock starts when the request is handled
         snapshot_id = req.query.get("snapshot_id", [""])[0]
-        if snapshot_id not in self.snapshots:
+        snap = self.snapshots.get(snapshot_id)
+        if snap is None:
             return 404, {"detail": f"Snapshot {snapshot_id} not found"}
+        if arrived < snap.ready_at:
+            return 409, {"detail": f"Snapshot {snapshot_id} is pending"}
         body = req.body or {}
-        inst = self._new_instance(snapshot_id, body.get("metadata") or {})
+        inst = self._new_instance(snapshot_id, body.get("metadata") or {}, arrived)
         inst.ttl_seconds, inst.ttl_action = body.get("ttl_seconds"), body.get("ttl_action")
-        if self.ready_polls:
-            inst.status, inst.polls_left = "pending", self.ready_polls
         return 200, self.instance_dto(inst)
 
     def do_get(self, req: Request) -> Answer:
         inst = self._instance(req)
         if inst is None:
             return 404, {"detail": "Instance not found"}
-        with self.lock:
-            if inst.polls_left > 0:
-                inst.polls_left -= 1
-                if inst.polls_left == 0:
-                    inst.status = "ready"
         return 200, self.instance_dto(inst)
 
     def do_stop(self, req: Request) -> Answer:
-        with self.lock:
-            inst = self.instances.pop(req.args[0], None)
-        if inst is None:
+        inst = self._instance(req)
+        if inst is None or inst.gone_at is not None:
             return 404, {"detail": "Instance not found"}
-        self.stopped.append(inst.id)
-        shutil.rmtree(inst.home, ignore_errors=True)
+        with self.lock:
+            inst.gone_at = time.perf_counter() + self.stop_ms / 1000
+            self.stopped.append(inst.id)
+        self._reap()
         return 200, {"id": inst.id, "object": "instance", "deleted": True}
 
-    def do_list(self, req: Request) -> Answer:
+    def _matching(self, req: Request) -> list[FakeInstance]:
+        self._reap()
         wanted = {k[len("metadata["):-1]: v[0] for k, v in req.query.items() if k.startswith("metadata[")}
-        rows = [self.instance_dto(i) for i in list(self.instances.values())
-                if all(i.metadata.get(k) == v for k, v in wanted.items())]
-        return 200, {"object": "list", "data": rows}
+        return [i for i in list(self.instances.values())
+                if i.gone_at is None and all(i.metadata.get(k) == v for k, v in wanted.items())]
+
+    def do_list(self, req: Request) -> Answer:
+        return 200, {"object": "list", "data": [self.instance_dto(i) for i in self._matching(req)]}
 
     def do_list_paginated(self, req: Request) -> Answer:
-        rows = [self.instance_dto(i) for i in list(self.instances.values())]
-        limit = int(req.query.get("limit", ["50"])[0])
-        return 200, {"instances": rows[:limit], "total": len(rows), "page": 1, "size": min(limit, len(rows)),
-                     "total_pages": 1, "has_next": False, "has_prev": False}
+        rows = self._matching(req)
+        limit = max(1, min(int(req.query.get("limit", ["50"])[0]), self.page_size))
+        page = max(1, int(req.query.get("page", ["1"])[0]))
+        chunk = rows[(page - 1) * limit: page * limit]
+        pages = max(1, -(-len(rows) // limit))
+        return 200, {"instances": [self.instance_dto(i) for i in chunk], "total": len(rows), "page": page,
+                     "size": len(chunk), "total_pages": pages, "has_next": page < pages, "has_prev": page > 1}
 
     def do_exec(self, req: Request) -> Answer:
         inst = self._instance(req)
         if inst is None:
             return 404, {"detail": "Instance not found"}
-        if inst.status != "ready":
-            return 409, {"detail": f"Instance is {inst.status}"}
+        status = inst.status(time.perf_counter())
+        if status != "ready" or inst.gone_at is not None:
+            return 409, {"detail": f"Instance is {status if inst.gone_at is None else 'stopping'}"}
         command = (req.body or {}).get("command") or []
-        argv = ["/bin/sh", "-c", command[0]] if len(command) == 1 else list(command)
-        res = self.run_process(argv, {}, inst.home, 120)
+        if len(command) == 1:
+            argv = ["/bin/sh", "-c", command[0]] if self.exec_through_shell else shlex.split(command[0])
+        else:
+            argv = list(command)
+        try:
+            res = self.run_process(argv, {}, inst.home, 120)
+        except OSError as exc:  # no such program: what a shell-less exec of a shell line would meet
+            return 200, {"exit_code": 127, "stdout": "", "stderr": f"{argv[0]}: {exc.strerror}"}
         return 200, {"exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr}
+
+    def do_pause(self, req: Request) -> Answer:
+        inst = self._instance(req)
+        if inst is None:
+            return 404, {"detail": "Instance not found"}
+        inst.paused = True
+        return 200, self.instance_dto(inst)
+
+    def do_resume(self, req: Request) -> Answer:
+        inst = self._instance(req)
+        if inst is None:
+            return 404, {"detail": "Instance not found"}
+        inst.paused, inst.ready_at = False, time.perf_counter() + self.boot_ms / 1000
+        return 200, self.instance_dto(inst)
 
     def do_snapshot(self, req: Request) -> Answer:
         inst = self._instance(req)
@@ -200,8 +277,24 @@ class FakeMorph(FakeServer):
         sid = f"snapshot_{secrets.token_hex(4)}"
         home = os.path.join(self.root, "snapshots", sid)
         shutil.copytree(inst.home, home)
-        snap = FakeSnapshot(sid, home, req.query.get("digest", [None])[0], (req.body or {}).get("metadata") or {},
-                            warm=True)
+        body = req.body or {}
+        snap = FakeSnapshot(sid, home, req.query.get("digest", [None])[0], body.get("metadata") or {}, warm=True,
+                            ttl_seconds=body.get("ttl_seconds"), ready_at=time.perf_counter() + self.snapshot_ms / 1000)
+        self.snapshots[sid] = snap
+        return 200, self.snapshot_dto(snap)
+
+    def do_snapshot_create(self, req: Request) -> Answer:
+        body = req.body or {}
+        digest = body.get("digest")
+        existing = [s for s in self.snapshots.values() if digest and s.digest == digest]
+        if existing:
+            return 200, self.snapshot_dto(existing[0])
+        sid = f"snapshot_{secrets.token_hex(4)}"
+        home = os.path.join(self.root, "snapshots", sid)
+        os.makedirs(home)
+        spec = {"vcpus": body.get("vcpus", 1), "memory": body.get("memory", 128), "disk_size": body.get("disk_size", 700)}
+        snap = FakeSnapshot(sid, home, digest, body.get("metadata") or {}, image_id=body.get("image_id") or
+                            "morphvm-minimal", spec=spec, ready_at=time.perf_counter() + self.snapshot_ms / 1000)
         self.snapshots[sid] = snap
         return 200, self.snapshot_dto(snap)
 
