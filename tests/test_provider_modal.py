@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from grpclib import Status
 from modal.config import config as modal_config
 
@@ -274,3 +276,26 @@ def test_live_assumption_checks_hold_against_the_fake_and_clean_up(fake):
                                                 "modal.list-filters-by-all-tags", "modal.terminate-wait-means-exited"]
     assert all(v.verdict == HELD for v in verdicts), verdicts
     assert fake.alive() == set()
+
+
+def test_a_soft_time_limit_inside_an_exec_is_recorded_as_a_timeout_and_destroy_runs(fake):
+    """Celery's soft limit is a signal whose handler raises in whatever frame runs: here, inside the
+    SDK's blocking exec wait. It must leave the guard untouched and be recorded as a timeout."""
+    slow = Snippet(name="slow", code="import time\ntime.sleep(20)\n")
+    provider = ready_provider()
+
+    def soft_limit(signum, frame):
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGALRM, soft_limit)
+    try:
+        sandbox = provider.create(SPEC)
+        provider.destroy(sandbox)  # a warm client, so the timer below lands in the run phase
+        signal.setitimer(signal.ITIMER_REAL, 3.0)
+        out = measure(provider, SPEC, slow, {}, TIMEOUTS)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    # an exec either way (ready on a very loaded machine, else run): inside the SDK's exec wait
+    assert out["outcome"] == "timeout" and out["error_phase"] in ("ready", "run"), out
+    assert "soft time limit" in out["error"] and out["destroy_ns"] > 0 and fake.alive() == set()
