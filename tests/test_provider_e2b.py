@@ -272,6 +272,9 @@ def test_facts_name_versions_timing_and_template_never_the_key(fake):
     assert facts["timing"]["resolution_ms"] == RESOLUTION_S * 1000 <= 50
     assert facts["sdk_retries"] == {"control_plane": 0, "connection": 0}
     assert "3600 s" in facts["timing"]["leak_bound"] and "paused" in facts["timing"]["leak_bound"]
+    assert facts["timing"]["wire"].startswith("status, Retry-After")
+    from providers.e2b import wire
+    assert wire.install() is True  # installed once at import; installing again changes nothing
     assert facts["api_url"] == fake.url
     assert fake.api_key not in json.dumps(facts)
 

@@ -47,7 +47,7 @@ RESOLUTION_S = 0.025     # the readiness poll's longest interval: the stated res
 LIST_PAGE = 100
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-wire.install()
+WIRE_READ = wire.install()  # False: the SDK's transport changed; Retry-After is lost (farm backoff)
 
 
 def exit_code_of(error: Any) -> int:
@@ -115,6 +115,11 @@ class E2BProvider(Provider):
                                   "(sample field sandbox.sdk_attempts)"
                                   + ("" if retries == 0 else "; e2b was imported before the farm could "
                                      "switch connection retries off, so a refused connection is retried"),
+                "wire": "status, Retry-After and error message of every answer read at pyqwest's httpx "
+                        "transport (PyqwestTransport.handle_request)" if WIRE_READ else
+                        "not read: the SDK's transport has no PyqwestTransport.handle_request any more; "
+                        "Retry-After is lost (the farm's own backoff applies) and a dead sandbox may show "
+                        "as a timeout",
                 "leak_bound": f"every sandbox is created with timeout={self.settings.sandbox_timeout} s "
                               "(e2b kills it then); farm sweep lists running and paused sandboxes, every page",
             },

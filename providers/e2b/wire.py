@@ -73,14 +73,19 @@ def current() -> Watch | None:
     return getattr(_local, "watch", None)
 
 
-def install() -> None:
+def install() -> bool:
     """Wrap ``PyqwestTransport.handle_request`` (idempotent). This is the one place the farm
-    touches the SDK's insides, and it does so only because no supported hook sees headers."""
-    from pyqwest.httpx import PyqwestTransport
-
-    original = PyqwestTransport.handle_request
+    touches the SDK's insides, and it does so only because no supported hook sees headers.
+    False when the transport is not there to wrap (the SDK changed): then nothing is read."""
+    try:
+        from pyqwest.httpx import PyqwestTransport
+    except ImportError:
+        return False
+    original = getattr(PyqwestTransport, "handle_request", None)
+    if original is None:
+        return False
     if getattr(original, "farm_wire", False):
-        return
+        return True
 
     def handle_request(self: Any, request: Any) -> Any:
         seen = current()
@@ -96,6 +101,7 @@ def install() -> None:
 
     handle_request.farm_wire = True  # type: ignore[attr-defined]
     PyqwestTransport.handle_request = handle_request  # type: ignore[method-assign]
+    return True
 
 
 def _answer(request: Any, response: Any) -> Answer:
