@@ -40,7 +40,8 @@ def test_creates_wait_for_readiness_and_a_throttled_create_is_retried_after_the_
     for s in samples:
         assert s["warm"] is None and s["claim_ns"] is None
         assert s["create_ns"] >= (BOOT_MS - 5) * 1e6  # the SDK alone returns when Modal accepts the request
-        assert s["sandbox"] == {"image": "definition", "sdk_attempts": 1}
+        assert s["sandbox"]["image"] == "definition" and s["sandbox"]["sdk_attempts"] == 1
+        assert s["sandbox"]["accepted_ms"] < s["create_ns"] / 1e6  # Modal accepted before the sandbox was ready
         assert "greeting: hej" in s["output"] and s["leaked"] is None
     (retried,) = [s for s in samples if s["retries"]]
     assert retried["retry_log"][0]["class"] == "rate_limited"

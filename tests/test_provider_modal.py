@@ -67,7 +67,8 @@ def test_lifecycle_through_measure_sends_tags_probe_lifetime_and_per_exec_env(fa
 
     assert out["outcome"] == "ok", out
     assert out["warm"] is None and out["create_ns"] > 0 and "token=per-exec-value" in out["output"]
-    assert out["sandbox"] == {"image": "definition", "sdk_attempts": 1}
+    assert out["sandbox"]["image"] == "definition" and out["sandbox"]["sdk_attempts"] == 1
+    assert 0 < out["sandbox"]["accepted_ms"] < out["create_ns"] / 1e6  # Modal's answer came before readiness
     (create,) = fake.requests("SandboxCreateV2")
     assert {t.tag_name: t.tag_value for t in create.tags} == LABELS
     assert list(create.definition.scheduler_placement.regions) == ["us-east"] and not create.secret_sources  # env only per exec
@@ -148,6 +149,13 @@ def test_scheduling_poll_is_fine_grained(fake):
     before = fake.count("SandboxGetTaskIdV2")
     provider.create(SPEC)
     assert fake.count("SandboxGetTaskIdV2") - before >= 6  # a 0.5 s poll would ask at most 3 times
+
+
+def test_without_the_sdks_poll_constant_the_facts_state_the_sdks_resolution(fake, monkeypatch):
+    from modal.sandbox import _impl_v2
+
+    monkeypatch.delattr(_impl_v2, "_TASK_ID_POLL_INTERVAL")  # as if a new SDK moved it
+    assert ready_provider().facts()["timing"]["resolution_ms"] == 500
 
 
 def test_exec_past_its_timeout_is_a_timeout_and_destroy_still_runs(fake):

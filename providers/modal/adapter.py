@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import threading
+import time
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 import modal
@@ -99,23 +100,27 @@ class ModalProvider(Provider):
         # scheduling_poll_ms until it succeeds, and wait_until_ready returns when it has
         probe = modal.Probe.with_exec("true", interval_ms=self.settings.scheduling_poll_ms)
         made: list[Any] = []
+        accepted_at: list[float] = []
 
         async def create_until_ready() -> Any:
             # env vars go per exec, never at create: the sandbox stays the same whatever a snippet gets
             made.append(await modal.Sandbox.create.aio(
                 app=app, image=image, tags=dict(spec.labels), timeout=self.settings.sandbox_timeout,
                 readiness_probe=probe, **options))
+            accepted_at.append(time.perf_counter())
             await made[0].wait_until_ready.aio(timeout=max(1, math.ceil(spec.timeout_s)))
             return made[0]
 
-        retries_before = RETRIES.count
+        retries_before, start = RETRIES.count, time.perf_counter()
         try:
             sb = self._bounded("create", spec.timeout_s, create_until_ready)
         except BaseException:
             if made:  # created but never usable in time (or interrupted): end it rather than leave it running
                 self._terminate_quietly(made[0])
             raise
-        facts = {"image": "prebuilt" if prebuilt else "definition", "sdk_attempts": 1 + RETRIES.count - retries_before}
+        # accepted_ms: when Sandbox.create returned (Modal accepted the request), a plain fact beside the phase
+        facts = {"image": "prebuilt" if prebuilt else "definition", "sdk_attempts": 1 + RETRIES.count - retries_before,
+                 "accepted_ms": round(1000 * (accepted_at[0] - start), 1)}
         # a pre-built image is still a cold container start: warm stays None, the facts say prebuilt
         return Sandbox(id=sb.object_id, handle=sb, warm=None, facts=facts)
 
