@@ -1,37 +1,33 @@
-"""The local baseline: a fresh working directory per sandbox and a fresh interpreter per run.
+"""The local baseline: a fresh sandbox per sample and a fresh interpreter per execution.
 
-Nothing here sleeps or pretends: create makes a private directory tree, run starts a new Python
-process in it with a clean environment and resource limits, destroy removes the tree.
+Nothing here sleeps or pretends: create makes a private folder, run starts a new Python process
+confined by providers/confine.py (bubblewrap namespaces where the host allows them, else a
+dropped uid and resource limits), destroy removes the folder. The confinement really had is
+recorded per run (provider facts); a configured level the host cannot give refuses to start.
 
-Confinement (``providers.local.confine``): ``auto`` (default) uses bubblewrap when ``bwrap`` is
-installed — a read-only view of the host, the sandbox directory writable, no network — and
-otherwise only the private directory and resource limits. The setup phase (package installs)
-keeps the network so declared packages can be fetched; the run phase does not, unless
-``providers.local.network: true``. The run manifest records which confinement was in force.
+The setup phase never runs package code outside the sandbox and never gives the sandbox the
+host's network: the farm downloads wheels only (``pip download --only-binary=:all:``, which
+builds nothing) and pip installs them inside the sandbox without network.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from providers.base import (OUTPUT_LIMIT, Provider, ProviderError, RunResult, Sandbox, SandboxSpec,
-                            setup_code)
-
-DEFAULT_LIMITS = {
-    "cpu_seconds": 600,          # RLIMIT_CPU
-    "memory_mb": 2048,           # RLIMIT_AS
-    "file_size_mb": 512,         # RLIMIT_FSIZE: also caps what a snippet can print
-}
+from farm.requirements import BadRequirement, check_requirements
+from providers.base import OUTPUT_LIMIT, Provider, ProviderError, RunResult, Sandbox, SandboxSpec
+from providers.confine import (INSIDE_PACKAGES, INSIDE_WHEELS, Box, Confinement, ConfinementError, Limits,
+                               confinement_failure, decide, interpreter_dirs)
 
 
 def _tail(path: Path, limit: int = OUTPUT_LIMIT) -> str:
@@ -59,6 +55,20 @@ def _wait_exact(proc: subprocess.Popen, timeout: float) -> int:
     return proc.wait()
 
 
+def _limits(raw: Any) -> Limits:
+    if raw is None:
+        return Limits()
+    if not isinstance(raw, Mapping):
+        raise ProviderError("config", "providers.local.limits must be a mapping of limit names to numbers")
+    known = set(Limits.__dataclass_fields__)
+    for key, value in raw.items():
+        if key not in known:
+            raise ProviderError("config", f"providers.local.limits.{key} is unknown; known: {', '.join(sorted(known))}")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ProviderError("config", f"providers.local.limits.{key} must be a positive whole number, not {value!r}")
+    return Limits(**raw)
+
+
 class LocalProvider(Provider):
     name = "local"
     capabilities = frozenset({"network"})
@@ -67,128 +77,98 @@ class LocalProvider(Provider):
         super().__init__(settings)
         self.python = str(self.settings.get("python") or sys.executable)
         self.root = Path(self.settings.get("root") or tempfile.gettempdir())
-        self.limits = {**DEFAULT_LIMITS, **(self.settings.get("limits") or {})}
+        self.limits = _limits(self.settings.get("limits"))
         confine = self.settings.get("confine", "auto")
         if confine not in ("auto", "bwrap", "none"):
             raise ProviderError("config", f"providers.local.confine must be auto, bwrap or none, not {confine!r}")
-        self.bwrap = shutil.which("bwrap") if confine in ("auto", "bwrap") else None
-        if confine == "bwrap" and not self.bwrap:
-            raise ProviderError("config", "providers.local.confine is bwrap but bwrap is not installed: "
-                                "apt-get install bubblewrap, or set confine: auto")
         network = self.settings.get("network")
-        if network is None:
-            network = self.bwrap is None  # nothing can take the network away without bwrap
-        elif not isinstance(network, bool):
+        if network is not None and not isinstance(network, bool):
             raise ProviderError("config", f"providers.local.network must be true or false, not {network!r}")
-        elif not network and self.bwrap is None:
-            raise ProviderError("config", "providers.local.network: false needs bubblewrap to take the network "
-                                "away: apt-get install bubblewrap, or drop the setting")
-        self.network = network
-        self.prlimit = shutil.which("prlimit")
+        urls = self.settings.get("allowed_package_urls") or []
+        if not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls):
+            raise ProviderError("config", "providers.local.allowed_package_urls must be a list of URL prefixes")
+        self.allowed_package_urls = tuple(urls)
+        paths = self.settings.get("read_only_paths") or []
+        if not isinstance(paths, list) or not all(isinstance(x, str) and os.path.isabs(x) and os.path.exists(x)
+                                                  for x in paths):
+            raise ProviderError("config", "providers.local.read_only_paths must be a list of existing absolute paths")
+        if not (shutil.which(self.python) or Path(self.python).is_file()):
+            raise ProviderError("config", f"local provider: interpreter {self.python} not found: "
+                                "fix providers.local.python in config.yml")
+        try:
+            self.confine: Confinement = decide(self.python, self.limits, network, confine, self.root,
+                                               tuple(os.path.realpath(x) for x in paths))
+        except ConfinementError as exc:
+            raise ProviderError("config", str(exc)) from None
+        self.network = self.confine.network
         self.capabilities = frozenset({"network"}) if self.network else frozenset()
 
     @property
     def confinement(self) -> str:
-        parts = ["own-dir", "rlimits"]
-        if self.bwrap:
-            parts.append("bwrap-readonly-host")
-        parts.append("network" if self.network else "no-network")
-        return "+".join(parts)
+        return self.confine.describe()
 
     def facts(self) -> dict[str, Any]:
-        version = subprocess.run([self.python, "-c", "import sys; print(sys.version.split()[0])"],
-                                 capture_output=True, text=True, timeout=30).stdout.strip()
-        return {"python": version, "confinement": self.confinement, "limits": self.limits}
-
-    def check(self) -> None:
-        if not (shutil.which(self.python) or Path(self.python).is_file()):
-            raise ProviderError("config", f"local provider: interpreter {self.python} not found: "
-                                "fix providers.local.python in config.yml")
+        return {"python": interpreter_dirs(self.python)[1], **self.confine.facts()}
 
     def create(self, spec: SandboxSpec) -> Sandbox:
-        home = Path(tempfile.mkdtemp(prefix="farm-sbx-", dir=self.root))
-        for sub in ("work", "tmp", "site-packages"):
-            (home / sub).mkdir()
-        (home / "labels.json").write_text(json.dumps(dict(spec.labels)))  # found again by `farm sweep`
-        return Sandbox(id=str(home), handle=home)
+        box = Box(Path(tempfile.mkdtemp(prefix="farm-sbx-", dir=self.root)))
+        self.confine.prepare(box)
+        (box.root / "labels.json").write_text(json.dumps(dict(spec.labels)))  # found again by `farm sweep`
+        return Sandbox(id=str(box.root), handle=box)
 
-    def _preexec(self) -> None:
-        """Fallback when prlimit is missing: set the limits in the child before exec."""
-        mb = 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_CPU, (self.limits["cpu_seconds"],) * 2)
-        resource.setrlimit(resource.RLIMIT_AS, (self.limits["memory_mb"] * mb,) * 2)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (self.limits["file_size_mb"] * mb,) * 2)
-
-    def _limits_argv(self) -> list[str]:
-        """Resource limits via util-linux ``prlimit``: it lets the spawn skip a Python preexec hook,
-        which would force a full fork of the (large) worker process and add milliseconds to what
-        the run phase measures. Without prlimit the limits are set in a preexec hook instead."""
-        if not self.prlimit:
-            return []
-        mb = 1024 * 1024
-        return [self.prlimit, f"--cpu={self.limits['cpu_seconds']}", f"--as={self.limits['memory_mb'] * mb}",
-                f"--fsize={self.limits['file_size_mb'] * mb}", "--"]
-
-    def _interpreter_dirs(self) -> list[str]:
-        """Directories under /tmp that the interpreter needs (a venv and what it links to):
-        the sandbox's private /tmp would otherwise hide them."""
-        exe = Path(self.python)
-        candidates = {exe.parent.parent, Path(os.path.realpath(exe)).parent.parent}
-        tmp = Path("/tmp")
-        return sorted(str(p) for p in candidates if tmp in p.parents)
-
-    def _argv(self, home: Path, code: str, network: bool) -> list[str]:
-        argv = [*self._limits_argv(), self.python, "-c", code]
-        if not self.bwrap:
-            return argv
-        box = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        for path in self._interpreter_dirs():  # an interpreter living under /tmp stays visible
-            box += ["--ro-bind", path, path]
-        box += ["--bind", str(home), str(home), "--chdir", str(home / "work"),
-                "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
-        if not network:
-            box.append("--unshare-net")
-        return [*self._limits_argv(), *box, "--", self.python, "-c", code]
+    def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
+        return self._run(sandbox.handle, code, env, timeout, "run")
 
     def install(self, sandbox: Sandbox, packages: tuple[str, ...], env: Mapping[str, str],
                 timeout: float) -> RunResult:
-        # pip in the sandbox sees this host's pip configuration (index, find-links, certificates):
-        # HOME is the sandbox, so the user's config file is named explicitly. Only the setup phase
-        # gets it; the snippet's own run does not.
-        pip_env = {k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_TARGET"}
-        user_conf = Path.home() / ".config" / "pip" / "pip.conf"
-        if "PIP_CONFIG_FILE" not in pip_env and user_conf.is_file():
-            pip_env["PIP_CONFIG_FILE"] = str(user_conf)
-        return self._run(sandbox, setup_code(packages), {**pip_env, **env}, timeout, network=True)
+        """Download wheels on the host (builds nothing, runs no package code), then install them
+        inside the sandbox without network. Both halves are the setup phase."""
+        try:
+            reqs = check_requirements(packages, self.allowed_package_urls)
+        except BadRequirement as exc:
+            raise ProviderError("config", f"packages: {exc}") from None
+        box: Box = sandbox.handle
+        deadline = time.monotonic() + timeout
+        fetched = self._download(box, reqs, env, timeout)
+        if not fetched.ok:
+            return fetched
+        wheels = INSIDE_WHEELS if self.confine.level == "bwrap" else str(box.wheels)
+        target = INSIDE_PACKAGES if self.confine.level == "bwrap" else str(box.packages)
+        code = ("import subprocess, sys\n"
+                "sys.exit(subprocess.call([sys.executable, '-m', 'pip', 'install', '--isolated', '--quiet', "
+                "'--no-index', '--no-cache-dir', '--disable-pip-version-check', '--no-warn-script-location', "
+                f"'--find-links', {wheels!r}, '--target', {target!r}, '--', *{reqs!r}]))\n")
+        return self._run(box, code, {}, max(deadline - time.monotonic(), 0.001), "setup")
 
-    def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
-        return self._run(sandbox, code, env, timeout, network=self.network)
+    def _download(self, box: Box, reqs: list[str], env: Mapping[str, str], timeout: float) -> RunResult:
+        # the host's pip configuration (index, find-links, certificates) applies: PIP_* of the
+        # worker and of the allow-listed variables, and the user's pip.conf.
+        pip_env = {**os.environ, **{k: v for k, v in env.items() if k.startswith("PIP_")}}
+        pip_env.pop("PIP_TARGET", None)
+        argv = [self.python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                "--only-binary=:all:", "--dest", str(box.wheels), "--", *reqs]
+        try:
+            done = subprocess.run(argv, cwd=box.wheels, env=pip_env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ProviderError("timeout", f"downloading {', '.join(reqs)} took more than {timeout:g} s") from None
+        note = "" if done.returncode == 0 else ("the local provider installs wheels only (building a "
+                                                 "source package would run its code outside the sandbox)\n")
+        return RunResult(exit_code=done.returncode, stdout=done.stdout[-OUTPUT_LIMIT:],
+                         stderr=(note + done.stderr)[-OUTPUT_LIMIT:])
 
-    def environment(self, home: Path, env: Mapping[str, str]) -> dict[str, str]:
+    def environment(self, box: Box, env: Mapping[str, str]) -> dict[str, str]:
         """The sandbox's whole environment: a clean base plus exactly ``env``."""
-        base = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(home), "TMPDIR": str(home / "tmp"), "LANG": "C.UTF-8",
-            "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
-            # packages installed in the setup phase land inside this sandbox, not in the worker's venv
-            "PIP_TARGET": str(home / "site-packages"), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        }
-        site = home / "site-packages"
-        if any(site.iterdir()):  # only then: an extra sys.path entry slows every import a little
-            base["PYTHONPATH"] = str(site)
-        return {**base, **env}
+        return self.confine.environment(box, env)
 
-    def _run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float,
-             network: bool) -> RunResult:
-        home: Path = sandbox.handle
-        out_path, err_path = home / "tmp" / "stdout", home / "tmp" / "stderr"
+    def _run(self, box: Box, code: str, env: Mapping[str, str], timeout: float, phase: str) -> RunResult:
+        out_path, err_path = box.out / "stdout", box.out / "stderr"
+        argv = self.confine.argv(box, code, phase)
         with out_path.open("wb") as out, err_path.open("wb") as err:
             # own session and process group, so a timeout kills everything the snippet started
-            proc = subprocess.Popen(self._argv(home, code, network), cwd=home / "work",
-                                    env=self.environment(home, env),
+            proc = subprocess.Popen(argv, cwd=self.confine.cwd(box), env=self.environment(box, env),
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    start_new_session=True,
-                                    preexec_fn=None if self.prlimit else self._preexec)
+                                    start_new_session=True)
             try:
                 code_ = _wait_exact(proc, timeout)
             except subprocess.TimeoutExpired:
@@ -197,7 +177,11 @@ class LocalProvider(Provider):
             except BaseException:  # soft time limit or shutdown: never leave the process behind
                 self._kill(proc)
                 raise
-        return RunResult(exit_code=code_, stdout=_tail(out_path), stderr=_tail(err_path))
+        result = RunResult(exit_code=code_, stdout=_tail(out_path), stderr=_tail(err_path))
+        failure = confinement_failure(result.exit_code, result.stdout, result.stderr)
+        if failure:  # the sandbox never started: its tool's own words, not "exit 1"
+            raise ProviderError("config", f"local sandbox could not start ({self.confinement}): {failure}")
+        return result
 
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
@@ -208,7 +192,7 @@ class LocalProvider(Provider):
         proc.wait()
 
     def destroy(self, sandbox: Sandbox) -> None:
-        shutil.rmtree(sandbox.handle, ignore_errors=False)
+        shutil.rmtree(sandbox.handle.root, ignore_errors=False)
 
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
         found = []

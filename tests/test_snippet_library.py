@@ -60,6 +60,16 @@ def local_pip_env():
     return env
 
 
+def local_pip_paths(pip_env):
+    """The folders behind those local package sources (an index's files sit beside its simple/):
+    the sandbox sees no host folder unless providers.local.read_only_paths lists it."""
+    if not pip_env:
+        return []
+    paths = {url.removeprefix("file://") for url in " ".join(pip_env.values()).split()}
+    paths = {os.path.dirname(p.rstrip("/")) if p.rstrip("/").endswith("/simple") else p for p in paths}
+    return sorted(p for p in paths if os.path.isabs(p) and os.path.exists(p))
+
+
 class _Ok(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - http.server's naming
         self.send_response(200)
@@ -87,8 +97,8 @@ def library_run(tmp_path_factory, http_target):
     pip_env = local_pip_env()
     env = {**(pip_env or {}), "FARM_EGRESS_URL": http_target}
     chosen = [s for s in library().values() if pip_env or not NEEDS_INDEX & {s.name}]
-    config = {"env_vars": {"pass_to_sandbox": sorted(env)},
-              "providers": {"local": {"network": True}}}  # the network snippets need it
+    config = {"env_vars": {"pass_to_sandbox": sorted(env)},  # the network snippets need network
+              "providers": {"local": {"network": True, "read_only_paths": local_pip_paths(pip_env)}}}
     with Farm(tmp_path_factory.mktemp("library"), config=config) as farm:
         farm.worker("local", concurrency=2, env=env)
         started = time.monotonic()

@@ -156,7 +156,7 @@ def test_fixture_suite_runs_end_to_end_with_setup_env_vars_and_only_printed_timi
     for s in by_name["sum_of_squares"]:
         assert s["setup_ns"] > 0, "config.packages are installed in the separately timed setup phase"
         assert "greeting: hello-from-env" in s["output"]
-        assert "farm-sbx-" in s["output"].split("six from:")[1].splitlines()[0], "six came from setup"
+        assert "/farm/packages/" in s["output"].split("six from:")[1].splitlines()[0], "six came from setup"
         printed = json.loads(s["output"].split("--- BENCHMARK TIMING DATA ---")[1].split("---")[0])
         assert set(s["internal"]) == {"execution", "parse"} and s["internal"]["parse"] == 1_250_000
         assert s["internal"]["execution"] == pytest.approx(printed["internal_execution_time_ms"] * 1e6, abs=1)

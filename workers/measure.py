@@ -73,7 +73,8 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
         ready = provider.run(sandbox, READY_CODE, {}, timeouts["ready"])
         elapsed = clock() - start
         if not ready.ok or "farm-ready" not in ready.stdout:
-            raise ProviderError("provider_error", f"readiness check failed (exit {ready.exit_code})")
+            said = (ready.stderr or ready.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise ProviderError("provider_error", f"readiness check failed (exit {ready.exit_code}): {said[0][:200]}")
         out["ready_ns"] = elapsed
 
         if snippet.packages:

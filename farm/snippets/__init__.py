@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from farm.errors import ConfigError
+from farm.requirements import BadRequirement, check_requirements
 
 LIBRARY_DIR = Path(__file__).parent / "library"
 HEADER = re.compile(r"^# /// farm\s*$(?P<body>.*?)^# ///\s*$", re.M | re.S)
@@ -123,6 +124,10 @@ def parse_snippet(text: str, source: str) -> Snippet:
     packages = meta.get("packages", [])
     if not isinstance(packages, list) or not all(isinstance(p, str) and p.strip() for p in packages):
         raise ConfigError(f"{source}: header 'packages' must be a list of package names")
+    try:
+        packages = check_requirements(packages, allowed_url_prefixes=None)
+    except BadRequirement as exc:
+        raise ConfigError(f"{source}: header 'packages': {exc}") from None
     needs = meta.get("needs", [])
     if not isinstance(needs, list) or not set(needs) <= KNOWN_NEEDS:
         raise ConfigError(f"{source}: header 'needs' must be a list drawn from {sorted(KNOWN_NEEDS)}")
