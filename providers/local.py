@@ -22,10 +22,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
+
+from pydantic import Field, field_validator, model_validator
 
 from farm.requirements import BadRequirement, check_requirements
 from providers.base import OUTPUT_LIMIT, Provider, ProviderError, RunResult, Sandbox, SandboxSpec
+from providers.spec import ProviderSettings, ProviderSpec
 from providers.confine import (INSIDE_PACKAGES, INSIDE_WHEELS, Box, Confinement, ConfinementError, Limits,
                                confinement_failure, decide, interpreter_dirs)
 
@@ -55,49 +58,70 @@ def _wait_exact(proc: subprocess.Popen, timeout: float) -> int:
     return proc.wait()
 
 
-def _limits(raw: Any) -> Limits:
-    if raw is None:
-        return Limits()
-    if not isinstance(raw, Mapping):
-        raise ProviderError("config", "providers.local.limits must be a mapping of limit names to numbers")
-    known = set(Limits.__dataclass_fields__)
-    for key, value in raw.items():
-        if key not in known:
-            raise ProviderError("config", f"providers.local.limits.{key} is unknown; known: {', '.join(sorted(known))}")
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ProviderError("config", f"providers.local.limits.{key} must be a positive whole number, not {value!r}")
-    return Limits(**raw)
+class LocalLimits(ProviderSettings):
+    cpu_seconds: int = Field(Limits.cpu_seconds, gt=0, description="RLIMIT_CPU, per process")
+    memory_mb: int = Field(Limits.memory_mb, gt=0, description="RLIMIT_AS, per process")
+    file_size_mb: int = Field(Limits.file_size_mb, gt=0, description="RLIMIT_FSIZE: also caps output")
+    pids: int = Field(Limits.pids, gt=0, description="processes and threads per sample (RLIMIT_NPROC)")
+    disk_mb: int = Field(Limits.disk_mb, gt=0, description="the sandbox's writable /tmp (tmpfs), under bwrap")
+
+
+class LocalSettings(ProviderSettings):
+    python: str | None = Field(None, description="interpreter; default: the farm's own")
+    root: str | None = Field(None, description="where sandbox directories are made; default: the temp dir")
+    limits: LocalLimits = LocalLimits()
+    confine: Literal["auto", "bwrap", "none"] = "auto"
+    network: bool | None = Field(None, description="run phase only; unset: off under bwrap, host network below")
+    read_only_paths: list[str] = Field(default_factory=list, description="more host paths the sandbox sees, read-only")
+    allowed_package_urls: list[str] = Field(default_factory=list,
+                                            description="URL prefixes a 'name @ URL' package may use")
+
+    @field_validator("read_only_paths", "root")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        for path in [value] if isinstance(value, str) else value or []:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r} must be an absolute path")
+        return value
+
+    @field_validator("allowed_package_urls")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        if any("://" not in url for url in value):
+            raise ValueError("each entry must be a URL prefix such as 'https://example.org/wheels/'")
+        return value
+
+    @model_validator(mode="after")
+    def _network_needs_bwrap(self) -> "LocalSettings":
+        if self.confine == "none" and self.network is False:
+            raise ValueError("network: false needs bwrap's network namespace, which confine: none never "
+                             "uses: set confine: auto (or bwrap), or drop network")
+        return self
+
+
+SPEC = ProviderSpec(name="local", adapter="providers.local:LocalProvider", settings=LocalSettings)
 
 
 class LocalProvider(Provider):
-    name = "local"
+    spec = SPEC
     capabilities = frozenset({"network"})
 
-    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Any = None) -> None:
         super().__init__(settings)
-        self.python = str(self.settings.get("python") or sys.executable)
-        self.root = Path(self.settings.get("root") or tempfile.gettempdir())
-        self.limits = _limits(self.settings.get("limits"))
-        confine = self.settings.get("confine", "auto")
-        if confine not in ("auto", "bwrap", "none"):
-            raise ProviderError("config", f"providers.local.confine must be auto, bwrap or none, not {confine!r}")
-        network = self.settings.get("network")
-        if network is not None and not isinstance(network, bool):
-            raise ProviderError("config", f"providers.local.network must be true or false, not {network!r}")
-        urls = self.settings.get("allowed_package_urls") or []
-        if not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls):
-            raise ProviderError("config", "providers.local.allowed_package_urls must be a list of URL prefixes")
-        self.allowed_package_urls = tuple(urls)
-        paths = self.settings.get("read_only_paths") or []
-        if not isinstance(paths, list) or not all(isinstance(x, str) and os.path.isabs(x) and os.path.exists(x)
-                                                  for x in paths):
-            raise ProviderError("config", "providers.local.read_only_paths must be a list of existing absolute paths")
+        cfg: LocalSettings = self.settings
+        self.python = cfg.python or sys.executable
+        self.root = Path(cfg.root or tempfile.gettempdir())
+        self.limits = Limits(**cfg.limits.model_dump())
+        self.allowed_package_urls = tuple(cfg.allowed_package_urls)
+        missing = [p for p in cfg.read_only_paths if not os.path.exists(p)]
+        if missing:
+            raise ProviderError("config", f"providers.local.read_only_paths: {missing[0]} does not exist here")
         if not (shutil.which(self.python) or Path(self.python).is_file()):
             raise ProviderError("config", f"local provider: interpreter {self.python} not found: "
                                 "fix providers.local.python in config.yml")
         try:
-            self.confine: Confinement = decide(self.python, self.limits, network, confine, self.root,
-                                               tuple(os.path.realpath(x) for x in paths))
+            self.confine: Confinement = decide(self.python, self.limits, cfg.network, cfg.confine, self.root,
+                                               tuple(os.path.realpath(p) for p in cfg.read_only_paths))
         except ConfinementError as exc:
             raise ProviderError("config", str(exc)) from None
         self.network = self.confine.network
@@ -210,28 +234,3 @@ class LocalProvider(Provider):
         if home.parent != self.root or not home.name.startswith("farm-sbx-"):
             raise ProviderError("not_found", f"{sandbox_id} is not a local farm sandbox")
         shutil.rmtree(home, ignore_errors=True)
-
-
-# --- declaration ------------------------------------------------------------------------------------
-from typing import Literal  # noqa: E402
-
-from pydantic import Field  # noqa: E402
-
-from providers.spec import ProviderSettings, ProviderSpec  # noqa: E402
-
-
-class LocalLimits(ProviderSettings):
-    cpu_seconds: int = Field(DEFAULT_LIMITS["cpu_seconds"], gt=0)
-    memory_mb: int = Field(DEFAULT_LIMITS["memory_mb"], gt=0)
-    file_size_mb: int = Field(DEFAULT_LIMITS["file_size_mb"], gt=0)
-
-
-class LocalSettings(ProviderSettings):
-    python: str | None = Field(None, description="interpreter; default: the farm's own")
-    root: str | None = Field(None, description="where sandbox directories are made; default: the temp dir")
-    limits: LocalLimits = LocalLimits()
-    confine: Literal["auto", "bwrap", "none"] = "auto"
-    network: bool | None = None
-
-
-SPEC = ProviderSpec(name="local", adapter="providers.local:LocalProvider", settings=LocalSettings)
