@@ -14,35 +14,33 @@ snippet runs the code unchanged and prints ``FARM_TIMING execution <ms>`` for
 ``<name>_time_ms`` number (0 is AISB's "not measured"); with no block, or no such number in it, it
 reports no internal time (AISB's own providers then estimate one; the farm never does).
 
-Loading runs the suite's code, so it happens in a child interpreter. ``tests.test_utils`` and
-``tests.test_sandbox_utils`` come from the suite when it has them, else from the helpers below.
+Loading never runs the suite: its files are parsed and each test's return value is computed
+statically (farm/snippets/static_eval.py) — literals, f-strings, string and list operations and
+calls of helpers whose bodies are of that kind. A test that needs its code to run to say what it
+returns (``os.environ``, an unknown call, a loop) is skipped with a one-line warning. The helpers
+``tests.test_utils`` and ``tests.test_sandbox_utils`` are the suite's own when it has them (read
+the same way), else the compatible ones below.
 """
 
 from __future__ import annotations
 
 import ast
-import inspect
-import json
-import subprocess
-import sys
-import tempfile
-import types
+import logging
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
 from farm.errors import ConfigError
 from farm.redact import redact
+from farm.requirements import BadRequirement, check_requirements
 from farm.snippets import HEADER, LIBRARY_DIR, MAX_SNIPPET_BYTES, NAME, Snippet
+from farm.snippets.aisb_helpers import HELPER_EXPORTS
+from farm.snippets.static_eval import MAX_STEPS, NotStatic, Opaque, Scope, StaticFunction, call_static, evaluate
 
 HELPERS = ("test_utils", "test_sandbox_utils")
 NOT_TESTS = frozenset({"test_utils.py", "test_sandbox_utils.py", "test_template.py"})  # as AISB skips them
 CONFIG_KEYS = ("env_vars", "packages", "single_run", "is_info_test", "info_test")
 META_KEYS = ("slug", "description", "single_run", "info_test")
-LOAD_TIMEOUT_S = 60.0
-
-
-class UnsupportedFeature(Exception):
-    """A suite uses something the farm cannot honour; the message says what to do instead."""
 
 
 # --- the timing block parser: source text, because it runs inside the sandbox too ------------
@@ -178,43 +176,153 @@ def is_aisb_suite(directory: Path) -> bool:
     return find_tests(directory) is not None
 
 
-# --- loading: a child interpreter imports the suite and calls its test functions ---------------
-CHILD_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from farm.snippets.compat import child_main; "
-              "sys.path.pop(0); child_main(sys.argv[2], sys.argv[3:])")
+# --- loading: the suite's source is read, never run ------------------------------------------
+log = logging.getLogger("farm.snippets")
 
 
 def load_suite(directory: Path) -> dict[str, Snippet]:
-    """Every test of an AISB suite as a farm Snippet, by name; ConfigError naming the file on failure."""
+    """Every test of an AISB suite whose code can be known without running it, as a farm Snippet;
+    ConfigError naming the file for a broken one. Nothing of the suite is imported or executed:
+    a test whose return value needs its code to run is skipped with a one-line warning."""
     found = find_tests(directory)
     if found is None:
         raise ConfigError(f"{directory}: no AI Sandbox Benchmark tests (tests/test_*.py with test_*() functions)")
     folder, files = found
     root = (folder.parent if folder.name == "tests" else folder).resolve()
-    farm_root = str(Path(__file__).resolve().parents[2])
-    with tempfile.TemporaryDirectory(prefix="farm-aisb-") as tmp:
-        answer = Path(tmp) / "tests.json"
-        try:
-            done = subprocess.run([sys.executable, "-I", "-c", CHILD_BOOT, farm_root, str(answer),
-                                   *(str(f.resolve()) for f in files)], cwd=root, capture_output=True,
-                                  text=True, timeout=LOAD_TIMEOUT_S, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise ConfigError(f"{directory}: loading the suite took over {LOAD_TIMEOUT_S:g} s: a test file "
-                              "does real work when imported or in its test_*() function") from None
-        if done.returncode != 0 or not answer.exists():
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ConfigError(_one_line(f"{directory}: loading the suite failed (exit {done.returncode}): {last}"))
-        records = json.loads(answer.read_text(encoding="utf-8"))
+    helpers = {name: _helper_scope(folder, name) for name in HELPERS}
     snippets: dict[str, Snippet] = {}
-    for record in records:
-        if "error" in record:
-            raise ConfigError(_one_line(f"{record['file']}: {record['error']}"))
-        snippet = to_snippet(record, root)
-        if snippet.name in snippets:
-            raise ConfigError(f"{record['file']}::{record['function']}: snippet name {snippet.name!r} is also "
-                              f"used by {snippets[snippet.name].extra['test']}: names must be unique (TEST_META "
-                              "slugs, or test function names without one)")
-        snippets[snippet.name] = snippet
+    skipped = 0
+    for path in files:
+        for record in _read_file(path.resolve(), root, helpers):
+            if "error" in record:
+                raise ConfigError(_one_line(f"{record['file']}: {record['error']}"))
+            if "skip" in record:
+                skipped += 1
+                log.warning(_one_line(f"farm: warning: {record['file']}::{record['function']} skipped, never "
+                                      f"run: its code is not known without running it ({record['skip']})"))
+                continue
+            snippet = to_snippet(record, root)
+            if snippet.name in snippets:
+                raise ConfigError(f"{record['file']}::{record['function']}: snippet name {snippet.name!r} is also "
+                                  f"used by {snippets[snippet.name].extra['test']}: names must be unique (TEST_META "
+                                  "slugs, or test function names without one)")
+            snippets[snippet.name] = snippet
+    if not snippets:
+        raise ConfigError(f"{directory}: none of its {skipped} tests returns code the farm can read without running "
+                          "it (the warnings above say why)")
     return snippets
+
+
+def _parse(path: Path) -> ast.Module:
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as exc:
+        raise ConfigError(f"{path.name}: line {exc.lineno}: Python syntax error: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.__class__.__name__}") from None
+
+
+def _helper_scope(folder: Path, name: str) -> Scope:
+    """The suite's own helper module, read statically; else the farm's compatible helpers."""
+    own = folder / f"{name}.py"
+    if own.is_file():
+        scope = Scope({})
+        _bind_module(_parse(own), scope, {}, own.name)
+        return scope
+    return Scope(HELPER_EXPORTS[name]())
+
+
+def _imported(node: ast.ImportFrom | ast.Import, helpers: dict[str, Scope]) -> dict[str, Any]:
+    """Names an import binds: helper names from the helper modules, dedent, else opaque."""
+    bound: dict[str, Any] = {}
+    if isinstance(node, ast.ImportFrom):
+        module = (node.module or "").split(".")[-1]
+        for alias in node.names:
+            name = alias.asname or alias.name
+            if module in helpers and alias.name in helpers[module].names:
+                bound[name] = helpers[module].names[alias.name]
+            elif node.module == "textwrap" and alias.name == "dedent":
+                bound[name] = textwrap.dedent
+            else:
+                bound[name] = Opaque(f"imported from {node.module or '.'}")
+    else:
+        for alias in node.names:
+            bound[(alias.asname or alias.name).split(".")[0]] = Opaque(f"the module {alias.name}")
+    return bound
+
+
+def _bind_module(tree: ast.Module, scope: Scope, helpers: dict[str, Scope], where: str) -> None:
+    """Bind a module's top-level names without running it: functions, static values, imports."""
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            scope.names.update(_imported(stmt, helpers))
+        elif isinstance(stmt, ast.FunctionDef):
+            scope.names[stmt.name] = StaticFunction(stmt, scope)
+        elif isinstance(stmt, ast.AsyncFunctionDef):
+            scope.names[stmt.name] = Opaque("an async function")
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None:
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            try:
+                value = evaluate(stmt.value, Scope({}, parent=scope, budget=[MAX_STEPS]))
+            except NotStatic as exc:
+                value = Opaque(f"set by code that would have to run ({exc})")
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    scope.names[target.id] = value
+                elif (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                      and isinstance(scope.names.get(target.value.id), StaticFunction)):
+                    scope.names[target.value.id].attrs[target.attr] = value  # test_x.single_run = True
+        # every other statement (calls, loops, prints) is never run, and binds nothing
+
+
+def _read_file(path: Path, root: Path, helpers: dict[str, Scope]) -> list[dict[str, Any]]:
+    """One test file's tests as records: values, ``skip`` (not static) or ``error`` (unsupported)."""
+    rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    tree = _parse(path)
+    scope = Scope({})
+    _bind_module(tree, scope, helpers, rel)
+    meta = scope.names.get("TEST_META")
+    if isinstance(meta, Opaque):
+        return [{"file": rel, "error": f"TEST_META is not a literal: {meta.what}"}]
+    module_doc = ast.get_docstring(tree) or ""
+    records = []
+    for fname, func in sorted(scope.names.items()):
+        if not fname.startswith("test_") or any(fname == h for h in HELPERS):
+            continue
+        where = f"{rel}::{fname}"
+        if isinstance(func, Opaque) and func.what == "an async function":
+            return [{"file": where, "error": "async test functions are not supported: return the code directly"}]
+        if not isinstance(func, StaticFunction) or func.scope is not scope:
+            if isinstance(func, Opaque):
+                records.append({"file": rel, "function": fname, "skip": func.what})
+            continue  # helpers imported from elsewhere are not this file's tests
+        node = func.node
+        required = node.args.args[:len(node.args.args) - len(node.args.defaults)]
+        if required:
+            return [{"file": where, "error": f"test functions must take no arguments (it needs {required[0].arg!r})"}]
+        if node.decorator_list:
+            records.append({"file": rel, "function": fname, "skip": f"line {node.lineno}: decorated"})
+            continue
+        try:
+            result = call_static(func, [], {})
+        except NotStatic as exc:
+            records.append({"file": rel, "function": fname, "skip": str(exc)})
+            continue
+        if isinstance(result, dict):
+            extra = sorted(set(result) - {"config", "code"})
+            if extra:
+                return [{"file": where, "error": f"returned key {extra[0]!r}: only 'config' and 'code' are supported"}]
+            config, code = result.get("config"), result.get("code")
+        elif isinstance(result, str):
+            config, code = {}, result
+        else:
+            return [{"file": where, "error": f"returned {type(result).__name__}: expected a dict with 'config' "
+                                             "and 'code', or the code as a string"}]
+        doc = (ast.get_docstring(node) or module_doc).strip().splitlines()
+        records.append({"file": rel, "function": fname, "meta": meta, "config": config, "code": code,
+                        "doc": doc[0] if doc else "",
+                        "attrs": {k: v for k, v in func.attrs.items() if k in ("single_run", "is_info_test", "info_test")}})
+    return records
 
 
 def _one_line(text: str, limit: int = 400) -> str:
@@ -249,9 +357,10 @@ def to_snippet(record: dict[str, Any], root: Path) -> Snippet:
     packages = config.get("packages") or []
     if not isinstance(packages, list) or not all(isinstance(p, str) and p.strip() for p in packages):
         raise ConfigError(f"{where}: config 'packages' must be a list of package names")
-    if any(p.strip().startswith("-") for p in packages):
-        raise ConfigError(f"{where}: config 'packages' holds a pip option; only requirements are supported "
-                          "(set pip options in the sandbox's pip configuration)")
+    try:
+        packages = check_requirements(packages, allowed_url_prefixes=None)
+    except BadRequirement as exc:
+        raise ConfigError(f"{where}: config 'packages': {exc}") from None
     env_vars = config.get("env_vars") or []
     if not isinstance(env_vars, list) or not all(isinstance(v, str) and v.isidentifier() for v in env_vars):
         raise ConfigError(f"{where}: config 'env_vars' must be a list of environment variable names")
@@ -285,178 +394,3 @@ def to_snippet(record: dict[str, Any], root: Path) -> Snippet:
                    packages=tuple(p.strip() for p in packages), repeatable=not (single or info),
                    source=f"{root / record['file']}::{function}",
                    extra={"format": "aisb", "test": where, "env_vars": list(env_vars), "info": info})
-
-
-def _load_file(path: Path, root: Path) -> list[dict[str, Any]]:
-    """Runs in the child: import one test file and call its test functions."""
-    import importlib.util
-
-    rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-    name = f"tests.{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        return [{"file": rel, "error": "cannot be imported as a Python module"}]
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException as exc:  # noqa: BLE001 - the suite's failure, reported in one line
-        return [{"file": rel, "error": f"cannot import: {type(exc).__name__}: {exc}"}]
-    meta = getattr(module, "TEST_META", None)
-    records = []
-    for fname, func in sorted(vars(module).items()):
-        if not (fname.startswith("test_") and inspect.isfunction(func) and func.__module__ == name):
-            continue  # helpers imported from elsewhere are not this file's tests
-        where = f"{rel}::{fname}"
-        if inspect.iscoroutinefunction(func):
-            return [{"file": where, "error": "async test functions are not supported: return the code directly"}]
-        required = [p for p in inspect.signature(func).parameters.values()
-                    if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        if required:
-            return [{"file": where, "error": f"test functions must take no arguments (it needs {required[0].name!r})"}]
-        try:
-            result = func()
-        except BaseException as exc:  # noqa: BLE001
-            return [{"file": where, "error": f"calling it raised {type(exc).__name__}: {exc}"}]
-        if isinstance(result, dict):
-            extra = sorted(set(result) - {"config", "code"})
-            if extra:
-                return [{"file": where, "error": f"returned key {extra[0]!r}: only 'config' and 'code' are supported"}]
-            config, code = result.get("config"), result.get("code")
-        elif isinstance(result, str):
-            config, code = {}, result
-        else:
-            return [{"file": where, "error": f"returned {type(result).__name__}: expected a dict with 'config' "
-                                             "and 'code', or the code as a string"}]
-        doc = (inspect.getdoc(func) or inspect.getdoc(module) or "").strip().splitlines()
-        records.append({"file": rel, "function": fname, "meta": meta, "config": config, "code": code,
-                        "doc": doc[0] if doc else "",
-                        "attrs": {k: getattr(func, k) for k in ("single_run", "is_info_test", "info_test")
-                                  if hasattr(func, k)}})
-    return records
-
-
-def child_main(answer: str, files: list[str]) -> None:
-    """Entry point of the loading child: the suite's own ``tests`` package, our helpers where missing."""
-    paths = [Path(f).resolve() for f in files]
-    folder = paths[0].parent
-    root = folder.parent if folder.name == "tests" else folder
-    sys.path.insert(0, str(root))  # the suite's own top-level modules, as when AISB runs from its checkout
-    package = types.ModuleType("tests")
-    package.__path__ = [str(folder)]
-    sys.modules["tests"] = package
-    for helper in HELPERS:
-        if not (folder / f"{helper}.py").exists():
-            module = types.ModuleType(f"tests.{helper}")
-            module.__dict__.update(HELPER_EXPORTS[helper]())
-            sys.modules[module.__name__] = module
-            setattr(package, helper, module)
-    sys.stdout = sys.stderr  # whatever the suite prints must not be mistaken for our answer
-    records: list[dict[str, Any]] = []
-    for path in paths:
-        records.extend(_load_file(path, root))
-    with open(answer, "w", encoding="utf-8") as fh:
-        json.dump(records, fh, default=lambda o: list(o) if isinstance(o, (tuple, set)) else repr(o))
-
-
-# --- compatible helpers for suites that lack their own -----------------------------------------
-# Sandbox-side templates: code text a test pastes into the code it returns, as AISB's do.
-TIMER_TEMPLATE = """
-import time
-
-def benchmark_timer(func):
-    \"\"\"Call func and return {"result": ..., "execution_time_ms": ...}.\"\"\"
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        result = func(*args, **kwargs)
-        return {"result": result, "execution_time_ms": (time.perf_counter() - start) * 1000}
-    timed.__name__ = getattr(func, "__name__", "timed")
-    return timed
-"""
-RESULTS_TEMPLATE = """
-import json
-
-def print_benchmark_results(test_result, additional_metrics=None):
-    \"\"\"Print the result, then the timing block the harness reads.\"\"\"
-    if "result" in test_result:
-        print(test_result["result"])
-    print(f'Execution Time: {test_result["execution_time_ms"] / 1000:.2f}s')
-    data = {"internal_execution_time_ms": test_result["execution_time_ms"], **(additional_metrics or {})}
-    print("\\n\\n--- BENCHMARK TIMING DATA ---")
-    print(json.dumps(data))
-    print("--- END BENCHMARK TIMING DATA ---")
-"""
-PACKAGES_TEMPLATE = """
-import importlib, importlib.metadata, re, subprocess, sys
-
-def ensure_packages(packages, verbose=True):
-    \"\"\"pip install only what is missing (the farm installs declared packages in setup); True if all present.\"\"\"
-    missing = []
-    for spec in packages:
-        try:
-            importlib.metadata.distribution(re.split(r"[\\s;\\[<>=!~]", spec.strip(), maxsplit=1)[0])
-        except importlib.metadata.PackageNotFoundError:
-            missing.append(spec)
-    if not missing:
-        return True
-    if verbose:
-        print(f"Installing packages: {', '.join(missing)}...")
-    code = subprocess.call([sys.executable, "-m", "pip", "install", "--quiet", *missing])
-    importlib.invalidate_caches()
-    return code == 0
-"""
-
-
-def get_sandbox_utils(include_timer: bool = True, include_results: bool = True,
-                      include_packages: bool = True) -> str:
-    """The chosen helper templates as one block of code for the sandbox."""
-    chosen = [(include_timer, TIMER_TEMPLATE), (include_results, RESULTS_TEMPLATE),
-              (include_packages, PACKAGES_TEMPLATE)]
-    return "\n".join(text for wanted, text in chosen if wanted)
-
-
-def create_test_config(env_vars: list[str] | None = None, single_run: bool = False,
-                       packages: list[str] | None = None, is_info_test: bool = False) -> dict[str, Any]:
-    """AISB's test config; accepts both its older (single_run, is_info_test) and newer signatures."""
-    config: dict[str, Any] = {"env_vars": list(env_vars or []), "single_run": single_run}
-    if packages:
-        config["packages"] = list(packages)
-    if is_info_test:
-        config["is_info_test"] = True
-    return config
-
-
-def wrap_test(test_func: Callable[[], str], config: dict[str, Any] | None = None,
-              is_info_test: bool = False) -> Callable[[], dict[str, Any]]:
-    """Turn a function returning code into one returning ``{"config", "code"}``."""
-    def wrapper() -> dict[str, Any]:
-        return {"config": config or create_test_config(is_info_test=is_info_test), "code": test_func()}
-
-    wrapper.__name__, wrapper.__doc__ = test_func.__name__, test_func.__doc__
-    if is_info_test:
-        wrapper.is_info_test = True  # type: ignore[attr-defined]
-    return wrapper
-
-
-def _harness_ensure_packages(packages: list[str], verbose: bool = True) -> bool:
-    raise UnsupportedFeature("ensure_packages() was called while loading the suite, which would pip install "
-                             "on the farm's machine: list the packages in config['packages'] (installed in "
-                             "the setup phase) or call ensure_packages inside the test's code")
-
-
-def _test_utils() -> dict[str, Any]:
-    namespace: dict[str, Any] = {}
-    exec(compile(TIMER_TEMPLATE + RESULTS_TEMPLATE, "farm-aisb-test-utils", "exec"), namespace)
-    return {"benchmark_timer": namespace["benchmark_timer"], "ensure_packages": _harness_ensure_packages,
-            "print_benchmark_results": namespace["print_benchmark_results"],
-            "create_test_config": create_test_config, "wrap_test": wrap_test}
-
-
-def _sandbox_utils() -> dict[str, Any]:
-    return {"BENCHMARK_TIMER_TEMPLATE": TIMER_TEMPLATE, "PRINT_RESULTS_TEMPLATE": RESULTS_TEMPLATE,
-            "PACKAGE_INSTALL_TEMPLATE": PACKAGES_TEMPLATE, "SANDBOX_UTILS_TEMPLATE": get_sandbox_utils(),
-            "get_sandbox_utils": get_sandbox_utils}
-
-
-HELPER_EXPORTS: dict[str, Callable[[], dict[str, Any]]] = {"test_utils": _test_utils,
-                                                           "test_sandbox_utils": _sandbox_utils}
