@@ -1,4 +1,5 @@
-"""What only e2b needs, through the real e2b SDK (the generic cases are in the contract suite).
+"""What only e2b needs, through the real e2b SDK (the generic cases are in the contract suite):
+the lifecycle through ``measure``, exit codes, warm signals, facts, sweep, doctor, assumptions.
 
 Seam faked: the HTTP servers behind the SDK. ``E2B_API_URL`` and ``E2B_SANDBOX_URL`` point the real
 ``e2b-code-interpreter`` package (its own pyqwest transport, ``E2B_HTTP_VERSION=1.1``) at
@@ -11,11 +12,6 @@ assumption the fake encodes (providers/e2b/assumptions.py) name it.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -23,39 +19,10 @@ from farm.config import parse_config
 from farm.ops import doctor, sweep
 from farm.snippets import Snippet
 from providers import get_provider
-from providers.base import WARM_UNKNOWN, ProviderError, SandboxSpec
+from providers.base import WARM_UNKNOWN, ProviderError
 from providers.e2b.adapter import RESOLUTION_S, E2BProvider, exit_code_of
-from tests.fakes.e2b_server import NOT_FOUND, FakeE2B
+from tests.e2b_testing import ENV_SNIPPET, LABELS, TIMEOUTS, creates, fake, nowhere, spec  # noqa: F401
 from workers.measure import measure
-
-TIMEOUTS = {"create": 30, "ready": 30, "setup": 60, "run": 30, "destroy": 30}
-LABELS = {"farm": "sandbox-farm", "farm-run": "run-e2b-1", "farm-provider": "e2b",
-          "farm-snippet": "envcheck", "farm-rep": "0"}
-ENV_SNIPPET = Snippet(name="envcheck", code="import os\nprint('token=' + os.environ['FARM_PASSED'])\n")
-
-
-@pytest.fixture(autouse=True)
-def nowhere(monkeypatch):
-    """Without the fake, the SDK points at a closed local port: no test can reach the internet."""
-    for key in ("E2B_API_URL", "E2B_SANDBOX_URL"):
-        monkeypatch.setenv(key, "http://127.0.0.1:9")
-    monkeypatch.setenv("E2B_DOMAIN", "invalid")
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    with FakeE2B() as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        yield server
-
-
-def spec(**labels: str) -> SandboxSpec:
-    return SandboxSpec(labels={**LABELS, **labels}, timeout_s=10)
-
-
-def creates(fake: FakeE2B) -> list[dict]:
-    return [r for r in fake.requests if r["route"] == "create"]
 
 
 def test_full_lifecycle_through_measure_sends_labels_and_per_exec_env(fake):
@@ -115,51 +82,6 @@ def test_clean_sys_exit_is_success_not_failure(fake):
     finally:
         provider.destroy(sbx)
     assert result.exit_code == 0 and result.stdout == "done\n" and result.stderr == ""
-
-
-@pytest.mark.parametrize("arrange, expected", [
-    (lambda f, mp: mp.setenv("E2B_API_KEY", "e2b_wrong_key_value_123456"), "auth"),
-    (lambda f, mp: f.fail("create", 404, "template not found"), "not_found"),
-    (lambda f, mp: f.fail("create", 429, "slow down"), "rate_limited"),
-    (lambda f, mp: f.fail("create", 503, "busy"), "provider_error"),
-    (lambda f, mp: f.fail("create", 500, "boom"), "provider_error"),
-])
-def test_create_errors_are_classified_once_without_sdk_retries(fake, monkeypatch, arrange, expected):
-    arrange(fake, monkeypatch)
-    with pytest.raises(ProviderError) as info:
-        E2BProvider({}).create(spec())
-    assert info.value.error_class == expected
-    assert len(creates(fake)) == 1  # retries=0: a 429/503 is not silently retried and timed as one call
-    assert "wrong_key" not in str(info.value) and fake.api_key not in str(info.value)
-    assert "\n" not in str(info.value) and str(info.value).startswith("e2b create: ")
-
-
-def test_unknown_template_is_not_found(fake):
-    with pytest.raises(ProviderError) as info:
-        E2BProvider({"template": "no-such-template"}).create(spec())
-    assert info.value.error_class == "not_found" and info.value.status == 404
-    assert "no-such-template" in str(info.value)
-
-
-def test_rate_limit_in_measure_is_recorded_as_such_never_as_a_snippet_failure(fake):
-    fake.fail("create", 429, "slow down", times=5)
-    out = measure(E2BProvider({}), spec(), ENV_SNIPPET, {"FARM_PASSED": "x"}, TIMEOUTS)
-    assert out["outcome"] == "error" and out["error_class"] == "rate_limited" and out["error_phase"] == "create"
-    assert "create_ns" not in out and "destroy_ns" not in out  # nothing was created, nothing invented
-
-
-def test_connection_refused_is_network_and_fails_fast(fake):
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    provider = E2BProvider({"api_url": f"http://127.0.0.1:{port}"})
-    assert provider.facts()["sdk_retries"] == {"control_plane": 0, "connection": 0}
-    start = time.monotonic()
-    with pytest.raises(ProviderError) as info:
-        provider.create(spec())
-    assert info.value.error_class == "network"
-    assert time.monotonic() - start < 1.5  # no hidden connection retries with backoff
-    assert "Connection refused" in str(info.value)
 
 
 def test_run_timeout_is_classified_and_the_sandbox_is_still_destroyed(fake):
@@ -279,14 +201,6 @@ def test_facts_name_versions_timing_and_template_never_the_key(fake):
     assert fake.api_key not in json.dumps(facts)
 
 
-def test_create_past_its_request_timeout_is_a_timeout(fake):
-    fake.fail("create", delay=2)
-    start = time.monotonic()
-    with pytest.raises(ProviderError) as info:
-        E2BProvider({}).create(SandboxSpec(labels=LABELS, timeout_s=0.3))
-    assert info.value.error_class == "timeout" and time.monotonic() - start < 1.5
-
-
 def test_farm_sweep_finds_and_deletes_leaked_labelled_sandboxes(fake):
     config = parse_config({"providers": {"e2b": {}}})
     leaked = fake.add_sandbox(LABELS)
@@ -318,68 +232,6 @@ def test_farm_doctor_shows_endpoint_credentials_and_a_verdict(fake, monkeypatch)
     assert row.verdict.startswith("auth: ") and "E2B_API_KEY" in row.verdict
 
 
-@pytest.mark.parametrize("boot_ms", [0, 500])
-def test_when_the_api_answers_before_the_code_interpreter_runs_create_waits_for_it(fake, boot_ms):
-    """The case assumption create_answer_means_usable rules out on e2b, and the farm covers anyway:
-    the API answers at once, the code interpreter answers /health only ``boot_ms`` later."""
-    fake.answer, fake.boot_ms = "at_once", boot_ms
-    provider = E2BProvider({})
-    start = time.perf_counter()
-    sandbox = provider.create(spec())
-    measured_ms = (time.perf_counter() - start) * 1000
-    try:
-        assert measured_ms >= boot_ms - 5
-        assert measured_ms <= boot_ms + RESOLUTION_S * 1000 + 400  # generous: a loaded 2-core machine
-        assert sandbox.facts["api_answer_ms"] < boot_ms + 400
-        assert (sandbox.facts["polls"] > 1) == (boot_ms > 0)  # the farm, not the SDK, did the waiting
-        assert provider.run(sandbox, "print('up')", {}, 10).stdout == "up\n"
-    finally:
-        provider.destroy(sandbox)
-
-
-def test_a_sandbox_gone_while_booting_fails_create_as_not_found_and_is_discarded(fake):
-    """Assumption edge_says_not_found_for_a_gone_sandbox: the edge's 502 names a gone sandbox."""
-    fake.answer, fake.boot_ms = "at_once", 5000
-    fake.fail("health", 502, NOT_FOUND)
-    start = time.monotonic()
-    with pytest.raises(ProviderError) as info:
-        E2BProvider({}).create(spec())
-    assert info.value.error_class == "not_found" and time.monotonic() - start < 4  # not waited out
-    assert fake.sandboxes == {} and len(fake.killed) == 1  # the sandbox the API made is not leaked
-
-
-def test_a_dead_sandbox_during_run_is_not_found_with_the_edge_status(fake):
-    provider = E2BProvider({})
-    sandbox = provider.create(spec())
-    fake.vanish(sandbox.id)
-    with pytest.raises(ProviderError) as info:
-        provider.run(sandbox, "print(1)", {}, 10)
-    assert info.value.error_class == "not_found" and info.value.status == 502  # not "timeout"
-    provider.destroy(sandbox)  # already gone (404) counts as destroyed
-
-
-@pytest.mark.parametrize("route, status, sdk_call", [
-    ("create", 429, lambda p: p.create(spec())),
-    ("create", 503, lambda p: p.create(spec())),
-    ("list", 429, lambda p: p.list_leftovers({"farm": "sandbox-farm"})),
-])
-def test_retry_after_is_read_on_the_wire_though_the_sdk_drops_it(fake, route, status, sdk_call):
-    fake.fail(route, status, "slow down", retry_after=7)
-    with pytest.raises(ProviderError) as info:
-        sdk_call(E2BProvider({}))
-    assert info.value.status == status and info.value.retry_after == 7
-    assert len([r for r in fake.requests if r["route"] == route]) == 1  # the SDK did not wait and retry
-
-
-def test_a_429_with_retry_after_is_retried_after_that_wait_and_logged(fake):
-    fake.fail("create", 429, "slow down", retry_after=0.4)
-    out = measure(E2BProvider({}), spec(), ENV_SNIPPET, {"FARM_PASSED": "x"}, TIMEOUTS, retries=1)
-    assert out["outcome"] == "ok", out
-    assert out["retry_log"] == [{"phase": "create", "class": "rate_limited", "ms": out["retry_log"][0]["ms"],
-                                 "wait_ms": 400.0}]
-    assert len(creates(fake)) == 2 and out["sandbox"]["sdk_attempts"] == 1
-
-
 def test_leftovers_include_paused_sandboxes_across_pages(fake):
     """Assumption paused_sandboxes_are_listed_page_by_page."""
     fake.page_size = 2
@@ -389,16 +241,6 @@ def test_leftovers_include_paused_sandboxes_across_pages(fake):
     lists = [r for r in fake.requests if r["route"] == "list"]
     assert len(lists) == 3 and lists[0]["query"]["state"] == ["running,paused"]
     assert [r["query"].get("nextToken") for r in lists] == [None, ["2"], ["4"]]
-
-
-def test_connection_retries_are_forced_off_before_the_sdk_reads_them():
-    """E2B_CONNECTION_RETRIES is read once, when e2b is imported: a user's 3 must not survive."""
-    code = ("import providers.e2b.adapter as a, e2b.api.client_sync as c\n"
-            "print(c.connection_retries, a.connection_retries_in_force())\n")
-    env = {**os.environ, "E2B_CONNECTION_RETRIES": "3", "E2B_API_KEY": "e2b_fake_0123456789abcdef"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0", "0"]
 
 
 def test_the_live_assumption_checks_hold_against_the_fake_that_encodes_them(fake):
