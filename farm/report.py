@@ -9,6 +9,7 @@ and changelog are in docs/results-format.md.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -18,7 +19,7 @@ from farm import render as formats
 from farm.aggregate import CDF_PROBS, aggregate_run
 from farm.config import FarmConfig, Statistics
 from farm.document import Document, Status
-from farm.samples import SEP, Batch
+from farm.samples import Batch
 from farm.stats import warnings_for
 from farm.store import Store
 
@@ -33,18 +34,11 @@ class CostMeter:
         self.sandboxes: dict[str, int] = {}
         self.lifetime_ns: dict[str, int] = {}
 
-    def add(self, s: dict[str, Any]) -> None:
-        if s.get("create_ns") is None and s.get("claim_ns") is None:
-            return  # no sandbox was acquired: nothing to bill
-        p = s["provider"]
-        self.sandboxes[p] = self.sandboxes.get(p, 0) + 1
-        self.lifetime_ns[p] = self.lifetime_ns.get(p, 0) + (s.get("total_ns") or 0)
-
     def add_batch(self, batch: Batch) -> None:
-        """The same as ``add`` for every sample of a column batch."""
+        """Every sample of a column batch that acquired a sandbox (a create or a warm claim)."""
         acquired = (batch.column("create_ns") >= 0) | (batch.column("claim_ns") >= 0)
         lifetime = np.where(batch.column("total_ns") >= 0, batch.column("total_ns"), 0)
-        providers = np.array([g.split(SEP, 1)[0] for g in batch.groups], dtype=object)
+        providers = batch.providers()
         for p in set(providers[acquired].tolist()):
             mine = acquired & (providers == p)
             self.sandboxes[p] = self.sandboxes.get(p, 0) + int(mine.sum())
@@ -76,23 +70,23 @@ def _statistics(config: FarmConfig | None) -> Statistics:
 def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline: bool = True) -> Document:
     """The run's manifest, status and aggregated results; its samples stay in the store, streamed
     by ``Document.iter_samples``. ``baseline`` compares with previous runs of the same plan."""
-
     stats = _statistics(config)
     status = store.status(run_id)
     prior = compare.previous_runs(store, run_id, stats.baseline_runs) if baseline else []
     meter = CostMeter()
+    leaked: Counter[str] = Counter()
     sample = compare.Reservoir(stats.exact_limit)
     passes = [0]
 
     def batches() -> Iterable[Batch]:
         passes[0] += 1
-        return _tap(store.iter_batches(run_id), meter, sample if prior else None) if passes[0] == 1 \
+        return _tap(store.iter_batches(run_id), meter, leaked, sample if prior else None) if passes[0] == 1 \
             else store.iter_batches(run_id)
 
     agg = aggregate_run(store, run_id, stats, batches)
     rows = [row.to_dict() for row in agg.rows]
     base = compare.baseline_flags(store, run_id, stats, compare.RunData(run_id, agg, sample)) if prior else None
-    leaks = leaked_summary(store, run_id)
+    leaks = leak_summary(store, run_id, leaked)
     return Document(
         run_id=run_id,
         status=Status(state=status.state, planned=status.planned, done=status.done, ok=status.ok,
@@ -139,15 +133,25 @@ def render(store: Store, run_id: str, fmt: str, config: FarmConfig | None = None
     return formats.render(build(store, run_id, config, baseline=fmt != "csv"), fmt)
 
 
-def leaked_summary(store: Store, run_id: str) -> dict[str, Any]:
-    """How many sandboxes a run's destroy failed for, and how many a sweep reclaimed since."""
-    leaked: dict[str, int] = {}
-    for sample in store.iter_samples(run_id):
-        if sample.get("leaked"):
-            leaked[sample["provider"]] = leaked.get(sample["provider"], 0) + 1
+def count_leaks(batch: Batch, leaked: Counter[str]) -> None:
+    """Add a batch's samples whose sandbox could not be destroyed to ``leaked`` (per provider)."""
+    if batch.leaked.any():
+        leaked.update(batch.providers()[batch.leaked].tolist())
+
+
+def leak_summary(store: Store, run_id: str, leaked: Counter[str]) -> dict[str, dict[str, int]]:
+    """The run's leaked sandboxes per provider, and how many a sweep reclaimed since."""
     swept = store.r.hgetall(Store.key(run_id, "sweep"))
     reclaimed = {k.split(":")[0]: int(v) for k, v in swept.items() if k.endswith(":reclaimed")}
-    return {"leaked": leaked, "reclaimed": reclaimed}
+    return {"leaked": dict(leaked), "reclaimed": reclaimed}
+
+
+def leaked_summary(store: Store, run_id: str) -> dict[str, dict[str, int]]:
+    """How many sandboxes a run's destroy failed for, and how many a sweep reclaimed since."""
+    leaked: Counter[str] = Counter()
+    for batch in store.iter_batches(run_id):
+        count_leaks(batch, leaked)
+    return leak_summary(store, run_id, leaked)
 
 
 def _run_notes(status: Any, leaks: dict[str, Any]) -> list[str]:
@@ -164,10 +168,11 @@ def _run_notes(status: Any, leaks: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _tap(batches: Iterable[Batch], meter: CostMeter, sample: Any) -> Iterator[Batch]:
-    """Pass batches through, feeding the cost meter (and the baseline sample) on the way."""
+def _tap(batches: Iterable[Batch], meter: CostMeter, leaked: Counter[str], sample: Any) -> Iterator[Batch]:
+    """Pass batches through, feeding the cost meter, the leak count (and the baseline sample)."""
     for batch in batches:
         meter.add_batch(batch)
+        count_leaks(batch, leaked)
         if sample is not None:
             sample.add_batch(batch)
         yield batch

@@ -35,6 +35,7 @@ KEYS = ("rep", "attempt", "retries", "exit_code", "warm", "leaked", "error_phase
 TEXT = ("error", "output", "retry_log", "sandbox")
 INT_KEYS = {"rep", "attempt", "retries", "exit_code", "v"}
 SEP = "\x1f"
+_SEP_BYTES, _LEAKED = SEP.encode(), KEYS.index("leaked")
 _PACK = struct.Struct(f"<{len(NUMBERS)}q")
 
 
@@ -184,6 +185,7 @@ class Batch:
     groups: np.ndarray            # str: provider\x1fsnippet\x1fwarmup\x1foutcome\x1ferror_class
     numbers: np.ndarray           # int64, shape (n, len(NUMBERS)); -1 = not measured
     internal: list[str]           # "name=ns,..." per sample ("" when none)
+    leaked: np.ndarray            # bool: the sample's sandbox could not be destroyed
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -198,7 +200,11 @@ class Batch:
     def where(self, mask: np.ndarray) -> "Batch":
         """The rows where ``mask`` is true."""
         rows = np.flatnonzero(mask)
-        return Batch(self.groups[rows], self.numbers[rows], [self.internal[i] for i in rows])
+        return Batch(self.groups[rows], self.numbers[rows], [self.internal[i] for i in rows], self.leaked[rows])
+
+    def providers(self) -> np.ndarray:
+        """The provider of each sample."""
+        return np.array([g.split(SEP, 1)[0] for g in self.groups], dtype=object)
 
     @classmethod
     def from_entries(cls, entries: list[list[Any]]) -> "Batch":
@@ -206,19 +212,21 @@ class Batch:
         fixed places because every entry is written with the same fields in the same order; one
         join and one frombuffer give all the numbers."""
         numbers = np.frombuffer(b"".join(f[5] for _, f in entries), dtype="<i8")
+        leaked = np.array([f[3].split(_SEP_BYTES)[_LEAKED] != b"" for _, f in entries], dtype=bool)
         return cls(np.array([f[1].decode() for _, f in entries], dtype=object),
-                   numbers.reshape(-1, len(NUMBERS)), [f[7].decode() for _, f in entries])
+                   numbers.reshape(-1, len(NUMBERS)), [f[7].decode() for _, f in entries], leaked)
 
     @classmethod
     def from_samples(cls, samples: Iterable[Mapping[str, Any]]) -> "Batch":
         """From sample dicts (tests, in-memory data): the same columns the stream gives."""
-        groups, rows, internal = [], [], []
+        groups, rows, internal, leaked = [], [], [], []
         for s in samples:
             groups.append(SEP.join(_clean(s.get(f)) for f in GROUP))
             rows.append([-1 if s.get(n) is None else int(s[n]) for n in NUMBERS])
             internal.append(format_internal(s.get("internal")))
+            leaked.append(bool(s.get("leaked")))
         numbers = np.asarray(rows, dtype=np.int64).reshape(-1, len(NUMBERS))
-        return cls(np.array(groups, dtype=object), numbers, internal)
+        return cls(np.array(groups, dtype=object), numbers, internal, np.array(leaked, dtype=bool))
 
 
 def split_group(group: str) -> tuple[str, str, bool, str, str | None]:
