@@ -9,16 +9,22 @@
   from the base that ran a short Python warm-up, digest ``sandbox-farm-warm-<base>``, TTL
   ``warm_snapshot_ttl_s``.
 
-Worker processes starting at the same moment may each make one; later ones reuse the newest.
-Snapshot readiness here is polled once a second at most: nothing here is timed.
+Worker processes on one machine take turns (a file lock per digest), so the second finds the
+first's snapshot; workers on different machines starting at the same moment may each make one, and
+later ones reuse the newest. Snapshot readiness here is polled once a second at most: nothing here
+is timed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import shlex
+import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 from providers.base import FARM_MARKER, ProviderError
 from providers.morph.shell import shell_command
@@ -50,15 +56,21 @@ def ensure_base(provider: "MorphProvider") -> tuple[str, dict[str, Any]]:
     digest = base_digest(provider)
     facts: dict[str, Any] = {"digest": digest, "image": s.image_id, "vcpus": s.vcpus, "memory_mb": s.memory_mb,
                              "disk_mb": s.disk_mb, "made_by_farm": True}
-    found = newest_ready(provider, digest)
-    if found:
-        return found, {"id": found, **facts, "reused": True}
     deadline = time.perf_counter() + s.prepare_timeout_s
+    with one_at_a_time(digest, s.prepare_timeout_s):
+        found = newest_ready(provider, digest)
+        if found:
+            return found, {"id": found, **facts, "reused": True}
+        made = make_base(provider, digest, deadline)
+    return made, {"id": made, **facts, "reused": False}
+
+
+def make_base(provider: "MorphProvider", digest: str, deadline: float) -> str:
+    s = provider.settings
     body = {"image_id": s.image_id, "vcpus": s.vcpus, "memory": s.memory_mb, "disk_size": s.disk_mb,
             "digest": f"{digest}-image", "metadata": {**FARM_MARKER, "farm-role": "image"}}
     image = wait_snapshot(provider, provider.api("POST", "/snapshot", deadline=deadline, json=body), deadline)
-    made = snapshot_after(provider, image, setup_command(s.python), digest, None, "base", deadline)
-    return made, {"id": made, **facts, "reused": False}
+    return snapshot_after(provider, image, setup_command(s.python), digest, None, "base", deadline)
 
 
 def ensure_warm(provider: "MorphProvider", base: str | None) -> tuple[str, dict[str, Any]]:
@@ -69,13 +81,32 @@ def ensure_warm(provider: "MorphProvider", base: str | None) -> tuple[str, dict[
         return s.warm_snapshot_id, {"id": s.warm_snapshot_id, "made_by_farm": False}
     assert base is not None
     digest = f"sandbox-farm-warm-{base}"
-    found = newest_ready(provider, digest)
-    if found:
-        return found, {"id": found, "digest": digest, "made_by_farm": True, "reused": True}
     deadline = time.perf_counter() + s.prepare_timeout_s
-    made = snapshot_after(provider, base, shell_command(s.python, WARM_UP, {}), digest, s.warm_snapshot_ttl_s,
-                          "warm", deadline)
+    with one_at_a_time(digest, s.prepare_timeout_s):
+        found = newest_ready(provider, digest)
+        if found:
+            return found, {"id": found, "digest": digest, "made_by_farm": True, "reused": True}
+        made = snapshot_after(provider, base, shell_command(s.python, WARM_UP, {}), digest, s.warm_snapshot_ttl_s,
+                              "warm", deadline)
     return made, {"id": made, "digest": digest, "made_by_farm": True, "reused": False}
+
+
+@contextmanager
+def one_at_a_time(digest: str, timeout_s: float) -> Iterator[None]:
+    """Worker processes on this machine prepare a snapshot one at a time, so the next one finds it."""
+    with open(os.path.join(tempfile.gettempdir(), f"{digest}.lock"), "a") as lock:
+        def take() -> bool | None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                return None
+
+        poll_until(take, timeout=timeout_s, what=f"morph: waiting for another worker preparing {digest}", max_s=0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def newest_ready(provider: "MorphProvider", digest: str) -> str | None:
