@@ -151,14 +151,14 @@ class E2BProvider(Provider):
             # env vars go per run_code call, never at create: a warm start must not depend on them
             sbx = E2BSandbox.create(template=self.source(), timeout=self.settings.sandbox_timeout,
                                     metadata=dict(spec.labels), **self.sdk_options(request_timeout=spec.timeout_s))
-        answered_ms = (time.perf_counter() - started) * 1000  # a fact beside the timed phase, not a timing
+        accepted_ms = (time.perf_counter() - started) * 1000  # a fact beside the timed phase, not a timing
         answer = seen.created()
         try:
             polled = self.wait_usable(sbx, deadline)
         except ProviderError:
             self._discard(sbx)
             raise
-        facts = {"api_answer_ms": round(answered_ms, 1), "polls": polled.polls,
+        facts = {"accepted_ms": round(accepted_ms, 1), "polls": polled.polls,
                  "sdk_attempts": seen.sent("POST", wire.CREATE_PATH),
                  "template_id": answer.get("templateID")}
         return Sandbox(id=sbx.sandbox_id, handle=sbx, warm=self.warm_signal(answer), facts=facts,
