@@ -19,7 +19,7 @@ import numpy as np
 
 from farm.config import Statistics
 from farm.document import Row
-from farm.samples import Batch, phase_key, sample_phases, split_group
+from farm.samples import Batch, phase_key, split_group
 from farm.sketch import LatencySketch
 from farm.sketch import load as load_sketches
 from farm.stats import ci_ranks, modes, quantile_ci, shape_flags
@@ -29,15 +29,6 @@ QUANTILES = (50, 90, 95, 99)
 CDF_PROBS = (0.0, 0.01, 0.025, *(i / 20 for i in range(1, 20)), 0.975, 0.99, 0.995, 0.999, 1.0)
 
 Series = tuple[str, str, str]
-
-
-def measured_values(samples: Iterable[dict[str, Any]]) -> Iterator[tuple[Series, int]]:
-    """(series, ns) for every phase of every successful measured sample, in stream order."""
-    for s in samples:
-        if s.get("warmup") or s.get("outcome") != "ok":
-            continue
-        for phase, ns in sample_phases(s).items():
-            yield (s["provider"], s["snippet"], phase), ns
 
 
 def summarize(values_ns: np.ndarray) -> dict[str, float | None]:

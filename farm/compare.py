@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from farm.aggregate import Aggregate, Series, aggregate_run, batch_values, measured_values
+from farm.aggregate import Aggregate, Series, aggregate_run, batch_values
 from farm.config import Statistics
 from farm.document import Row
 from farm.samples import SEP, Batch, phase_key
@@ -76,11 +76,6 @@ class Reservoir:
             j = self.rng.randrange(seen + 1)
             if j < self.cap:
                 bucket[j] = value
-
-    def feed(self, samples: Iterable[dict[str, Any]]) -> "Reservoir":
-        for key, ns in measured_values(samples):
-            self.add(key, ns / 1e6)
-        return self
 
     def feed_batches(self, batches: Iterable[Batch]) -> "Reservoir":
         """The same, from column batches (the stream's fast path)."""
