@@ -247,6 +247,7 @@ def test_farm_sweep_finds_and_deletes_labelled_leftovers(fake):
     mine = fake.add_instance({"farm": "sandbox-farm", "farm-run": "A"})
     other_run = fake.add_instance({"farm": "sandbox-farm", "farm-run": "B"})
     not_ours = fake.add_instance({"team": "web"})
+    fake.instances[mine].paused = True  # e.g. ended by ttl_action: pause; still costs, still listed
     config = parse_config({"providers": {"morph": {"snapshot_id": BASE_SNAPSHOT}}})
     (dry,) = sweep(config, ["morph"], run_id="A", dry_run=True)
     assert dry.found == [mine] and dry.deleted == [] and not dry.error
