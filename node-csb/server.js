@@ -55,7 +55,11 @@ async function main() {
     if (!(name in sdkModule)) fail(`SDK module ${env.CSB_SDK_MODULE} does not export ${name}`);
   }
 
-  const app = createApp({ sdkModule, apiKey, token, log, defaults: { python: env.CSB_SERVICE_PYTHON } });
+  const app = createApp({ sdkModule, apiKey, token, log, defaults: { python: env.CSB_SERVICE_PYTHON },
+    loopbackOnly: isLoopback(host) });
+  // The SDK starts some agent requests it never awaits (ports on connect); one failing when a
+  // sandbox goes away must not take the service, and every other sandbox, down with it.
+  process.on("unhandledRejection", (err) => log(`unhandled rejection inside the SDK: ${String(err?.message ?? err).split("\n")[0]}`));
   app.server.on("error", (err) => fail(`cannot listen on ${host}:${port}: ${err.code ?? err.message}`));
   app.server.listen(port, host, () => {
     const addr = app.server.address();

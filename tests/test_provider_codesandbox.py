@@ -1,9 +1,13 @@
 """CodeSandbox through node-csb: the real service process, a real Celery worker, real Redis.
 
-Faked seam: the SDK object only. node-csb runs for real (server.js: HTTP, service token, error
-mapping, tags) with ``@codesandbox/sdk`` replaced by ``node-csb/test/sdk-double.js`` through
-CSB_SDK_MODULE; the double runs each command in a local bash. The provider, httpx, the worker and
-Redis are the real ones. Nothing here reaches the internet: every address is 127.0.0.1.
+Two seams, each named where used:
+- ``wire``: the REAL ``@codesandbox/sdk`` inside node-csb, pointed through its base-URL setting
+  (CSB_BASE_URL) at the fake CodeSandbox API (node-csb/test/fake-api.js: REST + the agent
+  websocket). Used for what depends on the SDK's own behaviour: boot signal, attempts, Retry-After.
+- ``service``: the SDK object replaced by ``node-csb/test/sdk-double.js`` (CSB_SDK_MODULE), whose
+  journal shows exactly what node-csb asked of the SDK (tags, options, env names).
+The generic adapter cases run in tests/test_provider_contract.py (on the wire seam).
+Nothing here reaches the internet: every address is 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import sys
 from pathlib import Path
 
@@ -22,7 +27,10 @@ from farm.store import Store
 from farm.testing import Farm, redis_text
 from providers import get_provider
 from providers.base import ProviderError, Sandbox, SandboxSpec
-from providers.codesandbox.adapter import SERVICE_DIR, CodeSandboxProvider, embedded_service, start_service
+from providers.codesandbox.adapter import CodeSandboxProvider
+from providers.codesandbox.service import SERVICE_DIR, embedded_service, start_service
+from tests.fakes.codesandbox_server import FakeCsbApi
+from workers.measure import measure
 
 DOUBLE = SERVICE_DIR / "test" / "sdk-double.js"
 KEY = "csb_test_key_5f1d2c3b4a99"  # handed to node-csb only; the farm must never see or echo it
@@ -97,9 +105,11 @@ def test_plan_through_a_real_worker_lands_samples_in_redis(service, tmp_path):
     for name in ("hello", "file_io", "csb_env"):
         for s in by_snippet[name]:
             assert s["outcome"] == "ok", s["error"]
-            for phase in ("create", "ready", "run", "destroy", "total", "queue"):
+            for phase in ("claim", "ready", "run", "destroy", "total", "queue"):
                 assert s[f"{phase}_ns"] > 0, (name, phase)
-            assert s["claim_ns"] is None and s["setup_ns"] is None and s["warm"] is None
+            # the double answers bootupType FORK, as CodeSandbox does for a template fork: a warm kind
+            assert s["create_ns"] is None and s["setup_ns"] is None and s["warm"] == "fork"
+            assert s["sandbox"]["bootup_type"] == "FORK" and s["sandbox"]["timings_ms"]["connect"] >= 0
             assert not s["leaked"] and s["exit_code"] == 0
     assert all("hello from the sandbox" in s["output"] for s in by_snippet["hello"])
     assert all("visible=yes-1" in s["output"] and "key=None" in s["output"] for s in by_snippet["csb_env"])
@@ -148,7 +158,8 @@ def test_provider_verbs_timeout_and_sweep(provider, service):
     facts = provider.facts()
     assert facts["service_url"] == handle.url and "token" not in json.dumps(facts).lower()
     sandbox = provider.create(SandboxSpec(labels={**LABELS, "farm-run": "sweep-me"}, timeout_s=30))
-    assert sandbox.info["bootup_type"] == "FORK" and "create" in sandbox.info["service_ms"]
+    assert sandbox.facts["bootup_type"] == "FORK" and "create" in sandbox.facts["timings_ms"]
+    assert sandbox.warm == "fork" and sandbox.claimed
     result = provider.run(sandbox, "import sys\nprint('a')\nprint('b', file=sys.stderr)\n", {"X": "1"}, 30)
     assert (result.exit_code, result.merged_output, result.stderr) == (0, True, "")
     assert "a\n" in result.stdout and "b\n" in result.stdout and "\r" not in result.stdout
@@ -206,9 +217,10 @@ def test_check_says_how_to_start_the_service_and_names_the_token(service, monkey
 
     monkeypatch.setenv("CSB_SERVICE_TOKEN", handle.token)
     for settings, pattern in (({"templat": "x"}, "did you mean 'template'"),
-                              ({"destroy": "nuke"}, "destroy must be one of delete, shutdown, hibernate"),
-                              ({"service_url": "127.0.0.1:8787"}, "service_url must be http(s)://"),
-                              ({"connect_timeout_s": "soon"}, "connect_timeout_s must be a positive number")):
+                              ({"destroy": "nuke"}, "providers.codesandbox.destroy: Input should be 'delete'"),
+                              ({"service_url": "127.0.0.1:8787"}, "service_url: must be http(s)://"),
+                              ({"connect_timeout_s": "soon"}, "connect_timeout_s: Input should be a valid number"),
+                              ({"hibernation_timeout_s": 5}, "hibernation_timeout_s: Input should be greater than")):
         with pytest.raises(ProviderError) as exc:
             get_provider("codesandbox", {"service_url": handle.url, **settings}).check()
         assert exc.value.error_class == "config" and pattern in str(exc.value), str(exc.value)
@@ -269,3 +281,107 @@ def test_embedded_service_boots_node_csb_and_points_the_workers_at_it(tmp_path, 
     assert "CSB_SERVICE_URL" not in os.environ
     with embedded_service({"service_url": "http://127.0.0.1:1"}, tmp_path) as none:
         assert none is None
+
+
+# --- on the real SDK, against the fake CodeSandbox wire -----------------------------------------
+WIRE_KEY = "csb_wire_key_31d9e0c4b7"
+
+
+@pytest.fixture(scope="module")
+def wire(tmp_path_factory):
+    """Seam: CSB_BASE_URL -> node-csb/test/fake-api.js (REST + agent websocket); SDK and node-csb real."""
+    d = tmp_path_factory.mktemp("csb-wire")
+    fake = FakeCsbApi(d)
+    handle = start_service(log_path=d / "node-csb.log", env={"CSB_API_KEY": WIRE_KEY, "CSB_BASE_URL": fake.url})
+    yield fake, handle
+    handle.stop()
+    fake.stop()
+    assert WIRE_KEY not in handle.log()
+
+
+@pytest.fixture
+def wired(wire, monkeypatch):
+    fake, handle = wire
+    monkeypatch.setenv("CSB_SERVICE_TOKEN", handle.token)
+    p = get_provider("codesandbox", {"service_url": handle.url})
+    p.check()
+    yield p
+    p.close()
+    fake.set_boot_ms(0)
+    fake.set_delete_lag_ms(0)
+
+
+def _sample(p, retries=0):
+    spec = SandboxSpec(labels=LABELS, settings=p.settings, timeout_s=30)
+    snippet = parse_snippet('# /// farm\n# name = "w"\n# ///\nprint("wired")\n', "w.py")
+    timeouts = {"create": 30, "ready": 30, "setup": 30, "run": 30, "destroy": 30}
+    return measure(p, spec, snippet, {}, timeouts, retries=retries, backoff_s=0.01)
+
+
+def test_a_sample_records_the_providers_boot_signal_attempts_and_service_timings(wire, wired):
+    fake, _ = wire
+    fake.set_boot_ms(300)
+    out = _sample(wired)
+    assert out["outcome"] == "ok", out
+    assert out["claim_ns"] >= 300e6 and "create_ns" not in out  # bootupType FORK: CodeSandbox's warm kind
+    assert out["warm"] == "fork"
+    facts = out["sandbox"]
+    assert facts["bootup_type"] == "FORK"
+    assert facts["sdk_attempts"] == {"fork": 1, "start_vm": 1, "connect": 1}
+    assert facts["timings_ms"]["start_vm"] > 0 and facts["timings_ms"]["connect"] > 0
+    assert facts["destroy_polls"] >= 1
+    timing = wired.facts()["timing"]
+    assert "startVm 3x" in timing["hidden_retries"] and "1800 s" in timing["leak_bound"]
+
+
+def test_hidden_sdk_retries_are_counted_in_the_sample(wire, wired):
+    fake, _ = wire
+    fake.fail_next("start", 503)
+    out = _sample(wired)
+    assert out["outcome"] == "ok", out
+    assert out["sandbox"]["sdk_attempts"]["start_vm"] == 2  # one failure retried inside the SDK's timed call
+
+
+def test_rate_limited_create_is_retried_after_codesandboxs_wait(wire, wired):
+    fake, _ = wire
+    fake.fail_next("create", 429, 0.3)
+    out = _sample(wired, retries=2)
+    assert out["outcome"] == "ok" and out["retries"] == 1, out
+    (entry,) = out["retry_log"]
+    assert entry["class"] == "rate_limited" and entry["wait_ms"] == 300.0
+
+
+def test_destroy_returns_once_the_api_says_gone(wire, wired):
+    fake, _ = wire
+    sandbox = wired.create(SandboxSpec(labels=LABELS, timeout_s=30))
+    fake.set_delete_lag_ms(250)
+    start = time.perf_counter()
+    wired.destroy(sandbox)
+    took = time.perf_counter() - start
+    assert took >= 0.25 and sandbox.facts["destroy_polls"] > 1
+    assert sandbox.id not in fake.alive()
+
+
+def test_tokenless_service_refuses_browsers_and_foreign_hosts(tmp_path):
+    """Issue 19 item 15: without a token, a web page must not be able to drive node-csb."""
+    journal = tmp_path / "journal.jsonl"
+    handle = start_service(sdk_module=DOUBLE, token="", log_path=tmp_path / "open.log",
+                           env={"CSB_API_KEY": KEY, "CSB_DOUBLE_JOURNAL": str(journal)})
+    body = json.dumps({"labels": {"farm-run": "csrf"}})
+    try:
+        with httpx.Client(base_url=handle.url, trust_env=False, timeout=10) as c:
+            assert c.get("/health").json()["token_required"] is False
+            page = c.post("/sandboxes", content=body, headers={"content-type": "text/plain",
+                                                                "origin": "https://evil.example"})
+            assert page.status_code == 403 and page.json()["error"]["code"] == "browser_origin"
+            plain = c.post("/sandboxes", content=body, headers={"content-type": "text/plain"})
+            assert plain.status_code == 415
+            rebound = c.post("/sandboxes", content=body, headers={"content-type": "application/json",
+                                                                   "host": "attacker.example"})
+            assert rebound.status_code == 403 and rebound.json()["error"]["code"] == "bad_host"
+            assert not [e for e in _journal(journal) if e["op"] == "create"]  # nothing was created
+            ok = c.post("/sandboxes", content=body, headers={"content-type": "application/json"})
+            assert ok.status_code == 201, ok.text
+            c.delete(f"/sandboxes/{ok.json()['id']}")
+    finally:
+        handle.stop()

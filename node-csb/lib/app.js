@@ -2,103 +2,40 @@
 // Secrets (the CodeSandbox key, the service token) are scrubbed from everything it writes.
 import http from "node:http";
 import { AsyncLocalStorage } from "node:async_hooks";
-import { createHash, timingSafeEqual } from "node:crypto";
-import { isIP } from "node:net";
 import { performance } from "node:perf_hooks";
 import { classify, scrub, ServiceError, KEY_FIX } from "./errors.js";
+import { checkRequest, isLoopback, tokenCheck } from "./guard.js";
+import { createObserver, newRecord } from "./observe.js";
+import { bad, checkEnv, connectionLost, DESTROY_MODES, FARM_TAG, ID, labelsToTags, LostConnection, MAX_CODE,
+  PRIVACY, pythonCommand, seconds, tail } from "./inputs.js";
+
+export { FARM_TAG, isLoopback, labelsToTags, pythonCommand };
 
 export const SERVICE_VERSION = "0.1.0";
 const MAX_BODY = 1 << 20;
-const MAX_CODE = 90 * 1024;       // base64 grows it by 4/3; one shell argument must stay < 128 KiB
-const MAX_OUTPUT = 256 * 1024;    // the tail kept per run; the farm keeps less still
-const ID = /^[A-Za-z0-9_-]{1,64}$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const PROGRAM = /^[A-Za-z0-9_./+-]{1,200}$/;
-const TAG_UNSAFE = /[^A-Za-z0-9._:-]/g;
-export const FARM_TAG = "farm:sandbox-farm";
-const PRIVACY = ["public", "unlisted", "private", "public-hosts"];
-const DESTROY_MODES = ["delete", "shutdown", "hibernate"];
+const LIST_PAGE_SIZE = 50;
 const ENDPOINTS = "GET /health, GET /key-check, POST /sandboxes, POST /sandboxes/list, " +
   "POST /sandboxes/{id}/run, DELETE /sandboxes/{id}";
-
 const ms = (start) => Math.round((performance.now() - start) * 100) / 100;
-const bad = (message) => new ServiceError("config", message);
-
-/** True for addresses only this machine can reach. */
-export function isLoopback(host) {
-  if (host === "localhost" || host === "::1") return true;
-  return isIP(host) === 4 && host.startsWith("127.");
-}
-
-/** Labels {key: value} become CodeSandbox tags "key:value"; the farm marker is always among them. */
-export function labelsToTags(labels) {
-  if (labels === undefined) return [FARM_TAG];
-  if (typeof labels !== "object" || labels === null || Array.isArray(labels)) {
-    throw bad("labels must be an object of string values, e.g. {\"farm-run\": \"<run id>\"}");
-  }
-  const tags = new Set([FARM_TAG]);
-  for (const [key, value] of Object.entries(labels)) {
-    if (typeof value !== "string" && typeof value !== "number") throw bad(`label ${key} must be a string`);
-    tags.add(`${key}:${value}`.replace(TAG_UNSAFE, "_").slice(0, 100));
-  }
-  // CodeSandbox allows 10 tags and the SDK adds "sdk" itself
-  if (tags.size > 9) throw bad(`at most 8 labels besides the farm marker fit on a sandbox (got ${tags.size - 1})`);
-  return [...tags];
-}
-
-/** Python source as one shell command: base64 keeps quotes and newlines out of the shell's way. */
-export function pythonCommand(python, code) {
-  if (!PROGRAM.test(python)) throw bad(`python must be a program name or path, got ${JSON.stringify(python)}`);
-  const b64 = Buffer.from(code, "utf8").toString("base64");
-  return `${python} -c "$(echo ${b64} | base64 -d)"`;
-}
-
-function checkEnv(env) {
-  if (env === undefined) return {};
-  if (typeof env !== "object" || env === null || Array.isArray(env)) throw bad("env must be an object of strings");
-  for (const [name, value] of Object.entries(env)) {
-    if (!ENV_NAME.test(name)) throw bad(`env: ${JSON.stringify(name)} is not an environment variable name`);
-    if (typeof value !== "string") throw bad(`env: ${name} must be a string`);
-  }
-  return env;
-}
-
-function seconds(value, name, { min = 0.001, max = 86400, fallback }) {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) {
-    throw bad(`${name} must be a number of seconds between ${min} and ${max}`);
-  }
-  return value;
-}
-
-function tail(text) {
-  const clean = String(text ?? "").replace(/\r\n/g, "\n"); // commands run on a PTY, which writes CRLF
-  return clean.length > MAX_OUTPUT ? clean.slice(-MAX_OUTPUT) : clean;
-}
-
-function digest(text) {
-  return createHash("sha256").update(String(text)).digest();
-}
+const sleep = (msec) => new Promise((r) => setTimeout(r, msec));
+const GONE_FIRST_MS = 5;
+export const GONE_MAX_MS = 25; // destroy's wait-until-gone asks again at most this far apart
 
 /**
  * Build the service. ``sdkModule`` exports createSdk/VMTier/CommandError/describe (lib/sdk.js or a
  * double); ``apiKey`` may be empty (calls then answer a clear auth error); ``token`` guards every
- * endpoint but /health when set.
+ * endpoint but /health when set; ``loopbackOnly`` (the service listens on loopback) makes it answer
+ * loopback Host names only (lib/guard.js).
  */
-export function createApp({ sdkModule, apiKey = "", token = "", log = console.log, defaults = {} }) {
+export function createApp({ sdkModule, apiKey = "", token = "", log = console.log, defaults = {}, loopbackOnly = true }) {
   const als = new AsyncLocalStorage();
   const secrets = [apiKey, token].filter(Boolean);
   const say = (line) => log(scrub(line, secrets));
   const python = defaults.python ?? "python3";
-  const recordingFetch = async (request) => {
-    const response = await fetch(request);
-    const ctx = als.getStore();
-    if (ctx) ctx.lastStatus = response.status;
-    return response;
-  };
-  const sdk = apiKey ? sdkModule.createSdk(apiKey, { fetch: recordingFetch }) : null;
+  const observer = createObserver(als);
+  const sdk = apiKey ? sdkModule.createSdk(apiKey, { fetch: observer.fetch }) : null;
   const open = new Map();       // sandbox id -> { sandbox, client, tags }
-  const tokenDigest = token ? digest(token) : null;
+  const authorized = tokenCheck(token);
 
   /** Run one SDK call; a failure becomes a classified ServiceError naming ``what``. */
   async function call(what, fn) {
@@ -106,12 +43,13 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
       throw new ServiceError("auth", `${what}: CSB_API_KEY is not set: set it in node-csb's environment ` +
         "and restart node-csb", { code: "key_missing" });
     }
-    const ctx = als.getStore() ?? {};
-    ctx.lastStatus = undefined;
+    const rec = als.getStore()?.record ?? newRecord();
+    rec.lastStatus = undefined;
+    rec.retryAfter = null;
     try {
       return await fn();
     } catch (err) {
-      throw classify(err, { what, status: ctx.lastStatus });
+      throw classify(err, { what, status: rec.lastStatus, retryAfter: rec.retryAfter });
     }
   }
 
@@ -203,10 +141,26 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
       throw err;
     }
     open.set(sandbox.id, { sandbox, client, tags });
+    const rec = als.getStore()?.record ?? newRecord();
     return {
       id: sandbox.id, bootup_type: sandbox.bootupType, cluster: sandbox.cluster, tags,
-      timings_ms: { create: createMs, connect: ms(connectStart) },
+      // usable = connected: the agent's join answered and setup progress read; a command can run now
+      timings_ms: { ...rec.wireMs, create: createMs, connect: ms(connectStart) },
+      sdk_attempts: { ...rec.attempts },
     };
+  }
+
+  /** Resolve when the API still has sandbox ``id``; a 404 (not_found) also forgets its client. */
+  async function existing(id) {
+    try {
+      await call(`run in ${id}`, () => sdk.sandboxes.get(id));
+    } catch (err) {
+      if (err.errorClass === "not_found") {
+        open.get(id)?.client.dispose();
+        open.delete(id);
+      }
+      throw err;
+    }
   }
 
   async function clientFor(id, timings) {
@@ -236,11 +190,23 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
     const timings = {};
     const start = performance.now();
     let cmd;
+    let stopWatching = () => {};
     const running = (async () => {
       const client = await clientFor(id, timings);
-      cmd = await call(`run in ${id}`, () => client.commands.runBackground(command, { env, name: "sandbox-farm" }));
-      return cmd.waitUntilComplete();
-    })();
+      // Not connected (the SDK may be reconnecting, and queues commands until it is): ask the API
+      // whether the sandbox still exists, so a dead one is not_found now rather than a timeout later.
+      if (client.state !== undefined && client.state !== "CONNECTED") await existing(id);
+      const lost = connectionLost(client);
+      stopWatching = lost.stop;
+      cmd = await Promise.race([lost.promise,
+        call(`run in ${id}`, () => client.commands.runBackground(command, { env, name: "sandbox-farm" }))]);
+      return Promise.race([lost.promise, cmd.waitUntilComplete()]);
+    })().catch(async (err) => {
+      if (!(err instanceof LostConnection)) throw err;
+      await existing(id);
+      open.delete(id);
+      throw new ServiceError("provider_error", `run in ${id}: lost the connection to the sandbox (${err.state})`);
+    }).finally(() => stopWatching());
     const kill = () => {
       running.catch(() => {});
       if (cmd) cmd.kill().catch(() => {});
@@ -261,8 +227,28 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
     return { exit_code: exitCode, output: tail(output), merged_output: true, timings_ms: timings };
   }
 
-  async function destroy(id, mode) {
+  /** Poll the API until ``id`` answers 404, 5 ms rising to GONE_MAX_MS apart; returns the polls made. */
+  async function waitGone(id, timeout) {
+    const deadline = performance.now() + timeout * 1000;
+    let interval = GONE_FIRST_MS;
+    for (let polls = 1; ; polls++) {
+      try {
+        await call(`wait for ${id} to go`, () => sdk.sandboxes.get(id));
+      } catch (err) {
+        if (err.errorClass === "not_found") return polls;
+        throw err;
+      }
+      if (performance.now() >= deadline) {
+        throw new ServiceError("timeout", `delete of ${id} answered, but the sandbox was still there after ${timeout} s`);
+      }
+      await sleep(interval);
+      interval = Math.min(interval * 2, GONE_MAX_MS);
+    }
+  }
+
+  async function destroy(id, mode, timeoutText) {
     if (!DESTROY_MODES.includes(mode)) throw bad(`mode must be one of ${DESTROY_MODES.join(", ")}`);
+    const timeout = seconds(timeoutText === null ? undefined : Number(timeoutText), "timeout_s", { max: 3600, fallback: 60 });
     const timings = {};
     const entry = open.get(id);
     if (entry) {
@@ -278,29 +264,28 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
     const start = performance.now();
     await call(`${mode} ${id}`, () => sdk.sandboxes[mode](id));
     timings[mode] = ms(start);
-    return { id, mode, timings_ms: timings };
+    // Only a delete has an API answer that says "gone" (GET /sandbox/{id} -> 404); shutdown and
+    // hibernate return when the API accepted them.
+    const polls = mode === "delete" ? await waitGone(id, timeout) : 0;
+    if (polls) timings.gone = ms(start);
+    return { id, mode, polls, timings_ms: timings };
   }
 
   async function list(body) {
     const tags = labelsToTags(body.labels);
-    const limit = Number.isInteger(body.limit) && body.limit > 0 ? Math.min(body.limit, 5000) : 1000;
     const start = performance.now();
-    const result = await call("list", () => sdk.sandboxes.list({ tags, limit }));
-    // Filter here too: the API's tag filter is not documented as "all of these".
+    // No limit: the SDK follows pagination.next_page until the API has no next page.
+    const result = await call("list", () => sdk.sandboxes.list({ tags, limit: Number.MAX_SAFE_INTEGER,
+      pagination: { page: 1, pageSize: LIST_PAGE_SIZE } }));
+    // Filter here too (unless asked for the API's own answer): the API's tag filter is not
+    // documented as "all of these".
     const sandboxes = result.sandboxes
-      .filter((s) => tags.every((t) => (s.tags ?? []).includes(t)))
+      .filter((s) => body.raw === true || tags.every((t) => (s.tags ?? []).includes(t)))
       .map((s) => ({ id: s.id, tags: s.tags ?? [], created_at: s.createdAt ?? null }));
-    return { sandboxes, count: sandboxes.length, has_more: Boolean(result.hasMore), timings_ms: { list: ms(start) } };
+    return { sandboxes, count: sandboxes.length, total: result.totalCount ?? null, timings_ms: { list: ms(start) } };
   }
 
   // --- plumbing --------------------------------------------------------------------------------
-  function authorized(req) {
-    if (!tokenDigest) return true;
-    const header = req.headers.authorization ?? "";
-    const given = header.startsWith("Bearer ") ? header.slice(7) : "";
-    return timingSafeEqual(digest(given), tokenDigest);
-  }
-
   async function readJson(req) {
     const chunks = [];
     let size = 0;
@@ -322,6 +307,7 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
 
   async function route(req, url) {
     const path = url.pathname.replace(/\/+$/, "") || "/";
+    checkRequest(req, { loopbackOnly });
     if (req.method === "GET" && path === "/health") return [200, health()];
     if (!authorized(req)) {
       throw new ServiceError("config", "node-csb refused the request: missing or wrong service token; give the " +
@@ -335,7 +321,9 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
       const id = decodeURIComponent(m[1]);
       if (!ID.test(id)) throw bad("sandbox id must be letters, digits, - and _");
       if (m[2] && req.method === "POST") return [200, await run(id, await readJson(req))];
-      if (!m[2] && req.method === "DELETE") return [200, await destroy(id, url.searchParams.get("mode") ?? "delete")];
+      if (!m[2] && req.method === "DELETE") {
+        return [200, await destroy(id, url.searchParams.get("mode") ?? "delete", url.searchParams.get("timeout_s"))];
+      }
     }
     throw new ServiceError("config", `no endpoint ${req.method} ${path}; endpoints: ${ENDPOINTS}`,
       { status: 404, code: "no_endpoint" });
@@ -344,7 +332,7 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
   const server = http.createServer((req, res) => {
     const start = performance.now();
     const url = new URL(req.url ?? "/", "http://node-csb");
-    als.run({}, async () => {
+    als.run({ record: newRecord() }, async () => {
       let status;
       let payload;
       try {
@@ -356,9 +344,12 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
         payload = { error: { class: e.errorClass, message: scrub(e.message, secrets) } };
         if (e.code) payload.error.code = e.code;
         if (e.upstreamStatus) payload.error.upstream_status = e.upstreamStatus;
+        if (e.retryAfter !== null && e.retryAfter !== undefined) payload.error.retry_after_s = e.retryAfter;
       }
       const text = scrub(JSON.stringify(payload), secrets);
-      res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+      const headers = { "content-type": "application/json", "content-length": Buffer.byteLength(text) };
+      if (payload.error?.retry_after_s !== undefined) headers["retry-after"] = String(payload.error.retry_after_s);
+      res.writeHead(status, headers);
       res.end(text);
       const cls = payload.error ? ` ${payload.error.class}` : "";
       say(`${req.method} ${url.pathname} ${status}${cls} ${ms(start)} ms`);

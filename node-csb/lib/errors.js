@@ -19,13 +19,14 @@ export const KEY_FIX = "create a new key at https://codesandbox.io/t/api, set CS
 
 /** An error the service answers with: a class, a one-line message, and optionally a code. */
 export class ServiceError extends Error {
-  constructor(errorClass, message, { status, code, upstreamStatus } = {}) {
+  constructor(errorClass, message, { status, code, upstreamStatus, retryAfter } = {}) {
     if (!ERROR_CLASSES.includes(errorClass)) throw new TypeError(`unknown error class ${errorClass}`);
     super(message);
     this.errorClass = errorClass;
     this.status = status ?? HTTP_STATUS[errorClass];
     this.code = code;
     this.upstreamStatus = upstreamStatus;
+    this.retryAfter = retryAfter ?? null; // seconds CodeSandbox asked us to wait (429), passed on to the farm
   }
 }
 
@@ -52,8 +53,9 @@ function classOfStatus(status) {
   return "provider_error";
 }
 
-/** Map anything the SDK threw to a ServiceError; ``status`` is the last HTTP status the SDK saw. */
-export function classify(err, { what, status } = {}) {
+/** Map anything the SDK threw to a ServiceError; ``status`` is the last HTTP status the SDK saw and
+ * ``retryAfter`` the wait a 429 asked for (from its headers, which the SDK's error drops). */
+export function classify(err, { what, status, retryAfter } = {}) {
   if (err instanceof ServiceError) return err;
   const raw = String(err?.message ?? err).split("\n")[0].slice(0, 300);
   // the SDK's own messages already say what failed ("Failed to fork sandbox x: ...")
@@ -79,7 +81,8 @@ export function classify(err, { what, status } = {}) {
     return new ServiceError("auth", `${prefix}CodeSandbox rejected the API key${code}: it is expired, ` +
       `revoked or lacks access: ${KEY_FIX}`, { code: "key_rejected", upstreamStatus: status });
   }
-  return new ServiceError(cls, `${prefix}${raw}`, { upstreamStatus: status });
+  return new ServiceError(cls, `${prefix}${raw}`,
+    { upstreamStatus: status, retryAfter: cls === "rate_limited" ? retryAfter : null });
 }
 
 /** Replace every occurrence of each secret with ***: no key ever leaves the service. */

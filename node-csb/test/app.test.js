@@ -222,7 +222,8 @@ describe("error mapping", () => {
       assert.equal(r.status, 400, JSON.stringify(body));
       assert.match(r.json.error.message, pattern);
     }
-    const raw = await fetch(`${svc.url}/sandboxes`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` }, body: "{oops" });
+    const raw = await fetch(`${svc.url}/sandboxes`, { method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: "{oops" });
     assert.equal(raw.status, 400);
     assert.match((await raw.json()).error.message, /not valid JSON/);
     const nowhere = await svc.call("GET", "/nowhere");

@@ -37,7 +37,7 @@ test("starts on a free port, writes the ready file, serves, stops on SIGTERM, ne
   assert.equal(info.pid, svc.proc.pid);
   const health = await (await fetch(`${info.url}/health`)).json();
   assert.equal(health.ok, true);
-  const auth = { authorization: `Bearer ${TOKEN}` };
+  const auth = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
   const leaky = await fetch(`${info.url}/sandboxes`, { method: "POST", headers: auth, body: JSON.stringify({ template: "tpl-leaky" }) });
   assert.equal(leaky.status, 502);
   assert.ok(!(await leaky.text()).includes(KEY));

@@ -111,23 +111,4 @@ test("an unreachable API is network, not auth", async () => {
   }
 });
 
-test("list, create and delete through the real SDK: filtering, 404s by status", async () => {
-  await withService("csb_good_key_0007", async (svc) => {
-    const listed = await svc.call("POST", "/sandboxes/list", { labels: { "farm-run": "r1" } });
-    assert.equal(listed.status, 200, listed.text);
-    assert.deepEqual(listed.json.sandboxes.map((s) => s.id), ["s1"]);
-    const query = new URL(seen.at(-1).url, "http://x").searchParams.get("tags");
-    assert.deepEqual(query.split(",").sort(), ["farm-run:r1", "farm:sandbox-farm"]);
-
-    const missing = await svc.call("POST", "/sandboxes", { template: "missing-tpl", labels: { "farm-run": "r9" } });
-    assert.equal(missing.status, 404, missing.text);
-    assert.equal(missing.json.error.class, "not_found");
-    assert.equal(missing.json.error.upstream_status, 404);
-
-    const deleted = await svc.call("DELETE", "/sandboxes/s1");
-    assert.equal(deleted.status, 200, deleted.text);
-    const gone = await svc.call("DELETE", "/sandboxes/nope");
-    assert.equal(gone.status, 404);
-    assert.equal(gone.json.error.class, "not_found");
-  });
-});
+// create, connect, run, list and delete through the real SDK: test/fake-api.test.js

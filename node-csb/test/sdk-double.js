@@ -160,6 +160,11 @@ class DoubleSandboxes {
       pagination: { currentPage: 1, nextPage: null, pageSize: found.length } };
   }
 
+  async get(id) {
+    const record = this.#find("Failed to get sandbox", id);
+    return { id: record.id, createdAt: record.createdAt, updatedAt: record.createdAt, privacy: "private", tags: record.tags };
+  }
+
   #find(what, id) {
     this.sdk.gate(`${what} ${id}`);
     const record = this.sdk.records.get(id);

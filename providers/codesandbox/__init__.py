@@ -15,8 +15,10 @@ class CodeSandboxSettings(ProviderSettings):
     template: str | None = None
     python: str | None = None
     vm_tier: str | None = None
-    privacy: str | None = None
-    hibernation_timeout_s: float | None = Field(None, gt=0)
+    privacy: Literal["private", "public-hosts", "unlisted", "public"] | None = None
+    # CodeSandbox's own bound on a forgotten VM: it hibernates after this much inactivity
+    # (default well above the longest phase timeout, setup's 600 s)
+    hibernation_timeout_s: float = Field(1800, ge=60, le=86400)
     destroy: Literal["delete", "shutdown", "hibernate"] = "delete"
     connect_timeout_s: float = Field(5, gt=0)
 
@@ -32,4 +34,4 @@ class CodeSandboxSettings(ProviderSettings):
 SPEC = ProviderSpec(
     name="codesandbox", adapter="providers.codesandbox.adapter:CodeSandboxProvider",
     settings=CodeSandboxSettings, extra="codesandbox", sdk=("httpx",),
-    sidecar="providers.codesandbox.adapter:embedded_service")
+    sidecar="providers.codesandbox.service:embedded_service")
