@@ -68,12 +68,28 @@ def test_connection_refused_is_network_and_fails_fast(fake):
     assert "Connection refused" in str(info.value)
 
 
-def test_create_past_its_request_timeout_is_a_timeout(fake):
-    fake.fail("create", delay=2)
+def test_a_create_ends_at_its_deadline_not_twice_it(fake):
+    """The SDK's transport adds read and write timeouts into one deadline (2 t for a timeout t):
+    the adapter compensates, so timeouts.create bounds the create itself."""
+    fake.fail("create", delay=6)
     start = time.monotonic()
     with pytest.raises(ProviderError) as info:
-        E2BProvider({}).create(SandboxSpec(labels=LABELS, timeout_s=0.3))
-    assert info.value.error_class == "timeout" and time.monotonic() - start < 1.5
+        E2BProvider({}).create(SandboxSpec(labels=LABELS, timeout_s=1.0))
+    elapsed = time.monotonic() - start
+    assert info.value.error_class == "timeout" and 0.95 <= elapsed < 1.8, elapsed  # 2 t would be >= 2 s
+
+
+def test_an_execution_ends_at_its_phase_limit_not_twice_it(fake):
+    provider = E2BProvider({})
+    sandbox = provider.create(spec())
+    try:
+        start = time.monotonic()
+        with pytest.raises(ProviderError) as info:
+            provider.run(sandbox, "import time\ntime.sleep(6)", {}, 1.0)
+        elapsed = time.monotonic() - start
+    finally:
+        provider.destroy(sandbox)
+    assert info.value.error_class == "timeout" and 0.95 <= elapsed < 1.8, elapsed
 
 
 @pytest.mark.parametrize("boot_ms", [0, 500])

@@ -69,6 +69,13 @@ def exit_code_of(error: Any) -> int:
         return 1
 
 
+def operation_timeout(seconds: float) -> float:
+    """The timeout to hand the SDK so that one request ends after ``seconds``: its transport
+    (pyqwest's httpx adapter) adds the read and write timeouts into one operation deadline, so any
+    timeout the SDK sets (httpx.Timeout(t): read t, write t) would otherwise allow 2 t."""
+    return seconds / 2
+
+
 def connection_retries_in_force() -> int:
     """The connection retries the SDK's transports were built with (fixed at its import)."""
     return int(e2b_transport.connection_retries)
@@ -79,9 +86,11 @@ class E2BProvider(Provider):
     capabilities = frozenset({"network"})  # e2b sandboxes reach the internet unless told otherwise
 
     # --- setup ------------------------------------------------------------------------------------
-    def sdk_options(self, **extra: Any) -> dict[str, Any]:
-        """Per-call SDK options: control-plane retries off, so one call is timed as one call."""
-        opts: dict[str, Any] = {"retries": 0, "request_timeout": self.settings.request_timeout, **extra}
+    def sdk_options(self, request_timeout: float | None = None) -> dict[str, Any]:
+        """Per-call SDK options: control-plane retries off, so one call is timed as one call, and each
+        request bounded by ``request_timeout`` (default: the setting) for real."""
+        bound = self.settings.request_timeout if request_timeout is None else request_timeout
+        opts: dict[str, Any] = {"retries": 0, "request_timeout": operation_timeout(bound)}
         for key in ("api_url", "domain"):
             if getattr(self.settings, key):
                 opts[key] = str(getattr(self.settings, key))
@@ -174,7 +183,8 @@ class E2BProvider(Provider):
 
         def interpreter_answers() -> bool | None:
             left = max(deadline - time.perf_counter(), 0.001)
-            answer = client.get("/health", headers=headers, timeout=min(self.settings.request_timeout, left))
+            answer = client.get("/health", headers=headers,
+                                timeout=operation_timeout(min(self.settings.request_timeout, left)))
             if answer.is_success:
                 return True
             answer.read()
@@ -200,7 +210,7 @@ class E2BProvider(Provider):
 
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
         with self._sdk("run"):
-            execution = sandbox.handle.run_code(code, envs=dict(env) or None, timeout=timeout,
+            execution = sandbox.handle.run_code(code, envs=dict(env) or None, timeout=operation_timeout(timeout),
                                                 request_timeout=self.settings.request_timeout)
         error = execution.error
         stderr = "".join(execution.logs.stderr)
