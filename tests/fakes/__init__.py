@@ -163,6 +163,9 @@ def _kill(proc: subprocess.Popen) -> None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: with Nagle on, the body waits for the client's delayed
+    # ACK (~40 ms on Linux), a delay no real API adds and every timed call would carry.
+    disable_nagle_algorithm = True
     fake: FakeServer
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
