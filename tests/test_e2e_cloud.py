@@ -84,7 +84,7 @@ def test_plan_across_daytona_warm_pool_and_morph_cold_aggregated_per_provider(tm
                 row = rows[(provider, snippet, phase)]
                 assert (row.n, row.errors) == (3, 0) and 0 < row.min_ms <= row.p50_ms <= row.max_ms
             assert (provider, snippet, absent) not in rows
-    assert facts["daytona"]["sdk"] == "daytona" and facts["daytona"]["snapshot"] == "farm-python"
+    assert "daytona" in facts["daytona"]["sdk_versions"] and facts["daytona"]["snapshot"] == "farm-python"
     assert facts["daytona"]["warm"] == {"warm_pool": pool_id, "snapshot": "farm-python", "target": "us",
                                         "pool": 2, "ready": 2, "created_by_farm": False}
     assert facts["morph"]["sdk"] == "morphcloud" and facts["morph"]["snapshot"] == BASE_SNAPSHOT

@@ -1,9 +1,11 @@
-"""Contract tests for providers/daytona.py through the REAL ``daytona`` SDK.
+"""What is specific to the Daytona adapter, through the REAL ``daytona`` SDK packages (the generic
+cases run for every adapter in tests/test_provider_contract.py).
 
 Seam faked: the SDK's base URL. ``DAYTONA_API_URL`` points at tests/fakes/daytona_server.py on
 127.0.0.1, whose sandbox records point the toolbox proxy back at it too; everything between the
-adapter and that socket (SDK services, generated clients, urllib3, error translation) is the real
-package. Phases are timed by the real ``workers.measure.measure``.
+adapter and that socket (generated clients, the SDK's Sandbox handle, urllib3) is the real
+package. Phases are timed by the real ``workers.measure.measure``. Tests that rely on something
+only the real API can confirm name the assumption (providers/daytona/live.py).
 """
 
 import contextlib
@@ -21,7 +23,7 @@ from farm.ops import doctor, sweep
 from farm.snippets import Snippet
 from farm.testing import farm_cli
 from providers import get_provider
-from providers.base import ProviderError, SandboxSpec
+from providers.base import WARM_UNKNOWN, ProviderError, SandboxSpec
 from tests.fakes.daytona_server import FakeDaytona
 from workers.measure import measure
 
@@ -54,17 +56,23 @@ def sample(p, snippet=GREET, env=None, timeouts=TIMEOUTS, retries=0, timeout_s=1
 
 
 def test_full_lifecycle_labels_per_exec_env_output_and_destroy_until_gone(fake):
-    fake.start_polls = 1  # the create call waits through "starting"
+    # assumptions: boot-states, cold-answer-not-started, delete-ends-gone
+    fake.boot_ms = 150  # the create waits through "creating" and "starting", polled by the farm
     out = sample(provider())
     assert out["outcome"] == "ok", out
     for phase in ("create", "ready", "run", "destroy", "total"):
         assert out[f"{phase}_ns"] > 0
-    assert "claim_ns" not in out and out["warm"] is None
+    assert out["create_ns"] >= 150e6
+    assert "claim_ns" not in out and out["warm"] is None  # answered "creating": booted for us, cold
+    assert out["sandbox"]["polls"] >= 2 and out["sandbox"]["answered_state"] == "creating"
     assert "hello bonjour la ferme" in out["output"] and "to stderr" in out["output"]  # one merged stream
     (create,) = fake.calls("create")
     assert create.body["labels"] == {**LABELS, "code-toolbox-language": "python"}
     assert create.body["env"] == {}  # env never at create: that would bypass a warm pool
-    assert create.body["autoDeleteInterval"] == 0 and create.body["autoStopInterval"] == 15
+    # the provider-side lifetime bound rides on every create
+    assert (create.body["autoStopInterval"], create.body["autoDeleteInterval"], create.body["ttlMinutes"]) == \
+        (15, 0, 60)
+    assert "unknown" not in fake.routes()  # no event-stream (Socket.IO) connection attempted
     ready, run = fake.calls("code_run")
     assert ready.body.get("envs") is None and run.body["envs"] == {"GREETING": "bonjour la ferme"}
     assert run.body["language"] == "python" and run.body["timeout"] == 10
@@ -83,7 +91,8 @@ def test_snippet_failure_is_snippet_failed_and_the_sandbox_is_still_destroyed(fa
 
 @pytest.mark.parametrize("status, headers, expected", [
     (403, {}, "auth"), (404, {}, "not_found"), (429, {"Retry-After": "7"}, "rate_limited"),
-    (500, {}, "provider_error"), (503, {}, "provider_error"),
+    (429, {"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}, "rate_limited"),
+    (500, {}, "provider_error"), (503, {"Retry-After": "2"}, "provider_error"),
 ])
 def test_create_errors_are_classified_by_status(fake, status, headers, expected):
     fake.fail("create", status, "nope", headers=headers)
@@ -92,7 +101,13 @@ def test_create_errors_are_classified_by_status(fake, status, headers, expected)
         p.create(SandboxSpec(labels=LABELS))
     err = info.value
     assert (err.error_class, err.status) == (expected, status)
-    assert err.retry_after == (7.0 if status == 429 else None)
+    wait = headers.get("Retry-After")
+    if wait is None:
+        assert err.retry_after is None
+    elif wait.isdigit():
+        assert err.retry_after == float(wait)
+    else:  # an HTTP date: seconds from now, far in the future
+        assert err.retry_after > 365 * 24 * 3600
     assert str(err).startswith(f"daytona create: HTTP {status}: ") and "\n" not in str(err)
     assert fake.api_key not in str(err) and len(fake.calls("create")) == 1  # no SDK-internal resend
 
@@ -119,12 +134,33 @@ def test_hung_create_is_a_timeout_within_the_create_limit(fake):
 
 
 def test_create_that_times_out_while_starting_deletes_what_it_started(fake):
-    fake.start_polls = 10_000  # the sandbox exists but never reaches "started"
+    fake.boot_ms = 60_000  # the sandbox exists but does not reach "started" within the create limit
+    start = time.perf_counter()
     with pytest.raises(ProviderError) as info:
         provider().create(SandboxSpec(labels=LABELS, timeout_s=1))
+    assert time.perf_counter() - start < 5  # the create deadline bounds the farm's own polling
     (sid,) = fake.deleted
-    assert info.value.error_class == "timeout" and f"sandbox {sid} created before the timeout was deleted" \
+    assert info.value.error_class == "timeout" and f"sandbox {sid} created before the failure was deleted" \
         in str(info.value)
+
+
+def test_a_boot_that_fails_is_a_provider_error_not_a_slow_boot(fake):
+    # assumption: boot-states (anything but the boot states and "started" ends the wait)
+    fake.boot_ms = 60_000
+    real_get = fake.do_get
+
+    def get_into_error(req):
+        sbx = fake.sandboxes[req.args[0]]
+        sbx.state, sbx.error_reason = "error", "no runner available"
+        return real_get(req)
+
+    fake.do_get = get_into_error
+    with pytest.raises(ProviderError) as info:
+        provider().create(SandboxSpec(labels=LABELS, timeout_s=30))
+    (sid,) = fake.deleted
+    assert info.value.error_class == "provider_error" and "went error while starting: no runner available" \
+        in str(info.value) and f"sandbox {sid} created before the failure was deleted" in str(info.value)
+    assert len(fake.calls("get")) == 1
 
 
 def test_connection_refused_is_network(fake):
@@ -174,6 +210,7 @@ def test_run_errors_are_classified_and_the_sandbox_destroyed(fake, status, expec
 
 
 def test_snippet_over_its_limit_is_a_timeout_and_destroyed(fake):
+    # assumption: toolbox-408-is-run-timeout
     slow = Snippet(name="slow", code="import time\ntime.sleep(30)\n")
     out = sample(provider(), slow, timeouts={**TIMEOUTS, "run": 1})
     assert (out["outcome"], out["error_class"], out["error_phase"]) == ("timeout", "timeout", "run")
@@ -190,6 +227,20 @@ def test_failed_destroy_is_leaked_then_found_by_labels_and_deleted(fake):
     p.delete_by_id(out["leaked"])
     assert fake.alive() == []
     p.delete_by_id(out["leaked"])  # already gone: nothing to do, no error
+
+
+def test_a_delete_that_failed_into_error_is_still_found_and_swept(fake):
+    # the SDK's own list cannot see these: the adapter asks with includeErroredDeleted
+    fake.delete_into_error = True
+    p = provider()
+    sbx = p.create(SandboxSpec(labels=LABELS))
+    with pytest.raises(ProviderError) as info:
+        p.destroy(sbx)
+    assert info.value.error_class == "provider_error" and "went error while deleting" in str(info.value)
+    assert fake.calls("list") == [] and p.list_leftovers({"farm-run": "run-dt"}) == [sbx.id]
+    assert fake.calls("list")[-1].query["includeErroredDeleted"] == ["true"]
+    (done,) = sweep(parse_config({"providers": {"daytona": {}}}), ["daytona"], run_id="run-dt")
+    assert done.deleted == [sbx.id] and not done.error and fake.alive() == []
 
 
 def test_farm_sweep_finds_and_deletes_labelled_leftovers_across_pages(fake):
@@ -215,11 +266,11 @@ def test_warm_pool_claim_is_measured_as_claim_with_per_exec_env(fake):
                      "created_by_farm": True}
     assert p.warm(SandboxSpec(labels=LABELS))["created_by_farm"] is False  # found, not made twice
     assert len(fake.calls("pool_create")) == 1
-    out = sample(p)
+    out = sample(p)  # assumption: pool-claim-answer (started, the member's own createdAt, no warmPoolId)
     assert out["outcome"] == "ok" and out["warm"] == "pool"
     assert out["claim_ns"] > 0 and "create_ns" not in out
     (create,) = fake.calls("create")
-    assert create.body["env"] == {} and create.body.get("autoDeleteInterval") is None
+    assert create.body["env"] == {} and create.body["ttlMinutes"] == 60
     claimed = fake.sandboxes[fake.deleted[0]]
     assert claimed.from_pool == pool.id and claimed.labels["farm-run"] == "run-dt"
     assert "hello bonjour la ferme" in out["output"]
@@ -239,6 +290,19 @@ def test_claim_seen_by_warm_pool_id_and_a_pool_miss_is_a_cold_create(fake):
     assert out["outcome"] == "ok" and out["warm"] is None and out["create_ns"] > 0
 
 
+def test_a_claim_the_answer_cannot_prove_is_unknown_never_cold(fake):
+    # A member refilled just before the claim, on an API that clears warmPoolId: the answer is
+    # started and younger than the Date header can resolve. The old rule (age on the worker's clock)
+    # recorded it cold; it is recorded unknown, timed as create, and the report counts it apart.
+    fake.pool_age_s = 0.0
+    p = provider({"mode": "warm_pool", "snapshot": "farm-python", "pool_size": 1})
+    p.warm(SandboxSpec(labels=LABELS))
+    out = sample(p)
+    assert out["outcome"] == "ok" and out["warm"] == WARM_UNKNOWN and out["create_ns"] > 0
+    assert out["sandbox"]["answered_state"] == "started" and out["sandbox"]["polls"] == 0
+    assert fake.sandboxes[fake.deleted[0]].from_pool  # it was a claim: unknown, not a wrong "cold"
+
+
 def test_warm_pool_mode_without_a_pool_is_a_clear_config_error(fake):
     p = provider({"mode": "warm_pool", "snapshot": "farm-python"})
     with pytest.raises(ProviderError) as info:
@@ -247,9 +311,11 @@ def test_warm_pool_mode_without_a_pool_is_a_clear_config_error(fake):
 
 
 @pytest.mark.parametrize("settings, words", [
-    ({"mode": "hot"}, "mode must be one of cold, warm_pool"),
+    ({"mode": "hot"}, "providers.daytona.mode: Input should be 'cold' or 'warm_pool'"),
     ({"mode": "warm_pool"}, "snapshot is required"),
-    ({"snapshots": "x"}, "unknown setting 'snapshots'"),
+    ({"snapshots": "x"}, "providers.daytona.snapshots is not a setting (did you mean 'snapshot'?)"),
+    ({"claim_min_age_s": 5}, "claim_min_age_s was removed"),
+    ({"ttl_minutes": -1}, "providers.daytona.ttl_minutes"),
 ])
 def test_bad_settings_are_one_line_config_errors(settings, words):
     with pytest.raises(ProviderError) as info:
@@ -269,10 +335,12 @@ def test_missing_key_is_a_clear_error_and_the_worker_refuses_to_start(monkeypatc
 
 def test_facts_endpoint_and_ping_never_carry_the_key(fake):
     p = provider({"snapshot": "farm-python", "target": "eu"})
-    facts = p.facts()
-    assert facts["sdk"] == "daytona" and facts["sdk_version"] == version("daytona")
+    facts = p.manifest_facts()
+    assert facts["sdk_versions"]["daytona"] == version("daytona")
+    assert facts["sdk_versions"]["daytona-api-client"] == version("daytona-api-client")
     assert facts["api_host"] == fake.url.removeprefix("http://") and facts["target"] == "eu"
     assert facts["snapshot"] == "farm-python" and facts["mode"] == "cold"
+    assert facts["timing"]["resolution_ms"] <= 50 and "ttl 60 min" in facts["timing"]["leak_bound"]
     assert p.endpoint() == f"{fake.url}/api" and p.ping(2) is True
     assert fake.api_key not in repr(facts) + p.endpoint()
     assert fake.calls("list")[-1].query["limit"] == ["1"]
@@ -321,3 +389,15 @@ def test_pool_created_by_another_worker_meanwhile_is_used_not_an_error(fake):
     facts = p.warm(SandboxSpec(labels=LABELS))
     assert facts["warm_pool"] == pool_id and facts["created_by_farm"] is False
     assert len(fake.calls("pool_create")) == 1 and len(looks) == 2  # tried, got 409, found theirs
+
+
+def test_every_assumption_holds_against_the_fake_that_encodes_it(fake):
+    """The fake is built on these assumptions; their live checks must pass against it (and clean up)."""
+    fake.boot_ms = 50
+    fake.add_pool("farm-python", 1)
+    p = provider({"mode": "warm_pool", "snapshot": "farm-python"})
+    results = {a.name: a.check(p) for a in p.assumptions()}
+    assert results == {name: "held" for name in (
+        "boot-states", "cold-answer-not-started", "server-clock", "lifetime-bound", "toolbox-408-is-run-timeout",
+        "pool-claim-answer", "delete-ends-gone")}
+    assert fake.alive() == []

@@ -16,6 +16,7 @@ from providers.base import Provider
 # provider name -> module under tests/contract/ with a ``harness`` context manager
 HARNESSES: dict[str, str] = {
     "codesandbox": "tests.contract.codesandbox",
+    "daytona": "tests.contract.daytona",
     "e2b": "tests.contract.e2b",
     "modal": "tests.contract.modal",
     "morph": "tests.contract.morph",

@@ -10,11 +10,22 @@ at ``{url}/toolbox``, so toolbox calls come here too. Routes the installed SDK c
     GET    /api/warm-pools, POST /api/warm-pools (201), DELETE /api/warm-pools/{id} (204)
     POST   /toolbox/{id}/process/code-run        process.code_run         -> 200 {exitCode, result} / 408
 
+The state machine, with a known truth (each rule names the adapter's assumption it encodes,
+providers/daytona/live.py): a cold create answers ``creating`` [cold-answer-not-started], then GETs
+answer ``starting`` until exactly ``boot_ms`` after the create request arrived, then ``started``
+[boot-states]. DELETE answers ``destroying``; ``destroy_polls`` GETs later ``destroyed`` (or 404 with
+``gone_as_404``) [delete-ends-gone]; ``delete_into_error`` makes the next delete fail into ``error``
+with desired state ``destroyed``, which the list shows only with ``includeErroredDeleted``.
+Lists page by ``nextCursor`` (``page_size``). Every answer carries a ``Date`` header from this
+machine's clock, as ``createdAt`` does [server-clock].
+
 code-run really runs the code in a fresh Python process with the sandbox's env plus the request's
-``envs``, merges stdout and stderr (as the daemon does), and answers 408 when ``timeout`` passes.
-Warm pools keep ready members created ``pool_age_s`` before now; a plain create (same snapshot, no
-env, volumes or secrets) claims one. Whether the claimed record still carries ``warmPoolId`` is a
-switch (``claim_reports_pool_id``): the API docs say it is set only while the member is unclaimed.
+``envs``, merges stdout and stderr (as the daemon does), and answers 408 when ``timeout`` passes
+[toolbox-408-is-run-timeout]. Warm pools keep ready (started) members created ``pool_age_s`` before
+now; a plain create (same snapshot, no env, volumes or secrets) claims one and answers it started
+with its own ``createdAt`` [pool-claim-answer]. Whether the claimed record still carries
+``warmPoolId`` is a switch (``claim_reports_pool_id``): the API docs say it is set only while the
+member is unclaimed.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -49,8 +61,12 @@ class FakeSandbox:
     warm_pool_id: str | None = None   # what the record reports (set while an unclaimed pool member)
     member: bool = False              # an unclaimed pool member: not listed, not "alive"
     from_pool: str | None = None      # the pool it was claimed from (the fake's own bookkeeping)
-    polls_left: int = 0               # GETs still answering the transitional state
+    polls_left: int = 0               # GETs still answering "destroying"
+    ready_at: float = 0.0             # perf_counter time at which a booting sandbox becomes "started"
+    desired: str = "started"
+    error_reason: str | None = None
     auto_delete_interval: int | None = None
+    auto_stop_interval: int | None = None
     ttl_minutes: int | None = None
 
 
@@ -77,8 +93,9 @@ class FakeDaytona(FakeServer):
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.pools: dict[str, FakePool] = {}
         self.deleted: list[str] = []
-        self.start_polls = 0          # GETs answering "starting" after a cold create
+        self.boot_ms = 0              # a cold create is "started" exactly this long after its request arrived
         self.destroy_polls = 1        # GETs answering "destroying" after a delete
+        self.delete_into_error = False  # the next delete leaves the sandbox in "error" (desired: destroyed)
         self.gone_as_404 = False      # after destroy, GET answers 404 instead of state "destroyed"
         self.pool_age_s = 300.0       # how long ago pool members were started
         self.claim_reports_pool_id = False
@@ -86,8 +103,7 @@ class FakeDaytona(FakeServer):
 
     def env(self) -> dict[str, str]:
         """Environment that points the real SDK at this server."""
-        return {"DAYTONA_API_URL": f"{self.url}/api", "DAYTONA_API_KEY": self.api_key,
-                "DAYTONA_USE_DEPRECATED_POLLING": "true"}
+        return {"DAYTONA_API_URL": f"{self.url}/api", "DAYTONA_API_KEY": self.api_key}
 
     # --- test controls --------------------------------------------------------------------------
     def add_sandbox(self, labels: dict[str, str], state: str = "started") -> str:
@@ -106,6 +122,17 @@ class FakeDaytona(FakeServer):
 
     def alive(self) -> list[str]:
         return [s.id for s in self.sandboxes.values() if s.state != "destroyed" and not s.member]
+
+    def kill(self, sandbox_id: str) -> None:
+        """The sandbox's runner dies: the record goes to "error" and its toolbox stops answering."""
+        with self.lock:
+            sbx = self.sandboxes[sandbox_id]
+            sbx.state, sbx.error_reason = "error", "runner unreachable"
+
+    def set_state(self, sandbox_id: str, state: str) -> None:
+        """Move a sandbox to any API state (e.g. "paused", "stopped", "archived")."""
+        with self.lock:
+            self.sandboxes[sandbox_id].state = state
 
     # --- internals ------------------------------------------------------------------------------
     def _new_sandbox(self, snapshot: str, target: str, labels: dict[str, str], env: dict[str, str],
@@ -132,9 +159,11 @@ class FakeDaytona(FakeServer):
             "id": sbx.id, "organizationId": "org-fake", "name": sbx.id, "snapshot": sbx.snapshot,
             "user": "daytona", "labels": sbx.labels, "public": False, "networkBlockAll": False,
             "target": sbx.target, "cpu": 1, "gpu": 0, "memory": 1, "disk": 3, "state": sbx.state,
-            "desiredState": "destroyed" if sbx.state in ("destroying", "destroyed") else "started",
+            "desiredState": sbx.desired, "errorReason": sbx.error_reason,
             "createdAt": _iso(sbx.created), "updatedAt": _iso(datetime.now(timezone.utc)),
             "warmPoolId": sbx.warm_pool_id, "autoDeleteInterval": sbx.auto_delete_interval,
+            "autoStopInterval": sbx.auto_stop_interval,
+            "autoDestroyAt": _iso(sbx.created + timedelta(minutes=sbx.ttl_minutes)) if sbx.ttl_minutes else None,
             "toolboxProxyUrl": f"{self.url}/toolbox", "daemonVersion": "0.226.1",
         }
         if not listing:
@@ -164,6 +193,7 @@ class FakeDaytona(FakeServer):
 
     # --- control plane --------------------------------------------------------------------------
     def do_create(self, req: Request) -> Answer:
+        arrived = time.perf_counter()
         body = req.body or {}
         snapshot = body.get("snapshot") or DEFAULT_SNAPSHOT
         if snapshot not in self.snapshots:
@@ -185,9 +215,9 @@ class FakeDaytona(FakeServer):
                 return 200, rec
         sbx = self._new_sandbox(snapshot, target, labels, env)
         sbx.auto_delete_interval = body.get("autoDeleteInterval")
+        sbx.auto_stop_interval = body.get("autoStopInterval")
         sbx.ttl_minutes = body.get("ttlMinutes")
-        if self.start_polls:
-            sbx.state, sbx.polls_left = "starting", self.start_polls
+        sbx.state, sbx.ready_at = "creating", arrived + self.boot_ms / 1000
         return 200, self.record(sbx)
 
     def do_get(self, req: Request) -> Answer:
@@ -195,10 +225,10 @@ class FakeDaytona(FakeServer):
         if sbx is None or (sbx.state == "destroyed" and self.gone_as_404):
             return 404, self.error_body(404, f"Sandbox with ID or name {req.args[0]} not found", req)
         with self.lock:
-            if sbx.polls_left > 0:
+            if sbx.state in ("creating", "starting"):
+                sbx.state = "started" if time.perf_counter() >= sbx.ready_at else "starting"
+            elif sbx.polls_left > 0:
                 sbx.polls_left -= 1
-            elif sbx.state == "starting":
-                sbx.state = "started"
             elif sbx.state == "destroying":
                 sbx.state = "destroyed"
                 shutil.rmtree(sbx.home, ignore_errors=True)
@@ -209,15 +239,22 @@ class FakeDaytona(FakeServer):
         if sbx is None or sbx.state == "destroyed":
             return 404, self.error_body(404, f"Sandbox with ID or name {req.args[0]} not found", req)
         with self.lock:
-            sbx.state, sbx.polls_left = "destroying", self.destroy_polls
+            sbx.desired, sbx.polls_left = "destroyed", self.destroy_polls
+            if self.delete_into_error:  # the runner failed the delete: the record stays, errored
+                self.delete_into_error = False
+                sbx.state, sbx.error_reason = "error", "failed to remove the container"
+                return 200, self.record(sbx)
+            sbx.state = "destroying"
             self.deleted.append(sbx.id)
         return 200, self.record(sbx)
 
     def do_list(self, req: Request) -> Answer:
         wanted = json.loads(req.query.get("labels", ["{}"])[0])
-        limit = int(req.query.get("limit", [self.page_size])[0])
+        limit = min(int(req.query.get("limit", [self.page_size])[0]), self.page_size)
         start = int(req.query.get("cursor", ["0"])[0])
+        errored_deleted = req.query.get("includeErroredDeleted", ["false"])[0] == "true"
         rows = [s for s in self.sandboxes.values() if s.state != "destroyed" and not s.member
+                and (errored_deleted or not (s.state == "error" and s.desired == "destroyed"))
                 and all(s.labels.get(k) == v for k, v in wanted.items())]
         page = rows[start:start + limit]
         more = start + limit < len(rows)
