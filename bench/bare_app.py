@@ -6,17 +6,17 @@ both sides pay one Redis round trip per task for their bookkeeping.
 
 import os
 
-import redis
-
+from bench import NOOP_COUNTER
 from farm.celery_app import make_app
+from farm.store import Store
 
 app = make_app(os.environ["FARM_REDIS_URL"])
-_counter = None
+_store: Store | None = None
 
 
 @app.task(name="bench.noop", ignore_result=True)
 def noop(i: int) -> None:
-    global _counter
-    if _counter is None:
-        _counter = redis.Redis.from_url(os.environ["FARM_REDIS_URL"])
-    _counter.incr("bench:noop:done")
+    global _store
+    if _store is None:
+        _store = Store.from_url(os.environ["FARM_REDIS_URL"])
+    _store.incr_counter(NOOP_COUNTER)

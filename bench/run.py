@@ -25,10 +25,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench import NOOP_COUNTER
 from farm.aggregate import aggregate_run
 from farm.celery_app import queue_name
 from farm.snippets import library
-from farm.store import Store, encode_sample
+from farm.store import Store
 from farm.testing import REPO_ROOT, Farm
 
 RESULTS: list[dict[str, Any]] = []
@@ -77,7 +78,7 @@ def bench_dispatch(tmp: Path, n: int, concurrency: int = 2) -> None:
         start = time.perf_counter()
         for i in range(n):
             farm.app.send_task("bench.noop", args=[i], queue="bench.noop")
-        _wait(lambda: int(farm.store.r.get("bench:noop:done") or 0) >= n, 600)
+        _wait(lambda: farm.store.counter(NOOP_COUNTER) >= n, 600)
         bare_rate = n / (time.perf_counter() - start)
         _stop(bare)
 
@@ -164,25 +165,24 @@ def _load_samples(store: Store, run_id: str, n: int, via_commit: bool) -> None:
                                                          "repetitions": n, "warmup": 0}}, n)
     batch = 5000
     for start in range(0, n, batch):
-        pipe = store.r.pipeline(transaction=False)
+        pipe = store.pipeline()
         for i in range(start, min(start + batch, n)):
             sample = _synthetic_sample(i, rng)
             if via_commit:
                 store.commit_and_reserve(run_id, sample, client=pipe)  # the real commit script
             else:
-                pipe.xadd(Store.key(run_id, "samples"), dict(zip(*[iter(encode_sample(sample))] * 2)))
+                store.append_unchecked(run_id, sample, client=pipe)
         pipe.execute()
 
 
 def bench_memory(tmp: Path, n: int) -> None:
     """Redis used_memory delta per committed sample (real commit script), during and after a run."""
     with Farm(tmp / "memory") as farm:
-        r = farm.store.r
-        r.execute_command("MEMORY", "PURGE")
-        before = int(r.info("memory")["used_memory"])
+        farm.store.purge_memory()
+        before = farm.store.used_memory()
         _load_samples(farm.store, "memrun", n, via_commit=True)
         finished = farm.store.status("memrun").state == "finished"
-        after = int(r.info("memory")["used_memory"])
+        after = farm.store.used_memory()
     per = (after - before) / n
     record(f"memory: Redis bytes per sample (n={n})", per, "bytes", None, None, "≤ 200", per <= 200,
            f"run finished={finished} (done set dropped at finish)")
@@ -192,7 +192,7 @@ def bench_bounded_broker(tmp: Path, n: int) -> None:
     """A huge sim plan never puts more than its window of messages into Redis."""
     with Farm(tmp / "bounded", config={"providers": {"sim": {}}}) as farm:
         hello = library()["hello"]
-        before = int(farm.store.r.info("memory")["used_memory"])
+        before = farm.store.used_memory()
         start = time.perf_counter()
         run_id = farm.start_run(["sim"], [hello], repetitions=n, concurrency=8)
         enqueue_s = time.perf_counter() - start
@@ -200,8 +200,8 @@ def bench_bounded_broker(tmp: Path, n: int) -> None:
         peak_len, peak_mem = 0, 0
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            peak_len = max(peak_len, int(farm.store.r.llen(queue_name("sim"))))
-            peak_mem = max(peak_mem, int(farm.store.r.info("memory")["used_memory"]) - before)
+            peak_len = max(peak_len, farm.store.queue_length(queue_name("sim")))
+            peak_mem = max(peak_mem, farm.store.used_memory() - before)
             time.sleep(0.05)
         done = farm.store.status(run_id).done
     record(f"bounded broker: queued msgs, plan of {n:,}", peak_len, "messages", None, None,
@@ -231,7 +231,7 @@ def bench_aggregation(tmp: Path, sizes: list[int]) -> None:
             record(f"aggregation: Redis → table (n={n:,})", n / farm_s, "samples/s", n / numpy_s,
                    numpy_s / farm_s, "10^6 in < 5 s" if n >= 10**6 else "", (farm_s < 5) if n >= 10**6 else None,
                    f"{farm_s:.2f} s")
-            farm.store.r.delete(Store.key(run_id, "samples"))
+            farm.store.delete_samples(run_id)
     _bench_sketch_merge()
 
 

@@ -78,9 +78,8 @@ def fire(store: Store, scheduler: Scheduler, config: FarmConfig, name: str, now:
     """Start the schedule's run (or sweep) unless this period already fired."""
     schedule = config.schedules[name]
     now = time.time() if now is None else now  # wall clock on purpose: periods are calendar time
-    guard = f"farm:schedule:{name}:{period_key(schedule, now)}"
     ttl = int(max(schedule.every_s or 60, 60) * 3)
-    if not store.r.set(guard, "1", nx=True, ex=ttl):
+    if not store.take_schedule_guard(name, period_key(schedule, now), ttl):
         return Fired(name, skipped="this period already fired")
     if schedule.kind == "sweep":
         from farm.ops import sweep
@@ -95,7 +94,7 @@ def fire(store: Store, scheduler: Scheduler, config: FarmConfig, name: str, now:
         warmup=config.defaults.warmup if schedule.warmup is None else schedule.warmup,
         concurrency=schedule.concurrency or config.defaults.concurrency,
         label=f"schedule:{name}")
-    store.r.hset(Store.key(run_id, "status"), "schedule", name)
+    store.set_status_fields(run_id, schedule=name)
     return Fired(name, run_id=run_id)
 
 

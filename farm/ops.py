@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -51,15 +50,8 @@ def sweep(config: FarmConfig, providers: Iterable[str], run_id: str | None = Non
 
 def _record_reclaimed(store: Store, provider: str, result: SweepResult) -> None:
     """Credit reclaimed sandboxes to the runs whose destroy failed for them (``farm:leaks``)."""
-    for sandbox_id in result.deleted:
-        owner = store.r.hget("farm:leaks", sandbox_id)
-        if owner:
-            run_id = owner.split("|", 1)[0]
-            store.r.hincrby(Store.key(run_id, "sweep"), f"{provider}:reclaimed", 1)
-            store.r.hdel("farm:leaks", sandbox_id)
-    store.r.hset("farm:sweep:last", provider, json.dumps(
-        {"ts_ns": time.time_ns(), "found": len(result.found), "deleted": len(result.deleted),
-         "error": result.error}))
+    store.credit_reclaimed(provider, result.deleted)
+    store.mark_sweep(provider, len(result.found), len(result.deleted), result.error)
 
 
 @dataclass

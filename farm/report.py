@@ -8,7 +8,6 @@ and changelog are in docs/results-format.md.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any, Iterable, Iterator
 
@@ -113,7 +112,7 @@ def _manifest(store: Store, run_id: str) -> dict[str, Any]:
     """The stored manifest with what the workers learned (provider and environment facts), and the
     snippets without their code (digests identify it)."""
     manifest = store.manifest(run_id)
-    facts = {k: json.loads(v) for k, v in store.r.hgetall(Store.key(run_id, "facts")).items()}
+    facts = store.provider_facts(run_id)
     manifest = {**manifest, "provider_facts": facts}
     manifest["snippets"] = {name: {k: v for k, v in s.items() if k != "code"}
                             for name, s in manifest["snippets"].items()}
@@ -141,9 +140,7 @@ def count_leaks(batch: Batch, leaked: Counter[str]) -> None:
 
 def leak_summary(store: Store, run_id: str, leaked: Counter[str]) -> dict[str, dict[str, int]]:
     """The run's leaked sandboxes per provider, and how many a sweep reclaimed since."""
-    swept = store.r.hgetall(Store.key(run_id, "sweep"))
-    reclaimed = {k.split(":")[0]: int(v) for k, v in swept.items() if k.endswith(":reclaimed")}
-    return {"leaked": dict(leaked), "reclaimed": reclaimed}
+    return {"leaked": dict(leaked), "reclaimed": store.reclaimed(run_id)}
 
 
 def leaked_summary(store: Store, run_id: str) -> dict[str, dict[str, int]]:

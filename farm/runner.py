@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-import redis
-
 from farm.celery_app import make_app
 from farm.config import FarmConfig
 from farm.embedded import EmbeddedRedis, LocalWorkers
@@ -25,7 +23,7 @@ from farm.document import Document
 from farm.report import build
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
-from farm.store import RunStatus, Store
+from farm.store import TRANSIENT_ERRORS, AuthenticationError, RedisError, RunStatus, Store
 
 
 REDIS_PATIENCE_S = 120.0
@@ -55,10 +53,10 @@ def connect(config: FarmConfig) -> Iterator[tuple[Store, str, EmbeddedRedis | No
     try:
         try:
             store = Store.from_url(url)
-            store.r.ping()
-        except redis.AuthenticationError:
+            store.ping()
+        except AuthenticationError:
             raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: fix them in REDIS_URL") from None
-        except (redis.RedisError, ValueError, OSError) as exc:
+        except (RedisError, ValueError, OSError) as exc:
             raise RedisUnavailable(f"cannot reach Redis at {redact(url)} ({type(exc).__name__}): "
                                    "check REDIS_URL / redis.url, or unset both for the embedded Redis") from None
         yield store, url, embedded
@@ -92,7 +90,7 @@ def follow(store: Store, scheduler: Scheduler, run_id: str,
             if status.state != "finished":
                 scheduler.reconcile_active(owner=owner, every_ms=int(every_s * 2000))
             outage_since = None
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        except TRANSIENT_ERRORS as exc:
             outage_since = outage_since or time.monotonic()
             if time.monotonic() - outage_since > REDIS_PATIENCE_S:
                 raise RedisUnavailable(f"lost Redis for over {REDIS_PATIENCE_S:g} s ({type(exc).__name__}); "

@@ -5,7 +5,7 @@ quantile is within ±relative_accuracy of the true order statistic) plus exact c
 mean and M2 (Chan's parallel variance). All of it merges by addition, so sketches written by many
 worker processes combine into one.
 
-Redis key (``{r}`` = ``farm:run:<run_id>``, the layout in farm/store.py):
+Redis key (``{r}`` = ``farm:run:<run_id>``, the layout in farm/store/keys.py):
 
     {r}:sketches   HASH  "<provider>|<snippet>|<phase>|<writer>" -> JSON sketch (see to_json)
 
@@ -150,9 +150,9 @@ class LatencySketch:
 
 # --- where they live ------------------------------------------------------------------------
 def sketches_key(run_id: str) -> str:
-    from farm.store import Store
+    from farm.store.keys import run_key
 
-    return Store.key(run_id, "sketches")
+    return run_key(run_id, "sketches")
 
 
 def sketching_enabled(manifest: dict[str, Any]) -> tuple[bool, float]:
@@ -171,7 +171,7 @@ def load(store: Any, run_id: str, alpha: float) -> tuple[dict[tuple[str, str, st
     """
     merged: dict[tuple[str, str, str], LatencySketch] = {}
     unusable: set[tuple[str, str, str]] = set()
-    for name, text in store.r.hscan_iter(sketches_key(run_id), count=200):
+    for name, text in store.iter_sketches(run_id):
         parts = name.split(FIELD_SEP)
         if len(parts) != 4:
             continue

@@ -15,7 +15,6 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
-import redis
 from celery import signals
 
 from farm.celery_app import LEASE_MS, SAMPLE_TASK, make_app
@@ -24,7 +23,7 @@ from farm.redact import redact
 from farm.samples import Sample
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
-from farm.store import Store, member_key
+from farm.store import TRANSIENT_ERRORS, Store, member_key
 from providers import get_provider
 from providers.base import Provider, ProviderError, SandboxSpec, sandbox_labels
 from workers import sketches
@@ -83,15 +82,14 @@ def provider_for(run_id: str, name: str, manifest: dict[str, Any]) -> Provider:
         _providers[cache_key] = provider
     provider = _providers[cache_key]
     if (run_id, name) not in _facts_filed:  # once per run and process: no round trip per sample
-        facts_key = Store.key(run_id, "facts")
-        if not store().r.hexists(facts_key, name):
+        if not store().has_provider_facts(run_id, name):
             facts = {**provider.manifest_facts(), "worker": socket.gethostname()}
             checked = store().assumptions(name)  # what `farm doctor --live` last found about the real API
             if checked:
                 facts["assumptions"] = checked
             if _warm_facts.get(cache_key):
                 facts["warm"] = _warm_facts[cache_key]
-            store().r.hsetnx(facts_key, name, json.dumps(facts, default=str))
+            store().file_provider_facts(run_id, name, facts)
         _facts_filed.add((run_id, name))
     return provider
 
@@ -136,7 +134,7 @@ def retrying(fn: Callable[[], T], what: str, patience_s: float = 120.0) -> T:
     while True:
         try:
             return fn()
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        except TRANSIENT_ERRORS:
             if time.monotonic() > deadline:
                 raise
             log.warning("Redis unavailable during %s; retrying in %.1f s", what, delay)
@@ -199,7 +197,7 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     if result and env_facts:
         st.add_env_facts(run_id, provider, env_facts)
     if result and record.get("leaked"):  # `farm sweep` credits the run when it reclaims this one
-        st.r.hset("farm:leaks", record["leaked"], f"{run_id}|{provider}")
+        st.record_leak(record["leaked"], run_id, provider)
     if next_index >= 0:  # the commit freed a slot and reserved the next item: send it
         retrying(lambda: scheduler().dispatch_index(run_id, provider, next_index), "dispatch")
     return {0: "duplicate-dropped", 1: "committed", 2: "committed-run-finished"}[result]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from farm.samples import sample_phases
-from farm.sketch import FIELD_SEP, LatencySketch, sketches_key, sketching_enabled
+from farm.sketch import FIELD_SEP, LatencySketch, sketching_enabled
 
 
 @dataclass
@@ -63,10 +63,7 @@ def flush(store: Any) -> int:
     by_run: dict[str, dict[str, str]] = {}
     for run_id, series in buf.dirty:
         by_run.setdefault(run_id, {})[f"{series}{FIELD_SEP}{buf.writer}"] = buf.sketches[(run_id, series)].to_json()
-    pipe = store.r.pipeline(transaction=False)
-    for run_id, mapping in by_run.items():
-        pipe.hset(sketches_key(run_id), mapping=mapping)
-    pipe.execute()
+    store.write_sketches(by_run)
     written = sum(len(m) for m in by_run.values())
     buf.dirty.clear()
     return written

@@ -1,0 +1,63 @@
+"""The connection every part of the store shares: two clients on one server, and the scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from farm.store import scripts
+from farm.store.keys import counter_key, run_key
+
+# Errors a Redis restart or failover raises: callers ride these out and reconnect.
+TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+RedisError = redis.RedisError
+AuthenticationError = redis.AuthenticationError
+
+
+class StoreBase:
+    """``r`` decodes replies to str; ``raw`` does not (sample entries carry a binary block).
+    Tests may inspect keys through them; farm code calls the store's named methods."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        kwargs = {**client.connection_pool.connection_kwargs, "decode_responses": False}
+        self.raw = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=client.connection_pool.connection_class, **kwargs))
+        self._claim = client.register_script(scripts.CLAIM)
+        self._commit = client.register_script(scripts.COMMIT)
+        self._requeue = client.register_script(scripts.REQUEUE)
+        self._renew = client.register_script(scripts.RENEW)
+        self._finalize = client.register_script(scripts.FINALIZE)
+        self._reserve = client.register_script(scripts.RESERVE)
+        self._reset_slots = client.register_script(scripts.RESET_SLOTS_IF_IDLE)
+
+    @classmethod
+    def from_url(cls, url: str) -> Any:
+        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                        socket_connect_timeout=5, retry_on_timeout=True))
+
+    @staticmethod
+    def key(run_id: str, suffix: str) -> str:
+        return run_key(run_id, suffix)
+
+    def ping(self) -> None:
+        """Raise unless the server answers (AuthenticationError, ConnectionError, ...)."""
+        self.r.ping()
+
+    def pipeline(self) -> Any:
+        """A non-transactional pipeline: pass it as ``client=`` to batch store calls."""
+        return self.r.pipeline(transaction=False)
+
+    # --- server figures, for the farm's own benchmarks -------------------------------------------
+    def used_memory(self) -> int:
+        return int(self.r.info("memory")["used_memory"])
+
+    def purge_memory(self) -> None:
+        self.r.execute_command("MEMORY", "PURGE")
+
+    def incr_counter(self, name: str) -> int:
+        return int(self.r.incr(counter_key(name)))
+
+    def counter(self, name: str) -> int:
+        return int(self.r.get(counter_key(name)) or 0)

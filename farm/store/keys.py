@@ -1,0 +1,86 @@
+"""Every Redis key the farm writes, and the one place its layout is spelt out.
+
+Per run (``{r}`` = ``farm:run:<run_id>``):
+
+    {r}:manifest               STRING JSON: plan, seed, snippets (code included), settings, versions
+                                      (farm/manifest.py: the Manifest model)
+    {r}:status                 HASH   state, planned, done, ok, failed, created_ns, finished_ns, label,
+                                      incomplete, missing_count, missing, finish_reason, schedule
+    {r}:samples                STREAM one entry per committed sample (layout: farm/samples.py)
+    {r}:done                   SET    members ("provider|snippet|rep") already committed: exactly-once
+                                      (deleted when the run finishes: 'finished' refuses late commits)
+    {r}:cursor                 HASH   provider -> index of the next plan item to dispatch
+    {r}:slots                  HASH   provider -> tasks in flight (reserved <= window; freed on commit)
+    {r}:inflight:<provider>    HASH   "#<index>" -> "q|<ns>|0" (dispatched plan slot, not yet claimed),
+                                      member -> "q|<ns>|<attempt>" (re-queued) / "c|<ns>|<worker>|<attempt>" (claimed)
+    {r}:lease:<member>         STRING worker id, PX lease; refreshed while the sample runs
+    {r}:facts                  HASH   provider -> JSON facts (SDK version, region, confinement), first writer wins
+    {r}:env:<provider>         HASH   FARM_FACT key -> value that snippets reported (CPUs, memory, OS)
+    {r}:sketches               HASH   "<provider>|<snippet>|<phase>|<writer>" -> JSON sketch (farm/sketch.py)
+    {r}:sweep                  HASH   "<provider>:reclaimed" -> sandboxes a sweep deleted for this run
+
+Farm-wide:
+
+    farm:runs                  ZSET   run_id -> created (epoch s); newest last
+    farm:active                SET    run ids not yet finished (the reconciler walks these)
+    farm:leaks                 HASH   sandbox id -> "run_id|provider" for sandboxes whose destroy failed
+                                      (a sweep that deletes one credits {r}:sweep and drops the field)
+    farm:sweep:last            HASH   provider -> JSON {ts_ns, found, deleted, error} of its last sweep
+    farm:worker:<worker>       STRING JSON {provider, ts} heartbeat of a live worker (TTL 15 s)
+    farm:lock:<name>           STRING owner, PX: "reconciler" lets one process reconcile per interval
+    farm:schedule:<name>:<period>
+                               STRING "1", EX 3 periods: the schedule fired in this period (farm/beat.py);
+                                      period = "m<YYYYmmddHHMM>" (cron, UTC) or "i<bucket>" (every_s)
+    farm:assumptions           HASH   provider -> JSON verdicts of `farm doctor --live` (farm/live.py)
+    farm:counter:<name>        STRING INCR counter for harness processes (bench's bare Celery baseline)
+
+Celery's own keys (the queues ``farm.<provider>``, ``unacked``, ``_kombu.*``) belong to kombu; the
+farm only reads a queue's messages to recognise task titles (dispatch.queued_titles).
+"""
+
+from __future__ import annotations
+
+RUNS = "farm:runs"
+ACTIVE = "farm:active"
+LEAKS = "farm:leaks"
+SWEEP_LAST = "farm:sweep:last"
+ASSUMPTIONS = "farm:assumptions"
+WORKER_PREFIX = "farm:worker:"
+
+
+def run_key(run_id: str, suffix: str) -> str:
+    return f"farm:run:{run_id}:{suffix}"
+
+
+def inflight_key(run_id: str, provider: str) -> str:
+    return run_key(run_id, f"inflight:{provider}")
+
+
+def lease_key(run_id: str, member: str) -> str:
+    return run_key(run_id, f"lease:{member}")
+
+
+def worker_key(worker: str) -> str:
+    return f"{WORKER_PREFIX}{worker}"
+
+
+def lock_key(name: str) -> str:
+    return f"farm:lock:{name}"
+
+
+def schedule_guard_key(schedule: str, period: str) -> str:
+    return f"farm:schedule:{schedule}:{period}"
+
+
+def counter_key(name: str) -> str:
+    return f"farm:counter:{name}"
+
+
+def member_key(provider: str, snippet: str, rep: int, warmup: bool) -> str:
+    """One plan item's identity in every per-run set and hash: ``provider|snippet|[w]rep``."""
+    return f"{provider}|{snippet}|{'w' if warmup else ''}{rep}"
+
+
+def parse_member(member: str) -> tuple[str, str, int, bool]:
+    provider, snippet, rep = member.split("|")
+    return provider, snippet, int(rep.lstrip("w")), rep.startswith("w")

@@ -1,0 +1,70 @@
+"""The ledger: claim a sample with a lease, keep the lease alive, commit it exactly once.
+
+A sample is claimed (lease SET NX) before anything runs, and committed by one Lua script that adds
+it to the stream only if the member is not yet in ``done``: whatever Celery redelivers, each
+(run, provider, snippet, repetition) gets exactly one sample. Missing values are stored as "" and
+read back as None: a missing value is never a zero.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from farm.samples import SCHEMA_VERSION, encode_sample
+from farm.store.base import StoreBase
+from farm.store.keys import ACTIVE, inflight_key, lease_key, member_key
+
+
+class Ledger(StoreBase):
+    def claim(self, run_id: str, member: str, worker: str, lease_ms: int, slot: int | None = None
+              ) -> tuple[int, str]:
+        """Take the lease on a member (and retire its queued slot entry). Returns (attempt, "") or
+        (-1, "") if already committed / run finished, or (-2, holder) if another live execution
+        holds the lease."""
+        provider = member.split("|", 1)[0]
+        res = self._claim(keys=[self.key(run_id, "done"), lease_key(run_id, member),
+                                inflight_key(run_id, provider), self.key(run_id, "status")],
+                          args=[member, worker, lease_ms, time.time_ns(), "" if slot is None else slot])
+        return int(res[0]), res[1]
+
+    def renew_lease(self, run_id: str, member: str, worker: str, lease_ms: int) -> bool:
+        return bool(self._renew(keys=[lease_key(run_id, member)], args=[worker, lease_ms]))
+
+    def lease_exists(self, run_id: str, member: str) -> bool:
+        return bool(self.r.exists(lease_key(run_id, member)))
+
+    def commit(self, run_id: str, sample: dict[str, Any]) -> int:
+        """Commit one sample atomically: 0 = duplicate dropped, 1 = committed, 2 = committed and
+        the run finished."""
+        return self.commit_and_reserve(run_id, sample)[0]
+
+    def commit_and_reserve(self, run_id: str, sample: dict[str, Any], window: int = 0,
+                           plan_length: int = 0, client: Any = None) -> tuple[int, int]:
+        """Commit one sample atomically, freeing its dispatch slot and reserving the next.
+
+        Returns (0 = duplicate dropped | 1 = committed | 2 = committed and the run finished,
+        the provider's next plan index to dispatch or -1)."""
+        provider = sample["provider"]
+        member = member_key(provider, sample["snippet"], sample["rep"], bool(sample["warmup"]))
+        sample = {**sample, "v": SCHEMA_VERSION}
+        reply = self._commit(
+            keys=[self.key(run_id, "done"), self.key(run_id, "samples"), self.key(run_id, "status"),
+                  inflight_key(run_id, provider), lease_key(run_id, member),
+                  ACTIVE, self.key(run_id, "slots"), self.key(run_id, "cursor")],
+            args=[run_id, member, sample["outcome"], time.time_ns(), provider, window, plan_length,
+                  *encode_sample(sample)], client=client)
+        if client is not None:  # queued in a pipeline: the caller reads the replies
+            return -1, -1
+        result, next_index = reply
+        return int(result), int(next_index)
+
+    def reserve_slot(self, run_id: str, provider: str, window: int, plan_length: int) -> int:
+        """Take a dispatch slot and the next plan index, or -1 when the window is full or the
+        provider's plan is exhausted."""
+        return int(self._reserve(keys=[self.key(run_id, "slots"), self.key(run_id, "cursor"),
+                                       inflight_key(run_id, provider)],
+                                 args=[provider, window, plan_length, time.time_ns()]))
+
+    def done_members(self, run_id: str) -> set[str]:
+        return self.r.smembers(self.key(run_id, "done"))

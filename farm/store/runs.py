@@ -1,0 +1,102 @@
+"""Runs: their manifest, status, listing and closing, and the facts filed about them."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from farm.store.base import StoreBase
+from farm.store.keys import ACTIVE, RUNS
+
+
+@dataclass
+class RunStatus:
+    run_id: str
+    state: str
+    planned: int
+    done: int
+    ok: int
+    failed: int
+    created_ns: int
+    finished_ns: int | None
+    label: str = ""
+    incomplete: bool = False
+    missing_count: int = 0
+    missing: list[str] | None = None
+    finish_reason: str = ""
+
+    @property
+    def remaining(self) -> int:
+        return max(self.planned - self.done, 0)
+
+
+class Runs(StoreBase):
+    def create_run(self, run_id: str, manifest: dict[str, Any], planned: int, label: str = "") -> None:
+        """Write the manifest (its JSON document) and status before any task exists."""
+        now = time.time_ns()
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.key(run_id, "manifest"), json.dumps(manifest, separators=(",", ":")))
+        pipe.hset(self.key(run_id, "status"), mapping={
+            "state": "queued", "planned": planned, "done": 0, "ok": 0, "failed": 0,
+            "created_ns": now, "label": label})
+        pipe.zadd(RUNS, {run_id: now / 1e9})
+        pipe.sadd(ACTIVE, run_id)
+        pipe.execute()
+
+    def run_exists(self, run_id: str) -> bool:
+        return bool(self.r.exists(self.key(run_id, "manifest")))
+
+    def manifest(self, run_id: str) -> dict[str, Any]:
+        """The run's manifest document as stored (``Manifest.from_dict`` types it)."""
+        raw = self.r.get(self.key(run_id, "manifest"))
+        if raw is None:
+            raise KeyError(run_id)
+        return json.loads(raw)
+
+    def status(self, run_id: str) -> RunStatus:
+        h = self.r.hgetall(self.key(run_id, "status"))
+        if not h:
+            raise KeyError(run_id)
+        return RunStatus(run_id=run_id, state=h.get("state", "?"), planned=int(h.get("planned", 0)),
+                         done=int(h.get("done", 0)), ok=int(h.get("ok", 0)),
+                         failed=int(h.get("failed", 0)), created_ns=int(h.get("created_ns", 0)),
+                         finished_ns=int(h["finished_ns"]) if h.get("finished_ns") else None,
+                         label=h.get("label", ""), incomplete=h.get("incomplete") == "1",
+                         missing_count=int(h.get("missing_count", 0)),
+                         missing=json.loads(h["missing"]) if h.get("missing") else None,
+                         finish_reason=h.get("finish_reason", ""))
+
+    def finalize_incomplete(self, run_id: str, missing: list[str], missing_count: int, reason: str) -> bool:
+        """Close a run that cannot complete, naming what is missing; later commits are dropped."""
+        return bool(self._finalize(keys=[self.key(run_id, "status"), ACTIVE, self.key(run_id, "done")],
+                                   args=[run_id, time.time_ns(), missing_count,
+                                         json.dumps(missing[:1000]), reason]))
+
+    def set_status_fields(self, run_id: str, **fields: Any) -> None:
+        self.r.hset(self.key(run_id, "status"), mapping={k: str(v) for k, v in fields.items()})
+
+    def recent_runs(self, limit: int = 20) -> list[str]:
+        return list(reversed(self.r.zrange(RUNS, -limit, -1)))
+
+    def active_runs(self) -> list[str]:
+        return sorted(self.r.smembers(ACTIVE))
+
+    # --- facts about the run's sandboxes ---------------------------------------------------------
+    def has_provider_facts(self, run_id: str, provider: str) -> bool:
+        return bool(self.r.hexists(self.key(run_id, "facts"), provider))
+
+    def file_provider_facts(self, run_id: str, provider: str, facts: dict[str, Any]) -> bool:
+        """File a provider's facts (SDK version, region, confinement) for a run; the first writer wins."""
+        return bool(self.r.hsetnx(self.key(run_id, "facts"), provider, json.dumps(facts, default=str)))
+
+    def provider_facts(self, run_id: str) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(v) for k, v in self.r.hgetall(self.key(run_id, "facts")).items()}
+
+    def add_env_facts(self, run_id: str, provider: str, facts: dict[str, str]) -> None:
+        """Facts a snippet reported about its sandbox (``FARM_FACT`` lines: CPUs, memory, OS)."""
+        self.r.hset(self.key(run_id, f"env:{provider}"), mapping=facts)
+
+    def env_facts(self, run_id: str, providers: list[str]) -> dict[str, dict[str, str]]:
+        return {p: f for p in providers if (f := self.r.hgetall(self.key(run_id, f"env:{p}")))}

@@ -1,0 +1,91 @@
+"""The farm's Lua scripts: each is one atomic step of the ledger or of dispatch.
+
+The commit script is what makes a sample exactly-once: it adds the sample to the run's stream only
+if its member is not yet in ``{r}:done`` and the run is not finished, in the same step as the
+counters, the lease, the dispatch slot and the next reservation. Key layout: farm/store/keys.py.
+"""
+
+# KEYS: done, lease, inflight, status   ARGV: member, worker, lease_ms, now_ns, slot index or ''
+CLAIM = """
+if ARGV[5] ~= '' then redis.call('HDEL', KEYS[3], '#' .. ARGV[5]) end
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {-1, ''} end
+if redis.call('HGET', KEYS[4], 'state') == 'finished' then return {-1, ''} end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return {-2, redis.call('GET', KEYS[2]) or ''}
+end
+local prev = redis.call('HGET', KEYS[3], ARGV[1]) or 'q|0|0'
+local attempt = tonumber(string.match(prev, '|(%d+)$') or '0') + 1
+redis.call('HSET', KEYS[3], ARGV[1], 'c|' .. ARGV[4] .. '|' .. ARGV[2] .. '|' .. attempt)
+if redis.call('HGET', KEYS[4], 'state') == 'queued' then redis.call('HSET', KEYS[4], 'state', 'running') end
+return {attempt, ''}
+"""
+
+# Reserve one dispatch slot for a provider: never more than `window` tasks in flight, atomically.
+# KEYS: slots, cursor   ARGV: provider, window, plan_length   -> plan index, or -1
+# The reserved slot is recorded in the provider's inflight hash as "#<index>" (queued) until a
+# worker claims it, so dispatching needs no round trip of its own.
+RESERVE_BODY = """
+local function reserve(slots, cursor, inflight, provider, window, length, now)
+  if tonumber(redis.call('HGET', slots, provider) or '0') >= window then return -1 end
+  if tonumber(redis.call('HGET', cursor, provider) or '0') >= length then return -1 end
+  redis.call('HINCRBY', slots, provider, 1)
+  local index = redis.call('HINCRBY', cursor, provider, 1) - 1
+  redis.call('HSET', inflight, '#' .. index, 'q|' .. now .. '|0')
+  return index
+end
+"""
+# KEYS: slots, cursor, inflight   ARGV: provider, window, plan_length, now_ns
+RESERVE = RESERVE_BODY + \
+    "return reserve(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])"
+
+# Commit a sample, free its slot and reserve the next one in the same round trip.
+# KEYS: done, samples, status, inflight, lease, active, slots, cursor
+# ARGV: run_id, member, outcome, now_ns, provider, window, plan_length, fields...
+# -> {0 duplicate | 1 committed | 2 committed and run finished, next plan index or -1}
+COMMIT = RESERVE_BODY + """
+if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then return {0, -1} end
+if redis.call('HGET', KEYS[3], 'state') == 'finished' then return {0, -1} end
+redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 8))
+redis.call('HINCRBY', KEYS[3], ARGV[3] == 'ok' and 'ok' or 'failed', 1)
+local done = redis.call('HINCRBY', KEYS[3], 'done', 1)
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('DEL', KEYS[5])
+if tonumber(redis.call('HGET', KEYS[7], ARGV[5]) or '0') > 0 then redis.call('HINCRBY', KEYS[7], ARGV[5], -1) end
+if done >= tonumber(redis.call('HGET', KEYS[3], 'planned')) then
+  redis.call('HSET', KEYS[3], 'state', 'finished', 'finished_ns', ARGV[4])
+  redis.call('SREM', KEYS[6], ARGV[1])
+  -- 'state = finished' now refuses late duplicates, so the done set has served its purpose
+  redis.call('DEL', KEYS[1], KEYS[7])
+  return {2, -1}
+end
+return {1, reserve(KEYS[7], KEYS[8], KEYS[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[4])}
+"""
+
+# KEYS: status, active, done   ARGV: run_id, now_ns, missing_count, missing_json, reason
+FINALIZE = """
+if redis.call('HGET', KEYS[1], 'state') == 'finished' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'finished', 'finished_ns', ARGV[2], 'incomplete', '1',
+           'missing_count', ARGV[3], 'missing', ARGV[4], 'finish_reason', ARGV[5])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
+return 1
+"""
+
+# KEYS: inflight, lease   ARGV: member, expected_value, new_value
+REQUEUE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+# KEYS: lease  ARGV: worker, lease_ms
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+# With nothing in flight, no slot can be legitimately held: reclaim any a lost reply kept.
+# KEYS: inflight, slots   ARGV: provider
+RESET_SLOTS_IF_IDLE = "if redis.call('HLEN', KEYS[1]) == 0 then redis.call('HSET', KEYS[2], ARGV[1], 0) end"
