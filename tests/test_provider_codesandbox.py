@@ -330,6 +330,11 @@ def test_a_sample_records_the_providers_boot_signal_attempts_and_service_timings
     assert facts["sdk_attempts"] == {"fork": 1, "start_vm": 1, "connect": 1}
     assert facts["timings_ms"]["start_vm"] > 0 and facts["timings_ms"]["connect"] > 0
     assert facts["destroy_polls"] >= 1
+    fork, start = [r for r in fake.requests() if r["method"] == "POST"][-2:]
+    assert set(fork["body"]["tags"]) == {"farm:sandbox-farm", "farm-run:pytest-run", "farm-provider:codesandbox",
+                                         "farm-snippet:hello", "farm-rep:0", "sdk"}
+    assert fork["body"]["privacy"] == 2  # the service's default "private"
+    assert start["path"].endswith("/start") and start["body"]["hibernation_timeout_seconds"] == 1800  # leak bound
     timing = wired.facts()["timing"]
     assert "startVm 3x" in timing["hidden_retries"] and "1800 s" in timing["leak_bound"]
 

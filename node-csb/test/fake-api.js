@@ -88,6 +88,7 @@ export async function startFakeApi({ bootMs = 0, pageSize = 50, deleteLagMs = 0 
     let m;
     if (req.method === "POST" && (m = /^\/sandbox\/([^/]+)\/fork$/.exec(path))) {
       const body = await readBody(req);
+      state.requests.at(-1).body = body; // what the SDK sent: tags, privacy, title, path
       if (!TEMPLATES.has(m[1]) && !live(m[1])) return send(res, 404, { errors: ["not found"] });
       const id = `fk${(++state.seq).toString(36)}${randomBytes(3).toString("hex")}`;
       const dir = join(root, id);
@@ -97,7 +98,7 @@ export async function startFakeApi({ bootMs = 0, pageSize = 50, deleteLagMs = 0 
       return send(res, 201, { data: { id, alias: id, title: body.title ?? null } });
     }
     if ((m = /^\/vm\/([^/]+)\/(start|shutdown|hibernate)$/.exec(path)) && req.method === "POST") {
-      await readBody(req);
+      state.requests.at(-1).body = await readBody(req); // start: tier, hibernation_timeout_seconds
       const b = live(m[1]);
       if (!b) return send(res, 404, { errors: ["not found"] });
       if (m[2] === "start") return start(req, res, b);
