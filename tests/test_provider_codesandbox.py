@@ -390,3 +390,26 @@ def test_tokenless_service_refuses_browsers_and_foreign_hosts(tmp_path):
             c.delete(f"/sandboxes/{ok.json()['id']}")
     finally:
         handle.stop()
+
+
+def test_warm_is_what_bootuptype_said():
+    from providers.codesandbox.adapter import sandbox_from
+
+    said = {b: sandbox_from({"id": "x", "bootup_type": b}) for b in ("CLEAN", "FORK", "RESUME", "RUNNING", "LATER")}
+    assert {b: s.warm for b, s in said.items()} == {"CLEAN": None, "FORK": "fork", "RESUME": "resume",
+                                                    "RUNNING": "running", "LATER": "unknown"}
+    assert not said["CLEAN"].claimed and said["FORK"].claimed and not said["LATER"].claimed
+    assert sandbox_from({"id": "x"}).warm == "unknown" and said["RESUME"].facts["bootup_type"] == "RESUME"
+
+
+def test_live_assumption_checks_hold_against_the_fake_and_clean_up(wire, wired):
+    """The checks `farm doctor --live` runs against CodeSandbox, run here against the fake that encodes them."""
+    from farm.live import HELD, check_assumptions
+
+    fake, _ = wire
+    before = fake.alive()
+    verdicts = check_assumptions(wired)
+    assert {v.assumption for v in verdicts} == {"csb_tags_verbatim", "csb_list_filter_all_tags",
+                                                "csb_delete_removes_record", "csb_bootup_type"}
+    assert all(v.verdict == HELD for v in verdicts), [(v.assumption, v.detail) for v in verdicts]
+    assert fake.alive() == before  # every sandbox a check made is gone again

@@ -83,6 +83,8 @@ class CodeSandboxProvider(Provider):
     def classify(self, exc: BaseException) -> Failure:
         if isinstance(exc, ServiceAnswer):
             retry = retry_after_seconds(header(exc.headers, "retry-after"))
+            if retry is None and exc.error is not None:  # node-csb also puts it in its error body
+                retry = retry_after_seconds(exc.error.get("retry_after_s"))
             if exc.error is None:
                 cls = "provider_error" if exc.status >= 500 else "config"
                 return Failure(cls, str(exc), exc.status)
