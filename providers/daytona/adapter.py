@@ -30,6 +30,7 @@ from providers.polling import DEFAULT_MAX_S, Polled, poll_until
 
 DEFAULT_API_URL = "https://app.daytona.io/api"
 LIST_PAGE = 200  # the API's largest page
+ABORT_CLEANUP_S = 5.0  # a soft time limit leaves the task seconds before the hard one: one short delete
 
 
 class DaytonaProvider(Provider):
@@ -133,8 +134,9 @@ class DaytonaProvider(Provider):
                 polled = Polled(record, 0, 0.0) if state_of(record) == "started" else \
                     poll_until(lambda: self._started(record.id, deadline), what="daytona create",
                                timeout=max(deadline - time.perf_counter(), 0.0))
-            except Exception as exc:  # the sandbox exists: delete it, and say so in the one error
-                if harness_exception(exc) is not None:
+            except BaseException as exc:  # the sandbox exists: delete it, and say so in the one error
+                if harness_exception(exc) is not None:  # the sample is over (soft limit): leave nothing booting
+                    self._cleanup(record.id, timeout=ABORT_CLEANUP_S)
                     raise
                 error = exc if isinstance(exc, ProviderError) else self.error("create", exc)
                 raise ProviderError(error.error_class, f"{error}{self._cleanup(record.id)}", status=error.status,
@@ -167,10 +169,10 @@ class DaytonaProvider(Provider):
         raise ProviderError("provider_error", f"daytona create: sandbox {sandbox_id} went {state} while "
                             f"starting{reason}")
 
-    def _cleanup(self, sandbox_id: str) -> str:
+    def _cleanup(self, sandbox_id: str, timeout: float | None = None) -> str:
         """A create that failed after the sandbox existed: delete it without waiting, and say so."""
         try:
-            self.sandboxes.delete_sandbox(sandbox_id, _request_timeout=self.settings.destroy_timeout_s)
+            self.sandboxes.delete_sandbox(sandbox_id, _request_timeout=timeout or self.settings.destroy_timeout_s)
             return f" (sandbox {sandbox_id} created before the failure was deleted)"
         except Exception:
             return f" (sandbox {sandbox_id} created before the failure may be left: run `farm sweep`)"
