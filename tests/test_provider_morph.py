@@ -1,10 +1,9 @@
-"""What is specific to Morph, through the REAL ``morphcloud`` SDK (the generic cases are in the
-provider contract suite, tests/test_provider_contract.py).
+"""What is specific to Morph, through the REAL ``morphcloud`` SDK: lifecycle, readiness, destroy,
+errors, leftovers, facts and assumptions (the generic cases are in the provider contract suite,
+tests/test_provider_contract.py; snapshots and lifetimes in tests/test_provider_morph_snapshots.py).
 
-Seam faked: the SDK's base URL. ``MORPH_BASE_URL`` points at tests/fakes/morph_server.py on 127.0.0.1
-(and ``MORPH_CONFIG_PATH`` away from any user profile); the SDK's client, models, httpx transport and
-error handling are the real package. Phases are timed by the real ``workers.measure.measure``. Tests
-that rely on an assumption the fake encodes (providers/morph/assumptions.py) name it.
+Seam faked: the SDK's base URL (tests/morph_testing.py). Tests that rely on an assumption the fake
+encodes (providers/morph/assumptions.py) name it.
 """
 
 import json
@@ -21,42 +20,12 @@ from farm.config import parse_config
 from farm.live import BROKE, HELD, check_assumptions
 from farm.ops import doctor, sweep
 from farm.snippets import Snippet
-from farm.testing import farm_cli
 from providers import get_provider
 from providers.base import ProviderError, SandboxSpec
 from providers.morph.adapter import shell_command
-from providers.morph.snapshots import base_digest
-from tests.fakes.morph_server import BASE_SNAPSHOT, FakeMorph
+from tests.fakes.morph_server import BASE_SNAPSHOT
+from tests.morph_testing import GREET, LABELS, SLACK_MS, TIMEOUTS, fake, provider, sample  # noqa: F401
 from workers.measure import measure
-
-TIMEOUTS = {"create": 10, "ready": 10, "setup": 10, "run": 10, "destroy": 10}
-LABELS = {"farm": "sandbox-farm", "farm-run": "run-m", "farm-provider": "morph", "farm-snippet": "greet",
-          "farm-rep": "0"}
-GREET = Snippet(name="greet", code="import os, sys\nprint('hello', os.environ['GREETING'])\n"
-                                   "print('to stderr', file=sys.stderr)\n")
-SLACK_MS = 400  # scheduling noise on a loaded 2-core machine; bench/fidelity_morph.py states the real error
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    with FakeMorph() as server:
-        for k, v in server.env().items():
-            monkeypatch.setenv(k, v)
-        # unset for the test (the adapter sets it), and restored to unset afterwards
-        monkeypatch.setenv("MORPH_HTTP_TRANSPORT_SHARDS", "")
-        monkeypatch.delenv("MORPH_HTTP_TRANSPORT_SHARDS")
-        yield server
-
-
-def provider(settings=None):
-    p = get_provider("morph", {"snapshot_id": BASE_SNAPSHOT, **(settings or {})})
-    p.check()  # as the worker does: builds the SDK client outside any timed phase
-    return p
-
-
-def sample(p, snippet=GREET, env=None, timeouts=TIMEOUTS, timeout_s=10.0):
-    spec = SandboxSpec(labels=LABELS, settings=p.settings, timeout_s=timeout_s)
-    return measure(p, spec, snippet, {"GREETING": "bonjour la ferme"} if env is None else env, timeouts)
 
 
 def test_full_lifecycle_metadata_ttl_env_output_and_stop(fake):
@@ -76,12 +45,6 @@ def test_full_lifecycle_metadata_ttl_env_output_and_stop(fake):
     assert ready.body["command"] == [shell_command("python3", "print('farm-ready')", {})]
     assert run.body["command"][0].startswith("env 'GREETING=bonjour la ferme' python3 -c ")
     assert fake.routes()[-2:] == ["stop", "get"] and fake.alive() == [] and len(fake.stopped) == 1
-
-
-def test_ttl_action_pause_is_sent(fake):
-    p = provider({"ttl_seconds": 900, "ttl_action": "pause"})
-    p.destroy(p.create(SandboxSpec(labels=LABELS)))
-    assert fake.calls("start")[0].body["ttl_seconds"] == 900 and fake.calls("start")[0].body["ttl_action"] == "pause"
 
 
 def test_env_values_are_quoted_never_interpreted(fake):  # relies on morph.exec-shell
@@ -257,72 +220,6 @@ def test_farm_sweep_finds_and_deletes_labelled_leftovers(fake):
     assert everything.deleted == [other_run] and fake.alive() == [not_ours]
 
 
-def test_key_alone_makes_a_base_snapshot_from_the_minimal_image_once(fake):
-    p = provider({"snapshot_id": None})
-    facts = p.warm(SandboxSpec(labels=LABELS))["base_snapshot"]
-    digest = base_digest(p)
-    (image,) = fake.calls("snapshot_create")
-    assert image.body["image_id"] == "morphvm-minimal" and image.body["digest"] == f"{digest}-image"
-    assert (image.body["vcpus"], image.body["memory"], image.body["disk_size"]) == (1, 1024, 4096)
-    (made,) = [s for s in fake.snapshots.values() if s.digest == digest]
-    assert facts == {"id": made.id, "digest": digest, "image": "morphvm-minimal", "vcpus": 1, "memory_mb": 1024,
-                     "disk_mb": 4096, "made_by_farm": True, "reused": False}
-    assert p.snapshot_id == made.id and p.facts()["snapshot"] == made.id and fake.alive() == []
-    out = sample(p)
-    assert out["outcome"] == "ok" and out["sandbox"]["booted_from"] == made.id
-    again = provider({"snapshot_id": None})  # another worker, another run: the same snapshot, none made
-    assert again.warm(SandboxSpec(labels=LABELS))["base_snapshot"]["reused"] is True
-    assert again.snapshot_id == made.id and len(fake.calls("snapshot_create")) == 1
-    assert base_digest(provider({"snapshot_id": None, "memory_mb": 2048})) != digest  # another recipe
-
-
-def test_base_snapshot_set_up_failure_makes_no_snapshot(fake):
-    with pytest.raises(ProviderError) as info:  # no such python and no apt-get: the set-up fails
-        provider({"snapshot_id": None, "python": "no-such-python"}).warm(SandboxSpec(labels=LABELS))
-    assert info.value.error_class == "provider_error" and "base snapshot: the set-up exited 100" in str(info.value)
-    assert fake.calls("snapshot") == [] and fake.alive() == []
-
-
-def test_snapshot_mode_prepares_a_warm_snapshot_once_and_claims_from_it(fake):  # relies on morph.booted-from
-    p = provider({"mode": "snapshot"})
-    facts = p.warm(SandboxSpec(labels={**LABELS, "farm-snippet": "warm"}))
-    (snap,) = [s for s in fake.snapshots.values() if s.warm]
-    assert facts == {"warm_snapshot": {"id": snap.id, "digest": f"sandbox-farm-warm-{BASE_SNAPSHOT}",
-                                       "made_by_farm": True, "reused": False}}
-    assert snap.metadata["farm"] == "sandbox-farm" and snap.ttl_seconds == 86400
-    assert fake.alive() == []  # the instance the snapshot was taken from is stopped
-    out = sample(p, Snippet(name="marker", code="import os\nprint('warm' if os.path.exists('.farm-warm') else 'cold')"))
-    assert out["outcome"] == "ok" and out["warm"] == "snapshot" and out["claim_ns"] > 0 and "create_ns" not in out
-    assert out["output"].strip() == "warm"  # it really ran in an instance restored from the snapshot
-    assert fake.calls("start")[-1].query["snapshot_id"] == [snap.id]
-    again = provider({"mode": "snapshot"})  # another worker process: reuses it, makes none
-    assert again.warm(SandboxSpec(labels=LABELS))["warm_snapshot"]["reused"] is True
-    assert len(fake.calls("snapshot")) == 1
-
-
-def test_failed_warm_up_makes_no_snapshot_and_leaves_nothing_running(fake):
-    with pytest.raises(ProviderError) as info:
-        provider({"mode": "snapshot", "python": "no-such-python"}).warm(SandboxSpec(labels=LABELS))
-    assert info.value.error_class == "provider_error" and "warm snapshot: the set-up exited 127" in str(info.value)
-    assert fake.calls("snapshot") == [] and fake.alive() == []
-
-
-def test_configured_warm_snapshot_is_checked_and_used(fake):
-    warm_id = fake.add_snapshot("snapshot_prewarmed", warm=True, files={".farm-warm": "1"})
-    p = provider({"mode": "snapshot", "warm_snapshot_id": warm_id})
-    assert p.warm(SandboxSpec(labels=LABELS)) == {"warm_snapshot": {"id": warm_id, "made_by_farm": False}}
-    assert p.create(SandboxSpec(labels=LABELS)).warm == "snapshot"
-    with pytest.raises(ProviderError) as info:
-        provider({"mode": "snapshot", "warm_snapshot_id": "snapshot_gone"}).warm(SandboxSpec(labels=LABELS))
-    assert info.value.error_class == "not_found"
-
-
-def test_snapshot_mode_never_falls_back_to_a_cold_start(fake):
-    out = sample(provider({"mode": "snapshot"}))  # warm() never ran in this process
-    assert (out["error_class"], out["error_phase"]) == ("config", "create")
-    assert "warm_snapshot_id" in out["error"] and fake.calls("start") == []
-
-
 @pytest.mark.parametrize("settings, words", [
     ({"mode": "hot"}, "providers.morph.mode: Input should be 'cold' or 'snapshot'"),
     ({"snapshot": "x"}, "providers.morph.snapshot is not a setting (did you mean 'snapshot_id'?)"),
@@ -333,18 +230,6 @@ def test_bad_settings_are_one_line_config_errors(settings, words):
     with pytest.raises(ProviderError) as info:
         get_provider("morph", settings)
     assert info.value.error_class == "config" and words in str(info.value) and "\n" not in str(info.value)
-
-
-def test_no_base_snapshot_in_the_worker_or_no_key_is_a_clear_error(fake, monkeypatch, tmp_path):
-    out = sample(provider({"snapshot_id": None}))  # warm() never ran: no cold start from nothing
-    assert out["error_class"] == "config" and "no base snapshot in this worker" in out["error"]
-    monkeypatch.delenv("MORPH_API_KEY")
-    with pytest.raises(ProviderError) as info:
-        get_provider("morph", {}).check()
-    assert info.value.error_class == "auth" and "MORPH_API_KEY is not set" in str(info.value)
-    result = farm_cli("worker", "--provider", "morph", cwd=tmp_path, timeout=60)
-    assert result.returncode != 0 and "MORPH_API_KEY is not set" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 def test_facts_endpoint_and_ping_never_carry_the_key(fake):

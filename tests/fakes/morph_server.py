@@ -17,7 +17,8 @@ Tests point ``MORPH_BASE_URL`` at ``{url}/api``. Routes (``Authorization: Bearer
 State machine (the truth tests measure against): an instance is ``pending`` until exactly ``boot_ms``
 after its start request arrived, then ``ready`` (or ``error`` when ``boot_fails``); after a stop it
 is still answered for ``stop_ms``, then 404 (assumption morph.gone-after-stop); ``pause`` makes it
-``paused`` and ``resume`` boots it again. ``page_size`` caps every page of ``/instance/list`` (the
+``paused`` and ``resume`` boots it again; ``ttl_seconds`` after its start (times ``ttl_unit_s``)
+its ``ttl_action`` happens: stopped, or paused. ``page_size`` caps every page of ``/instance/list`` (the
 server's own maximum). A snapshot is ``pending`` for ``snapshot_ms``, then ``ready``.
 
 ``exec`` gets ``{"command": [...]}``: one string is a shell command line run with ``sh -c``
@@ -67,6 +68,7 @@ class FakeInstance:
     fails: bool = False             # the boot ends in "error"
     paused: bool = False
     gone_at: float | None = None    # set by a stop: answered until then, 404 after
+    expires_at: float | None = None  # its TTL: then ttl_action happens
     ttl_seconds: int | None = None
     ttl_action: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
@@ -94,6 +96,7 @@ class FakeMorph(FakeServer):
         self.stop_ms = 0.0            # stop -> 404
         self.snapshot_ms = 0.0        # snapshot request -> "ready"
         self.page_size = 50           # the server's largest page of /instance/list
+        self.ttl_unit_s = 1.0         # real seconds per TTL second (tests shrink it)
         self.exec_through_shell = True
         with open(os.path.join(self.bin_dir, "apt-get"), "w") as fh:
             fh.write("#!/bin/sh\necho 'fake morph: no apt-get here' >&2\nexit 100\n")
@@ -144,8 +147,15 @@ class FakeMorph(FakeServer):
         return inst
 
     def _reap(self) -> None:
+        """Apply what time did: expired TTLs (stop, or pause) and finished stops."""
         now = time.perf_counter()
         with self.lock:
+            for inst in [i for i in self.instances.values() if i.expires_at is not None and now >= i.expires_at]:
+                inst.expires_at = None
+                if inst.ttl_action == "pause":
+                    inst.paused = True
+                else:
+                    inst.gone_at = now
             for inst in [i for i in self.instances.values() if i.gone_at is not None and now >= i.gone_at]:
                 del self.instances[inst.id]
                 shutil.rmtree(inst.home, ignore_errors=True)
@@ -202,6 +212,8 @@ class FakeMorph(FakeServer):
         body = req.body or {}
         inst = self._new_instance(snapshot_id, body.get("metadata") or {}, arrived)
         inst.ttl_seconds, inst.ttl_action = body.get("ttl_seconds"), body.get("ttl_action")
+        if inst.ttl_seconds:
+            inst.expires_at = arrived + inst.ttl_seconds * self.ttl_unit_s
         return 200, self.instance_dto(inst)
 
     def do_get(self, req: Request) -> Answer:
