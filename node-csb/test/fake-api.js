@@ -1,7 +1,6 @@
 // A local fake of the CodeSandbox API for the REAL @codesandbox/sdk, reached through its base-URL
-// setting (CSB_BASE_URL): the REST API (fork, start, list, get, delete, shutdown, hibernate) and the
-// sandbox agent ("pitcher") websocket the SDK's connect() joins and runs commands over. Commands
-// run in a local bash inside a per-sandbox directory.
+// setting (CSB_BASE_URL): the REST API (fork, start, list, get, delete, shutdown, hibernate) here,
+// and the sandbox agent ("pitcher") websocket the SDK's connect() joins in ./fake-agent.js.
 //
 // The truth it keeps (and what it assumes about the real API; providers/codesandbox/assumptions.py):
 // - a fork answers at once; its VM is up exactly `bootMs` after the fork request arrived, and
@@ -15,240 +14,239 @@
 //
 //   node test/fake-api.js            (CSB_FAKE_READY_FILE gets {"url"}; controls under /_fake/)
 import http from "node:http";
-import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, renameSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { randomBytes } from "node:crypto";
-import { acceptWebSocket, encode, decode } from "./wire.js";
+import { acceptWebSocket } from "./wire.js";
+import { killShell, serveAgent } from "./fake-agent.js";
 
 export const TEMPLATES = new Set(["pcz35m", "7ngcrf"]);
-const OPERATION_OF = { create: "fork", start: "start", destroy: "delete", list: "list", get: "get" };
+const OPERATION_OF = { create: "fork", start: "start", destroy: "delete", list: "list", get: "get", run: "run" };
+const BOOTUP_OF = { forked: "FORK", running: "RUNNING", hibernated: "RESUME", shutdown: "CLEAN" };
 
-/** Start the fake on 127.0.0.1:0; returns {url, controls..., close()}. */
-export async function startFakeApi({ bootMs = 0, pageSize = 50, deleteLagMs = 0 } = {}) {
-  const root = mkdtempSync(join(tmpdir(), "fake-csb-"));
-  const state = { bootMs, pageSize, deleteLagMs, failures: [], requests: [], seq: 0 };
-  const boxes = new Map(); // id -> { id, tags, title, createdAt, vm, forkedAt, dir, token, sockets, shells }
+function send(res, status, body, headers = {}) {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(JSON.stringify(body));
+}
 
-  const send = (res, status, body, headers = {}) => {
-    res.writeHead(status, { "content-type": "application/json", ...headers });
-    res.end(JSON.stringify(body));
-  };
-  const fail = (res, status, retryAfter) => {
-    const headers = {};
-    if (status === 429) {
-      const wait = retryAfter ?? 1;
-      Object.assign(headers, { "retry-after": String(wait), "x-csb-rate-hourly-remaining": "0",
-        "x-csb-rate-hourly-used": "1000", "x-csb-rate-hourly-reset": new Date(Date.now() + wait * 1000).toISOString() });
-    }
-    send(res, status, { errors: [status === 429 ? "rate limit exceeded" : `fake failure ${status}`] }, headers);
-  };
-  const takeFailure = (operation) => {
-    const i = state.failures.findIndex((f) => OPERATION_OF[f.operation] === operation || f.operation === operation);
-    return i < 0 ? null : state.failures.splice(i, 1)[0];
-  };
-  const info = (b) => ({ id: b.id, alias: b.id, title: b.title, tags: b.tags, privacy: 2, created_at: b.createdAt,
-    updated_at: b.createdAt, description: null });
-  const live = (id) => { const b = boxes.get(id); return b && !b.gone ? b : null; };
-
-  function dropVm(b, why) {
-    for (const sock of b.sockets) sock.close();
-    b.sockets.clear();
-    for (const child of b.shells.values()) { try { process.kill(-child.pid, "SIGKILL"); } catch { /* exited */ } }
-    b.shells.clear();
-    b.vm = why;
+function sendFailure(res, status, retryAfter) {
+  const headers = {};
+  if (status === 429) {
+    const wait = retryAfter ?? 1;
+    Object.assign(headers, { "retry-after": String(wait), "x-csb-rate-hourly-remaining": "0",
+      "x-csb-rate-hourly-used": "1000", "x-csb-rate-hourly-reset": new Date(Date.now() + wait * 1000).toISOString() });
   }
-
-  function forget(b) {
-    dropVm(b, "deleted");
-    b.gone = true;
-    rmSync(b.dir, { recursive: true, force: true });
-  }
-
-  async function start(req, res, b) {
-    const arrived = performance.now();
-    const bootup = { forked: "FORK", running: "RUNNING", hibernated: "RESUME", shutdown: "CLEAN" }[b.vm];
-    const upAt = b.vm === "forked" ? b.forkedAt + state.bootMs : b.vm === "running" ? arrived : arrived + state.bootMs;
-    b.vm = "booting";
-    const wait = upAt - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    if (b.gone) return fail(res, 404);
-    b.vm = "running";
-    b.token = randomBytes(12).toString("hex");
-    const port = server.address().port;
-    send(res, 200, { data: { bootup_type: bootup, cluster: "fake-cluster", pitcher_url: `ws://127.0.0.1:${port}/pitcher/${b.id}`,
-      pitcher_token: b.token, workspace_path: b.dir, user_workspace_path: b.dir, pitcher_manager_version: "fake",
-      pitcher_version: "0.367.10", latest_pitcher_version: "0.367.10" } });
-  }
-
-  async function rest(req, res, url) {
-    const path = url.pathname;
-    let m;
-    if (req.method === "POST" && (m = /^\/sandbox\/([^/]+)\/fork$/.exec(path))) {
-      const body = await readBody(req);
-      state.requests.at(-1).body = body; // what the SDK sent: tags, privacy, title, path
-      if (!TEMPLATES.has(m[1]) && !live(m[1])) return send(res, 404, { errors: ["not found"] });
-      const id = `fk${(++state.seq).toString(36)}${randomBytes(3).toString("hex")}`;
-      const dir = join(root, id);
-      mkdirSync(join(dir, "home"), { recursive: true });
-      boxes.set(id, { id, tags: body.tags ?? [], title: body.title ?? null, createdAt: new Date().toISOString(),
-        vm: "forked", forkedAt: performance.now(), dir, sockets: new Set(), shells: new Map(), seq: state.seq });
-      return send(res, 201, { data: { id, alias: id, title: body.title ?? null } });
-    }
-    if ((m = /^\/vm\/([^/]+)\/(start|shutdown|hibernate)$/.exec(path)) && req.method === "POST") {
-      state.requests.at(-1).body = await readBody(req); // start: tier, hibernation_timeout_seconds
-      const b = live(m[1]);
-      if (!b) return send(res, 404, { errors: ["not found"] });
-      if (m[2] === "start") return start(req, res, b);
-      dropVm(b, m[2] === "shutdown" ? "shutdown" : "hibernated");
-      return send(res, 200, { data: { id: b.id } });
-    }
-    if (req.method === "DELETE" && (m = /^\/vm\/([^/]+)$/.exec(path))) {
-      const b = live(m[1]);
-      if (!b || b.deleting) return send(res, 404, { errors: ["not found"] });
-      b.deleting = true;
-      dropVm(b, "deleting");
-      if (state.deleteLagMs > 0) setTimeout(() => forget(b), state.deleteLagMs);
-      else forget(b);
-      return send(res, 200, { data: { id: b.id } });
-    }
-    if (req.method === "GET" && (m = /^\/sandbox\/([^/]+)$/.exec(path))) {
-      const b = live(m[1]);
-      return b ? send(res, 200, { data: info(b) }) : send(res, 404, { errors: ["not found"] });
-    }
-    if (req.method === "GET" && path === "/sandbox") {
-      const want = (url.searchParams.get("tags") ?? "").split(",").filter(Boolean);
-      const size = Math.max(1, Math.min(Number(url.searchParams.get("page_size") ?? 50), state.pageSize));
-      const page = Math.max(1, Number(url.searchParams.get("page") ?? 1));
-      const all = [...boxes.values()].filter((b) => !b.gone && want.every((t) => b.tags.includes(t)))
-        .sort((a, b) => b.seq - a.seq);
-      const slice = all.slice((page - 1) * size, page * size);
-      return send(res, 200, { data: { sandboxes: slice.map(info), pagination: { total_records: all.length,
-        current_page: page, next_page: page * size < all.length ? page + 1 : null } } });
-    }
-    return send(res, 500, { errors: [`fake API has no ${req.method} ${path}`] });
-  }
-
-  const operationOf = (method, path) => {
-    if (method === "POST" && /\/fork$/.test(path)) return "fork";
-    if (method === "POST" && /\/start$/.test(path)) return "start";
-    if (method === "DELETE") return "delete";
-    if (method === "GET" && path === "/sandbox") return "list";
-    if (method === "GET") return "get";
-    return null;
-  };
-
-  const server = http.createServer(async (req, res) => {
-    const url = new URL(req.url, "http://fake");
-    if (url.pathname.startsWith("/_fake/")) return control(req, res, url);
-    state.requests.push({ method: req.method, path: url.pathname, at: performance.now(),
-      key: (req.headers.authorization ?? "").replace(/^Bearer /, "") });
-    const failure = takeFailure(operationOf(req.method, url.pathname));
-    if (failure) {
-      await readBody(req);
-      return fail(res, failure.status, failure.retry_after);
-    }
-    try {
-      await rest(req, res, url);
-    } catch (err) {
-      send(res, 500, { errors: [`fake API error: ${err.message}`] });
-    }
-  });
-
-  server.on("upgrade", (req, socket) => {
-    const url = new URL(req.url, "http://fake");
-    const m = /^\/pitcher\/([^/]+)\/?$/.exec(url.pathname);
-    const b = m && live(m[1]);
-    if (!b || b.vm !== "running" || url.searchParams.get("token") !== b.token) {
-      socket.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
-      return;
-    }
-    pitcher(b, acceptWebSocket(req, socket));
-  });
-
-  function pitcher(b, ws) {
-    b.sockets.add(ws);
-    ws.onClose(() => b.sockets.delete(ws));
-    const notify = (method, params) => ws.send(encode({ method, params }));
-    const held = new Map(); // shellId -> notifications held until the SDK has its Command listening
-    ws.onMessage((payload, text) => {
-      if (text) return notify("system/pong", {}); // the SDK's heartbeat is an empty text frame
-      const msg = decode(payload);
-      const reply = (result) => ws.send(encode({ id: msg.id, result }));
-      const p = msg.params ?? {};
-      switch (msg.method) {
-        case "client/join": return reply({ client: { username: "fake" }, reconnectToken: "fake-reconnect" });
-        case "setup/get": return reply({ state: "FINISHED", currentStepIndex: 0,
-          steps: [{ name: "fake", command: "true", shellId: null, finishStatus: "SUCCEEDED" }] });
-        case "port/list": return reply({ list: [] });
-        case "shell/create": {
-          const failure = takeFailure("run");
-          if (failure) return ws.send(encode({ id: msg.id, error: { code: failure.status, message: "fake failure" } }));
-          const shellId = `sh${++state.seq}`;
-          const child = spawn("bash", ["-c", p.command], { cwd: b.dir, detached: true,
-            env: { PATH: process.env.PATH, HOME: join(b.dir, "home"), LANG: "C.UTF-8" } });
-          b.shells.set(shellId, child);
-          held.set(shellId, []);
-          const emit = (method, params) => (held.has(shellId) ? held.get(shellId).push([method, params]) : notify(method, params));
-          child.stdout.on("data", (d) => emit("shell/out", { shellId, out: d.toString("utf8") }));
-          child.stderr.on("data", (d) => emit("shell/out", { shellId, out: d.toString("utf8") }));
-          child.on("close", (code) => { b.shells.delete(shellId); emit("shell/exit", { shellId, exitCode: code ?? 1 }); });
-          return reply({ shellId, name: "", status: "RUNNING", buffer: [], shellType: p.type, isSystemShell: true });
-        }
-        case "shell/rename": { // sent right before the SDK builds the Command: now it hears output
-          reply(null);
-          for (const [method, params] of held.get(p.shellId) ?? []) notify(method, params);
-          return held.delete(p.shellId);
-        }
-        case "shell/terminate": {
-          const child = b.shells.get(p.shellId);
-          if (child) { try { process.kill(-child.pid, "SIGKILL"); } catch { /* exited */ } }
-          return reply({ shellId: p.shellId });
-        }
-        default: return ws.send(encode({ id: msg.id, error: { code: -32601, message: `fake agent has no ${msg.method}` } }));
-      }
-    });
-  }
-
-  async function control(req, res, url) {
-    const body = await readBody(req);
-    const name = url.pathname.slice("/_fake/".length);
-    if (name === "boot") state.bootMs = body.ms;
-    else if (name === "page-size") state.pageSize = body.n;
-    else if (name === "delete-lag") state.deleteLagMs = body.ms;
-    else if (name === "fail") state.failures.push(body);
-    else if (name === "kill") { const b = live(body.id); if (b) forget(b); }
-    else if (name === "alive") return send(res, 200, { ids: [...boxes.values()].filter((b) => !b.gone).map((b) => b.id) });
-    else if (name === "requests") return send(res, 200, { requests: state.requests });
-    else return send(res, 404, { error: `no control ${name}` });
-    return send(res, 200, { ok: true });
-  }
-
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  const url = `http://127.0.0.1:${server.address().port}`;
-  return {
-    url, state, boxes,
-    setBootMs: (ms) => { state.bootMs = ms; },
-    setPageSize: (n) => { state.pageSize = n; },
-    setDeleteLagMs: (ms) => { state.deleteLagMs = ms; },
-    failNext: (operation, status, retryAfter) => state.failures.push({ operation, status, retry_after: retryAfter }),
-    alive: () => [...boxes.values()].filter((b) => !b.gone).map((b) => b.id),
-    kill: (id) => { const b = live(id); if (b) forget(b); },
-    close: () => new Promise((r) => {
-      for (const b of boxes.values()) dropVm(b, "closed");
-      server.closeAllConnections?.();
-      server.close(() => { rmSync(root, { recursive: true, force: true }); r(); });
-    }),
-  };
+  send(res, status, { errors: [status === 429 ? "rate limit exceeded" : `fake failure ${status}`] }, headers);
 }
 
 async function readBody(req) {
   const chunks = [];
   for await (const c of req) chunks.push(c);
   if (!chunks.length) return {};
-  try { return JSON.parse(Buffer.concat(chunks).toString("utf8")); } catch { return {}; }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    return {};
+  }
+}
+
+/** Which operation a REST request is, for injected failures. */
+function operationOf(method, path) {
+  if (method === "POST" && /\/fork$/.test(path)) return "fork";
+  if (method === "POST" && /\/start$/.test(path)) return "start";
+  if (method === "DELETE") return "delete";
+  if (method === "GET" && path === "/sandbox") return "list";
+  if (method === "GET") return "get";
+  return null;
+}
+
+const info = (b) => ({ id: b.id, alias: b.id, title: b.title, tags: b.tags, privacy: 2, created_at: b.createdAt,
+  updated_at: b.createdAt, description: null });
+
+export class FakeCodeSandbox {
+  constructor({ bootMs = 0, pageSize = 50, deleteLagMs = 0 } = {}) {
+    this.state = { bootMs, pageSize, deleteLagMs, failures: [], requests: [], seq: 0 };
+    this.boxes = new Map(); // id -> { id, tags, title, createdAt, vm, forkedAt, dir, token, sockets, shells }
+    this.root = mkdtempSync(join(tmpdir(), "fake-csb-"));
+    this.server = http.createServer((req, res) => this.handle(req, res));
+    this.server.on("upgrade", (req, socket) => this.upgrade(req, socket));
+  }
+
+  async listen() {
+    await new Promise((r) => this.server.listen(0, "127.0.0.1", r));
+    this.url = `http://127.0.0.1:${this.server.address().port}`;
+    return this;
+  }
+
+  // --- controls ----------------------------------------------------------------------------------
+  setBootMs(ms) { this.state.bootMs = ms; }
+  setPageSize(n) { this.state.pageSize = n; }
+  setDeleteLagMs(ms) { this.state.deleteLagMs = ms; }
+  failNext(operation, status, retryAfter) { this.state.failures.push({ operation, status, retry_after: retryAfter }); }
+  alive() { return [...this.boxes.values()].filter((b) => !b.gone).map((b) => b.id); }
+  kill(id) { const b = this.live(id); if (b) this.forget(b); }
+
+  takeFailure(operation) {
+    const i = this.state.failures.findIndex((f) => (OPERATION_OF[f.operation] ?? f.operation) === operation);
+    return i < 0 ? null : this.state.failures.splice(i, 1)[0];
+  }
+
+  live(id) {
+    const b = this.boxes.get(id);
+    return b && !b.gone ? b : null;
+  }
+
+  dropVm(b, why) {
+    for (const sock of b.sockets) sock.close();
+    b.sockets.clear();
+    for (const child of b.shells.values()) killShell(child);
+    b.shells.clear();
+    b.vm = why;
+  }
+
+  forget(b) {
+    this.dropVm(b, "deleted");
+    b.gone = true;
+    rmSync(b.dir, { recursive: true, force: true });
+  }
+
+  // --- the REST API ------------------------------------------------------------------------------
+  async handle(req, res) {
+    const url = new URL(req.url, "http://fake");
+    if (url.pathname.startsWith("/_fake/")) return this.control(req, res, url);
+    const entry = { method: req.method, path: url.pathname, at: performance.now() };
+    this.state.requests.push(entry);
+    const failure = this.takeFailure(operationOf(req.method, url.pathname));
+    if (failure) {
+      await readBody(req);
+      return sendFailure(res, failure.status, failure.retry_after);
+    }
+    try {
+      await this.rest(req, res, url, entry);
+    } catch (err) {
+      send(res, 500, { errors: [`fake API error: ${err.message}`] });
+    }
+  }
+
+  async rest(req, res, url, entry) {
+    const path = url.pathname;
+    let m;
+    if (req.method === "POST" && (m = /^\/sandbox\/([^/]+)\/fork$/.exec(path))) {
+      entry.body = await readBody(req); // what the SDK sent: tags, privacy, title, path
+      return this.fork(res, m[1], entry.body);
+    }
+    if (req.method === "POST" && (m = /^\/vm\/([^/]+)\/(start|shutdown|hibernate)$/.exec(path))) {
+      entry.body = await readBody(req); // start: tier, hibernation_timeout_seconds
+      const b = this.live(m[1]);
+      if (!b) return send(res, 404, { errors: ["not found"] });
+      if (m[2] === "start") return this.start(res, b);
+      this.dropVm(b, m[2] === "shutdown" ? "shutdown" : "hibernated");
+      return send(res, 200, { data: { id: b.id } });
+    }
+    if (req.method === "DELETE" && (m = /^\/vm\/([^/]+)$/.exec(path))) return this.remove(res, m[1]);
+    if (req.method === "GET" && (m = /^\/sandbox\/([^/]+)$/.exec(path))) {
+      const b = this.live(m[1]);
+      return b ? send(res, 200, { data: info(b) }) : send(res, 404, { errors: ["not found"] });
+    }
+    if (req.method === "GET" && path === "/sandbox") return this.list(res, url.searchParams);
+    return send(res, 500, { errors: [`fake API has no ${req.method} ${path}`] });
+  }
+
+  fork(res, template, body) {
+    if (!TEMPLATES.has(template) && !this.live(template)) return send(res, 404, { errors: ["not found"] });
+    const seq = ++this.state.seq;
+    const id = `fk${seq.toString(36)}${randomBytes(3).toString("hex")}`;
+    const dir = join(this.root, id);
+    mkdirSync(join(dir, "home"), { recursive: true });
+    this.boxes.set(id, { id, tags: body.tags ?? [], title: body.title ?? null, createdAt: new Date().toISOString(),
+      vm: "forked", forkedAt: performance.now(), dir, sockets: new Set(), shells: new Map(), seq });
+    return send(res, 201, { data: { id, alias: id, title: body.title ?? null } });
+  }
+
+  /** Answer once the VM is up: `bootMs` after the fork arrived (or after this request, from a pause). */
+  async start(res, b) {
+    const arrived = performance.now();
+    const bootup = BOOTUP_OF[b.vm];
+    const upAt = b.vm === "forked" ? b.forkedAt + this.state.bootMs : b.vm === "running" ? arrived : arrived + this.state.bootMs;
+    b.vm = "booting";
+    const wait = upAt - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (b.gone) return send(res, 404, { errors: ["not found"] });
+    b.vm = "running";
+    b.token = randomBytes(12).toString("hex");
+    return send(res, 200, { data: { bootup_type: bootup, cluster: "fake-cluster",
+      pitcher_url: `ws://127.0.0.1:${this.server.address().port}/pitcher/${b.id}`, pitcher_token: b.token,
+      workspace_path: b.dir, user_workspace_path: b.dir, pitcher_manager_version: "fake",
+      pitcher_version: "0.367.10", latest_pitcher_version: "0.367.10" } });
+  }
+
+  remove(res, id) {
+    const b = this.live(id);
+    if (!b || b.deleting) return send(res, 404, { errors: ["not found"] });
+    b.deleting = true;
+    this.dropVm(b, "deleting");
+    if (this.state.deleteLagMs > 0) setTimeout(() => this.forget(b), this.state.deleteLagMs);
+    else this.forget(b);
+    return send(res, 200, { data: { id: b.id } });
+  }
+
+  list(res, query) {
+    const want = (query.get("tags") ?? "").split(",").filter(Boolean);
+    const size = Math.max(1, Math.min(Number(query.get("page_size") ?? 50), this.state.pageSize));
+    const page = Math.max(1, Number(query.get("page") ?? 1));
+    const all = [...this.boxes.values()].filter((b) => !b.gone && want.every((t) => b.tags.includes(t)))
+      .sort((a, b) => b.seq - a.seq);
+    const slice = all.slice((page - 1) * size, page * size);
+    return send(res, 200, { data: { sandboxes: slice.map(info), pagination: { total_records: all.length,
+      current_page: page, next_page: page * size < all.length ? page + 1 : null } } });
+  }
+
+  // --- the agent websocket -----------------------------------------------------------------------
+  upgrade(req, socket) {
+    const url = new URL(req.url, "http://fake");
+    const m = /^\/pitcher\/([^/]+)\/?$/.exec(url.pathname);
+    const b = m && this.live(m[1]);
+    if (!b || b.vm !== "running" || url.searchParams.get("token") !== b.token) {
+      socket.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+      return;
+    }
+    serveAgent(b, acceptWebSocket(req, socket), { takeFailure: (op) => this.takeFailure(op),
+      nextId: () => ++this.state.seq });
+  }
+
+  // --- controls over HTTP, for the Python side (tests/fakes/codesandbox_server.py) -----------------
+  async control(req, res, url) {
+    const body = await readBody(req);
+    const name = url.pathname.slice("/_fake/".length);
+    const actions = {
+      boot: () => this.setBootMs(body.ms), "page-size": () => this.setPageSize(body.n),
+      "delete-lag": () => this.setDeleteLagMs(body.ms), fail: () => this.state.failures.push(body),
+      kill: () => this.kill(body.id),
+    };
+    if (name === "alive") return send(res, 200, { ids: this.alive() });
+    if (name === "requests") return send(res, 200, { requests: this.state.requests });
+    if (!actions[name]) return send(res, 404, { error: `no control ${name}` });
+    actions[name]();
+    return send(res, 200, { ok: true });
+  }
+
+  close() {
+    return new Promise((r) => {
+      for (const b of this.boxes.values()) this.dropVm(b, "closed");
+      this.server.closeAllConnections?.();
+      this.server.close(() => {
+        rmSync(this.root, { recursive: true, force: true });
+        r();
+      });
+    });
+  }
+}
+
+/** Start the fake on 127.0.0.1:0. */
+export function startFakeApi(options) {
+  return new FakeCodeSandbox(options).listen();
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -29,10 +29,11 @@ def harness(tmp_path, monkeypatch) -> Iterator[Harness]:
         monkeypatch.setenv("CSB_SERVICE_TOKEN", service.token)
         provider = get_provider("codesandbox", {"service_url": service.url})
         provider.check()
-        # One untimed round first, as the farm's warm-up repetitions do: a fresh node-csb process
-        # compiles the SDK's code paths on its first create (hundreds of ms on a loaded machine),
+        # Untimed rounds first, as the farm's warm-up repetitions do: a fresh node-csb process
+        # compiles the SDK's code paths on its first creates (hundreds of ms on a loaded machine),
         # which is the service starting, not CodeSandbox booting.
-        provider.destroy(provider.create(SandboxSpec(labels=sandbox_labels("warm-up", "codesandbox", "warm", 0))))
+        for rep in range(3):
+            provider.destroy(provider.create(SandboxSpec(labels=sandbox_labels("warm-up", "codesandbox", "warm", rep))))
         try:
             yield Harness(provider=provider, seam="CSB_BASE_URL -> fake CodeSandbox REST API + agent websocket",
                           set_boot_ms=fake.set_boot_ms, fail_next=fake.fail_next, alive=fake.alive,
