@@ -6,7 +6,7 @@ What the SDK does inside a timed call, and what the farm does about it (provider
   before the container runs. The farm owns readiness: every sandbox gets a readiness probe (`true`,
   run by Modal's worker every ``scheduling_poll_ms``) and create ends when ``wait_until_ready``
   returns, a server-side wait. Before that the SDK polls for the sandbox's task id every 0.5 s; the
-  adapter shortens that poll to ``scheduling_poll_ms`` (the one private it touches, see
+  adapter shortens that poll to ``scheduling_poll_ms`` (the one SDK private it changes, see
   ``fine_scheduling_poll``).
 - Server-directed throttle waits are switched off (``MODAL_MAX_THROTTLE_WAIT=0``, Modal's own
   setting): a throttled call raises RESOURCE_EXHAUSTED at once and is classified ``rate_limited``
