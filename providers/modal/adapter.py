@@ -174,7 +174,14 @@ class ModalProvider(Provider):
 
     def delete_by_id(self, sandbox_id: str) -> None:
         self._ready()
-        self.call("destroy", lambda: modal.Sandbox.from_id(sandbox_id).terminate(wait=True))
+
+        def terminate() -> None:
+            try:
+                modal.Sandbox.from_id(sandbox_id).terminate(wait=True)
+            except mx.NotFoundError:  # already gone (e.g. ended between list and delete): nothing to do
+                pass
+
+        self.call("destroy", terminate)
 
     # --- description ------------------------------------------------------------------------------
     def endpoint(self) -> str:

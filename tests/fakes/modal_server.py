@@ -17,7 +17,8 @@ exactly ``boot_ms`` after it. ``SandboxTerminateV2`` ends it; a terminated or ki
 NOT_FOUND on the router and a terminated result on ``SandboxWaitV2``. ``SandboxListV2`` pages by
 ``before_timestamp`` (newest first, ``page_size`` per page), as the SDK expects. Injected faults
 answer a gRPC status; RESOURCE_EXHAUSTED carries Modal's ``RPCRetryPolicy(retry_after_secs)``
-detail, the wire form of a Retry-After. Execs run ``python -c`` as local processes.
+detail, the wire form of a Retry-After. Execs run ``python -c`` as local processes. Paused states
+are not modelled: Modal has them only as ``_experimental_`` calls, which the farm does not use.
 """
 
 from __future__ import annotations
