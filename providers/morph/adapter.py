@@ -111,7 +111,7 @@ class MorphProvider(Provider):
                 data, polls = polled.value, polled.polls
             return sdk.instance(self.client(), data), polls
         except BaseException:  # the soft time limit included: a half-made instance must not outlive us
-            self._abandon(data["id"])
+            self.abandon(data["id"])
             raise
 
     def _ready(self, instance_id: str, deadline: float) -> dict[str, Any] | None:
@@ -121,7 +121,8 @@ class MorphProvider(Provider):
                                 "'error' while booting")
         return data if data.get("status") == READY else None
 
-    def _abandon(self, instance_id: str) -> None:
+    def abandon(self, instance_id: str) -> None:
+        """Stop an instance on the way out of a failure, never raising."""
         try:
             self.api("DELETE", f"/instance/{instance_id}", timeout=ABANDON_S)
         except Exception:  # noqa: BLE001 - best effort: its TTL and `farm sweep` are the backstop

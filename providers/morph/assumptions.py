@@ -34,8 +34,10 @@ def _instance(provider: "MorphProvider", **metadata: str) -> Iterator["Instance"
                                       CHECK_TIMEOUT_S)
     try:
         yield inst
-    finally:
-        provider.stop_instance(inst.id, missing_ok=True)
+    except BaseException:
+        provider.abandon(inst.id)  # the check's own verdict is what gets reported
+        raise
+    provider.stop_instance(inst.id, missing_ok=True)
 
 
 def boot_states(provider: "MorphProvider") -> str:
@@ -44,13 +46,14 @@ def boot_states(provider: "MorphProvider") -> str:
             "ttl_action": provider.settings.ttl_action}
     first = provider.api("POST", "/instance", deadline=deadline, params={"snapshot_id": _base(provider)}, json=body)
     seen = [first.get("status")]
+    def probe() -> Any:
+        seen.append(provider.api("GET", f"/instance/{first['id']}", deadline=deadline).get("status"))
+        return True if seen[-1] != "pending" else None
+
     try:
-        def probe() -> Any:
-            seen.append(provider.api("GET", f"/instance/{first['id']}", deadline=deadline).get("status"))
-            return True if seen[-1] not in ("pending",) else None
         poll_until(probe, timeout=CHECK_TIMEOUT_S, what="morph boot states")
     finally:
-        provider.stop_instance(first["id"], missing_ok=True)
+        provider.abandon(first["id"])
     path = " -> ".join(dict.fromkeys(str(s) for s in seen))
     if not set(seen) <= {"pending", "ready"} or seen[-1] != "ready":
         raise AssumptionBroke(f"statuses seen while booting: {path}")

@@ -130,9 +130,12 @@ def snapshot_after(provider: "MorphProvider", start_from: str, command: str, dig
             body["ttl_seconds"] = ttl_s
         answer = provider.api("POST", f"/instance/{inst.id}/snapshot", deadline=deadline,
                               params={"digest": digest}, json=body)
-        return wait_snapshot(provider, answer, deadline)
-    finally:
-        provider.stop_instance(inst.id, missing_ok=True)
+        made = wait_snapshot(provider, answer, deadline)
+    except BaseException:
+        provider.abandon(inst.id)  # best effort, so the failure that matters is the one reported
+        raise
+    provider.stop_instance(inst.id, missing_ok=True)  # failing here fails warm(); the next try reuses `made`
+    return made
 
 
 def wait_snapshot(provider: "MorphProvider", answer: dict[str, Any], deadline: float) -> str:
