@@ -126,3 +126,27 @@ def test_live_assumption_checks_hold_against_the_fake_and_clean_up(wire, wired):
                                                 "csb_delete_removes_record", "csb_bootup_type"}
     assert all(v.verdict == HELD for v in verdicts), [(v.assumption, v.detail) for v in verdicts]
     assert fake.alive() == before  # every sandbox a check made is gone again
+
+
+def test_a_plan_through_a_real_worker_on_the_real_sdk(wire, wired, tmp_path):
+    """Real Redis, a real Celery prefork worker, the real node-csb and SDK; the fake boots in 200 ms."""
+    from farm.testing import Farm
+
+    fake, handle = wire
+    fake.set_boot_ms(200)
+    config = {"providers": {"codesandbox": {"service_url": handle.url}}}
+    try:
+        with Farm(tmp_path, config=config) as farm:
+            farm.worker("codesandbox", concurrency=1, env={"CSB_SERVICE_TOKEN": handle.token})
+            run_id = farm.start_run(["codesandbox"], farm.snippets("hello"), repetitions=2, warmup=0)
+            farm.wait(run_id, timeout=120)
+            samples = farm.store.samples(run_id)
+    finally:
+        fake.set_boot_ms(0)
+    assert len(samples) == 2
+    for s in samples:
+        assert s["outcome"] == "ok", s["error"]
+        assert s["warm"] == "fork" and s["claim_ns"] >= 200e6 and s["create_ns"] is None
+        assert s["sandbox"]["bootup_type"] == "FORK" and s["sandbox"]["sdk_attempts"]["start_vm"] == 1
+        assert "hello from the sandbox" in s["output"]
+    assert wired.list_leftovers({"farm-run": run_id}) == []  # every sandbox deleted, and the fake agrees
