@@ -7,7 +7,7 @@ Delivery policy, and why:
   visibility timeout). That is harmless: the sample is claimed with a lease (SET NX) and committed
   by one Lua script that refuses a second sample for the same (run, provider, snippet, rep).
 - A dead worker is not waited for: its lease expires within ``LEASE_MS`` and the reconciler
-  (farm/scheduler.py) re-enqueues the member at once, without shrinking the visibility timeout.
+  (farm/reconcile.py) re-enqueues the member at once, without shrinking the visibility timeout.
 - ``worker_disable_prefetch``: a worker fetches a message only when a process is free, so nothing
   sits reserved behind a long sample or stranded in a dead worker's buffer.
 - ``task_reject_on_worker_lost``: a child killed by the hard time limit or the OOM killer puts the

@@ -194,9 +194,9 @@ def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], No
         try:
             manifest = scheduler.manifest(run_id)
             if embedded is not None and store.status(run_id).state != "finished":
-                start_sidecars(services, config, manifest["plan"]["providers"], Path(embedded.dir) / "logs")
-                workers = start_local_workers(store, embedded, url, manifest["plan"]["providers"],
-                                               manifest["concurrency"], config_path)
+                start_sidecars(services, config, manifest.plan.providers, Path(embedded.dir) / "logs")
+                workers = start_local_workers(store, embedded, url, manifest.plan.providers,
+                                               manifest.concurrency, config_path)
             return _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress, every_s, config)
         finally:
             if workers is not None:

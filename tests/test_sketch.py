@@ -153,7 +153,7 @@ def test_small_runs_write_no_sketches(farm):
 
 
 HOOKED = "sketches.after_commit" in (Path(__file__).parent.parent / "workers" / "app.py").read_text() and \
-    '"statistics"' in (Path(__file__).parent.parent / "farm" / "scheduler.py").read_text()
+    "statistics=" in (Path(__file__).parent.parent / "farm" / "manifest.py").read_text()
 
 
 @pytest.mark.skipif(not HOOKED, reason="workers/app.py does not call workers.sketches.after_commit yet, or the "

@@ -19,6 +19,7 @@ from celery import signals
 
 from farm.celery_app import LEASE_MS, SAMPLE_TASK, make_app
 from farm.config import load_config
+from farm.manifest import Manifest
 from farm.redact import redact
 from farm.samples import Sample
 from farm.scheduler import Scheduler
@@ -69,10 +70,10 @@ _warm_facts: dict[str, dict[str, Any] | None] = {}
 _facts_filed: set[tuple[str, str]] = set()
 
 
-def provider_for(run_id: str, name: str, manifest: dict[str, Any]) -> Provider:
+def provider_for(run_id: str, name: str, manifest: Manifest) -> Provider:
     """One provider instance per process and settings, warmed once per process outside any timed
     phase; its facts are filed with each run it serves."""
-    settings = manifest["provider_settings"].get(name, {})
+    settings = manifest.settings_for(name)
     cache_key = f"{name}:{json.dumps(settings, sort_keys=True)}"
     if cache_key not in _providers:
         provider = get_provider(name, settings)
@@ -168,20 +169,19 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     if enqueued_ns:
         record["queue_ns"] = max(started_ns - int(enqueued_ns), 0)
     with lease(run_id, member, me):
-        if attempt > manifest["max_attempts"]:
+        if attempt > manifest.max_attempts:
             record.update(outcome="error", error_class="provider_error", error_phase="claim",
                           error=f"gave up after {attempt - 1} attempts (workers died or were killed)")
         else:
             try:
                 prov = provider_for(run_id, provider, manifest)
-                snip = Snippet.from_manifest(manifest["snippets"][snippet])
-                env = {k: os.environ[k] for k in manifest["env_pass_to_sandbox"] if k in os.environ}
+                snip = Snippet.from_manifest(manifest.snippets[snippet])
+                env = {k: os.environ[k] for k in manifest.env_pass_to_sandbox if k in os.environ}
                 spec = SandboxSpec(labels=sandbox_labels(run_id, provider, snippet, rep),
-                                   settings=manifest["provider_settings"].get(provider, {}),
-                                   timeout_s=manifest["timeouts"]["create"])
-                record.update(measure(prov, spec, snip, env, manifest["timeouts"],
-                                      retries=manifest.get("retries", 0),
-                                      backoff_s=manifest.get("backoff_s", 1.0)))
+                                   settings=manifest.settings_for(provider),
+                                   timeout_s=manifest.timeouts["create"])
+                record.update(measure(prov, spec, snip, env, manifest.timeouts,
+                                      retries=manifest.retries, backoff_s=manifest.backoff_s))
             except Exception as exc:  # a provider that cannot even start is a recorded failure
                 cls = exc.error_class if isinstance(exc, ProviderError) else "provider_error"
                 record.update(outcome="error", error_class=cls, error_phase="create",
@@ -191,7 +191,7 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     window, length = scheduler().window(run_id, provider)
     result, next_index = retrying(lambda: st.commit_and_reserve(run_id, record, window, length), "commit")
     try:
-        sketches.after_commit(st, run_id, manifest, record, result)
+        sketches.after_commit(st, run_id, manifest.as_dict, record, result)
     except Exception:  # sketches only save the aggregator work: a short one is rebuilt from the stream
         pass
     if result and env_facts:

@@ -1,0 +1,75 @@
+"""Dispatch: feed a run's plan to the provider queues, never more than its window in flight.
+
+``top_up`` is called when a run is created and by the reconciler; a worker that commits a sample
+has the commit script reserve the next slot and calls ``dispatch_index`` itself, so the plan flows
+without any process waiting for another. Slots, cursor and in-flight entries: farm/store/dispatch.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+from celery import Celery
+
+from farm.celery_app import SAMPLE_TASK, queue_name
+from farm.manifest import Manifest
+from farm.plan import PlanItem
+from farm.store import Store, member_key
+
+
+def task_title(run_id: str, item: PlanItem) -> str:
+    """What Flower and worker logs show for a task, and how a queued one is recognised."""
+    return f"farm.sample[{run_id} {item.provider}/{item.snippet}#{'w' if item.warmup else ''}{item.rep}]"
+
+
+class Dispatcher:
+    """Sends sample tasks; reads each run's manifest once per process."""
+
+    def __init__(self, store: Store, app: Celery) -> None:
+        self.store = store
+        self.app = app
+        self._manifests: dict[str, Manifest] = {}
+
+    def manifest(self, run_id: str) -> Manifest:
+        if run_id not in self._manifests:
+            self._manifests[run_id] = Manifest.from_dict(self.store.manifest(run_id))
+        return self._manifests[run_id]
+
+    def remember(self, manifest: Manifest) -> None:
+        """A run this process just created: no need to read its manifest back."""
+        self._manifests[manifest.run_id] = manifest
+
+    def dispatch(self, run_id: str, item: PlanItem, attempt: int = 0, slot: int | None = None) -> None:
+        """Send the item's task to the provider's queue; outside a reserved slot (re-queues),
+        record the member as queued first."""
+        manifest = self.manifest(run_id)
+        if slot is None:
+            member = member_key(item.provider, item.snippet, item.rep, item.warmup)
+            self.store.mark_queued(run_id, item.provider, member, attempt)
+        self.app.send_task(
+            SAMPLE_TASK, args=[run_id, item.provider, item.snippet, item.rep],
+            kwargs={"warmup": item.warmup, "enqueued_ns": time.time_ns(), "slot": slot},
+            queue=queue_name(item.provider),
+            # what Flower and worker logs show: which run, provider, snippet and repetition this is
+            shadow=task_title(run_id, item),
+            soft_time_limit=manifest.task_soft_limit_s, time_limit=manifest.task_hard_limit_s)
+
+    def top_up(self, run_id: str, provider: str) -> int:
+        """Dispatch plan items until the provider has ``window`` tasks in flight or the plan ends."""
+        window, length = self.window(run_id, provider)
+        sent = 0
+        while (index := self.store.reserve_slot(run_id, provider, window, length)) >= 0:
+            self.dispatch_index(run_id, provider, index)
+            sent += 1
+        return sent
+
+    def dispatch_index(self, run_id: str, provider: str, index: int) -> None:
+        """Dispatch the provider's plan item at a reserved index."""
+        item = self.manifest(run_id).expand().item(provider, index)
+        assert item is not None, "reserve_slot never hands out an index past the plan"
+        self.dispatch(run_id, item, slot=index)
+
+    def window(self, run_id: str, provider: str) -> tuple[int, int]:
+        """(window, plan length) for the commit script's next-slot reservation."""
+        manifest = self.manifest(run_id)
+        return manifest.window, manifest.expand().per_provider()
