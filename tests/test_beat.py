@@ -32,11 +32,18 @@ def test_two_beats_fire_each_period_once_and_runs_complete(farm, tmp_path):
     env = {"REDIS_URL": farm.url, "FARM_DATA_DIR": str(tmp_path / "beatdata")}
     beats = [subprocess.Popen([sys.executable, "-m", "farm", "beat"], cwd=tmp_path, env={**__import__("os").environ, **env},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    try:  # until three periods fired (beat boots slowly on a loaded machine), with a deadline
+    def fired():  # (runs started, periods guarded)
+        runs = sum(farm.store.status(r).label == "schedule:tick" for r in farm.store.recent_runs(100))
+        return runs, sum(1 for _ in farm.store.r.scan_iter("farm:schedule:tick:*"))
+
+    try:  # until three periods fired (beat boots slowly on a loaded machine), with a deadline; stop
+        # between firings (every guard has its run), so SIGTERM never lands inside one
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and sum(
-                farm.store.status(r).label == "schedule:tick" for r in farm.store.recent_runs(100)) < 3:
-            time.sleep(0.2)
+        while time.monotonic() < deadline:
+            runs, guards = fired()
+            if runs >= 3 and runs == guards:
+                break
+            time.sleep(0.1)
     finally:
         for b in beats:
             b.send_signal(signal.SIGTERM)
