@@ -15,8 +15,8 @@ from typing import Sequence
 from celery import Celery
 
 from farm.config import FarmConfig
-from farm.dispatch import Dispatcher, task_title  # noqa: F401
-from farm.manifest import MANIFEST_VERSION, Manifest, new_run_id  # noqa: F401
+from farm.dispatch import Dispatcher
+from farm.manifest import Manifest, new_run_id
 from farm.reconcile import Reconciler
 from farm.snippets import Snippet
 from farm.store import Store
