@@ -1,27 +1,21 @@
-# One image recipe for every Python service (workers, beat, Flower); each worker image installs only
-# its own provider's extra:  docker build --build-arg EXTRA=daytona -t sandbox-farm:daytona .
-ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
-
-FROM ${PYTHON_IMAGE} AS build
-ARG EXTRA=""
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY farm ./farm
-COPY workers ./workers
-COPY providers ./providers
-RUN python -m venv /opt/farm \
- && /opt/farm/bin/pip install --no-compile ".${EXTRA:+[$EXTRA]}"
-
-FROM ${PYTHON_IMAGE}
-# bubblewrap confines the local provider's snippets (read-only host, no network)
-RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 10001 farm
-COPY --from=build /opt/farm /opt/farm
-ENV PATH=/opt/farm/bin:$PATH PYTHONUNBUFFERED=1 FARM_DATA_DIR=/var/lib/farm
-RUN mkdir -p /var/lib/farm && chown farm /var/lib/farm
-USER farm
+# One image for the farm's Python services: beat, Flower, the local worker, the `cli` one-shot
+# service, and (built with EXTRAS=<provider>) each provider's worker. Builds need no network:
+#   deploy/base-image.sh && deploy/wheelhouse.sh && docker compose build
+# The base is made locally (deploy/base-image.sh); every package comes from deploy/wheelhouse,
+# pinned by deploy/constraints.txt, so an image is the same whenever and wherever it is built.
+# Bytecode is compiled at build time: the services run as a non-root user who cannot write it.
+ARG BASE_IMAGE=sandbox-farm-base:bookworm
+FROM ${BASE_IMAGE}
+ARG EXTRAS=flower
+COPY deploy/constraints.txt /tmp/constraints.txt
+COPY deploy/wheelhouse /tmp/wheelhouse
+RUN python3 -m venv /opt/farm \
+ && /opt/farm/bin/pip install --no-index --find-links /tmp/wheelhouse -c /tmp/constraints.txt \
+        -q "sandbox-farm[${EXTRAS}]" \
+ && rm -rf /tmp/wheelhouse /tmp/constraints.txt \
+ && mkdir -p /var/lib/farm /home/farm && chown 10001:10001 /var/lib/farm /home/farm
+ENV PATH=/opt/farm/bin:$PATH PYTHONUNBUFFERED=1 FARM_DATA_DIR=/var/lib/farm HOME=/home/farm
+USER 10001:10001
 WORKDIR /home/farm
-ENTRYPOINT ["farm"]
+ENTRYPOINT ["tini", "--", "farm"]
 CMD ["--help"]

@@ -268,8 +268,11 @@ def beat_cmd(ctx: click.Context, loglevel: str) -> None:
     from farm.runner import connect, start_local_workers
 
     config = _config(ctx)
-    if not config.schedules:
-        raise ConfigError("no schedules in config.yml: add a 'schedules:' section (see README, Nightly runs)")
+    if not config.schedules:  # a deployed beat must not crash-loop on a config without schedules
+        click.echo("farm beat: no schedules in config.yml, so nothing to fire: idling until stopped "
+                   "(add a 'schedules:' section, see README, Nightly runs)", err=True)
+        _idle_until_stopped()
+        return
     check_schedules(config)
     with connect(config) as (store, url, embedded):
         data_dir = Path(embedded.dir if embedded else os.environ.get("FARM_DATA_DIR") or config.redis.data_dir)
@@ -284,6 +287,19 @@ def beat_cmd(ctx: click.Context, loglevel: str) -> None:
         finally:
             if workers is not None:
                 workers.stop()
+
+
+def _idle_until_stopped() -> None:
+    """Block until SIGTERM or Ctrl-C, then return (exit 0)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
 
 
 @cli.command("flower")

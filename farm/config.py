@@ -6,6 +6,7 @@ import difflib
 import os
 import re
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -159,8 +160,19 @@ class FarmConfig(Strict):
         return providers
 
     def redis_url(self) -> str | None:
-        """REDIS_URL from the environment wins over redis.url; None means embedded."""
-        return os.environ.get("REDIS_URL") or self.redis.url or None
+        """REDIS_URL from the environment wins over redis.url; None means embedded. REDIS_PASSWORD,
+        when set, is added to a URL that has none, percent-encoded (any character is safe)."""
+        url = os.environ.get("REDIS_URL") or self.redis.url or None
+        return with_password(url, os.environ.get("REDIS_PASSWORD")) if url else None
+
+
+def with_password(url: str, password: str | None) -> str:
+    """``url`` with ``password`` inserted (percent-encoded) unless it already carries one."""
+    parts = urlsplit(url)
+    if not password or parts.password is not None or not parts.hostname:
+        return url
+    user = quote(parts.username, safe="") if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{parts.netloc}"))
 
 
 def _first_error(exc: ValidationError, model: type[BaseModel]) -> str:

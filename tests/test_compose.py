@@ -1,6 +1,7 @@
-"""docker-compose.yml is kept honest without Docker (no engine runs on this machine): it parses,
-every command is one the farm CLI accepts, every provider has its own worker on its own queue,
-and the stateful and long-running services have volumes and healthchecks."""
+"""docker-compose.yml's shape, checked without Docker (deploy/tests/test_deploy.py runs it on a real
+engine): it parses, every command is one the farm CLI accepts, every provider has its own opt-in
+worker on its own queue with its own extra, and the stateful and long-running services have
+volumes and healthchecks."""
 
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def _accepts(argv):
 def test_every_service_command_is_accepted_by_the_farm_cli():
     services = _compose()["services"]
     farm_services = {n: s for n, s in services.items() if s.get("image", "").startswith("sandbox-farm:")
-                     and n != "node-csb"}
+                     and n not in ("node-csb", "cli")}  # cli: `compose run cli <any command>`
     assert farm_services
     for name, service in farm_services.items():
         try:
@@ -48,29 +49,36 @@ def test_one_worker_service_per_provider_each_on_its_own_queue_with_its_own_extr
         provider = cmd[cmd.index("--provider") + 1]
         by_provider[provider] = service
         assert service["environment"]["FARM_PROVIDER"] == provider
-        assert service["build"]["args"]["EXTRA"] in ("", provider)
         assert queue_name(provider) == f"farm.{provider}"
         assert "healthcheck" in service and "deploy" not in service  # scale with --scale
+        if provider == "local":  # the core image: no SDK at all, started by a plain `up`
+            assert service["image"] == "sandbox-farm:core" and "profiles" not in service
+        else:  # opt-in, and only its own SDK
+            assert service["build"]["args"]["EXTRAS"] == provider and service["profiles"] == [provider]
     assert set(by_provider) == set(REGISTRY) - TEST_DOUBLES
 
 
 def test_redis_is_persistent_and_never_evicts():
     redis = _compose()["services"]["redis"]
-    cmd = redis["command"]
+    cmd = " ".join(redis["command"])
     assert "--appendonly yes" in cmd and "--maxmemory-policy noeviction" in cmd and "--requirepass" in cmd
-    assert any(v.endswith(":/data") for v in redis["volumes"])
+    assert any(v.endswith(":/var/lib/redis") for v in redis["volumes"])
     assert "redis-data" in _compose()["volumes"] and "healthcheck" in redis
 
 
 def test_single_beat_flower_with_auth_and_healthchecks_everywhere():
     services = _compose()["services"]
-    assert services["beat"]["deploy"]["replicas"] == 1
-    assert any("beat-data" in v for v in services["beat"]["volumes"])
+    assert "deploy" not in services["beat"] and any("beat-data" in v for v in services["beat"]["volumes"])
     assert "FLOWER_BASIC_AUTH" in services["flower"]["environment"]
-    assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
+    assert services["flower"]["ports"] == ["127.0.0.1:${FARM_FLOWER_PORT:-5555}:5555"]
     for name, service in services.items():
+        if name == "cli":  # a one-shot command runner, never left running
+            assert service["restart"] == "no" and service["profiles"] == ["cli"]
+            continue
         assert "healthcheck" in service, name
         assert service.get("restart") == "unless-stopped", name
+    worker_check = services["worker-local"]["healthcheck"]["test"]
+    assert worker_check == ["CMD", "python", "-m", "farm.health", "worker"]  # no numpy/scipy per check
 
 
 def test_no_secret_values_in_compose_or_dockerfile():
@@ -90,9 +98,11 @@ def test_no_secret_values_in_compose_or_dockerfile():
         if provider:  # a worker sees its own provider's credentials and no other's
             assert all_credentials & set(env) == credentials.get(provider, set()), name
     assert set(services["node-csb"]["environment"]) >= {"CSB_API_KEY", "CSB_SERVICE_TOKEN"}
-    password = services["redis"]["command"].split("--requirepass ", 1)[1].split()[0]
-    assert password.startswith("${REDIS_PASSWORD")
+    assert '--requirepass "$$REDIS_PASSWORD"' in " ".join(services["redis"]["command"])  # not in `ps`
+    assert services["redis"]["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD")
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert not any(word in dockerfile for word in secretish)
-    assert "AS build" in dockerfile and "USER farm" in dockerfile and "python:3.11" in dockerfile
+    # built without a registry or network: the local base image, the pinned wheelhouse, non-root
+    assert "sandbox-farm-base:bookworm" in dockerfile and "--no-index" in dockerfile
+    assert "-c /tmp/constraints.txt" in dockerfile and "USER 10001" in dockerfile
     assert ".env" in (ROOT / ".gitignore").read_text().split()

@@ -121,8 +121,7 @@ class E2BProvider(Provider):
                                "about warm or cold); cold: none",
                 "hidden_retries": "none: control-plane retries=0 per call, connection retries "
                                   f"{retries} (E2B_CONNECTION_RETRIES); requests per create are counted "
-                                  "(sample field sandbox.sdk_attempts); run_code asks the sandbox's health "
-                                  "once after a broken stream, to name the failure"
+                                  "(sample field sandbox.sdk_attempts)"
                                   + ("" if retries == 0 else "; e2b was imported before the farm could "
                                      "switch connection retries off, so a refused connection is retried"),
                 "wire": "status, Retry-After and error message of every answer read at pyqwest's httpx "
