@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Sequence
 from farm.celery_app import make_app
 from farm.config import FarmConfig
 from farm.embedded import EmbeddedRedis, LocalWorkers
-from farm.errors import FarmError, RedisUnavailable
+from farm.errors import ConfigError, FarmError, RedisUnavailable
 from farm.redact import redact
 from farm.document import Document
 from farm.report import build
@@ -112,8 +112,27 @@ class Detached(FarmError):
     exit_code = 130
 
 
+def preflight_builtin(config: FarmConfig, providers: Sequence[str]) -> None:
+    """Built-in providers (no SDK, no credentials) run on this machine: build each once before any
+    worker starts, so a setting this host cannot honour — e.g. a confinement it cannot give —
+    refuses the run in one line instead of failing every sample."""
+    from providers import get_provider, spec_of
+    from providers.base import ProviderError
+
+    for name in providers:
+        spec = spec_of(name)
+        if spec.credentials or spec.extra:
+            continue
+        try:
+            get_provider(name, config.providers.get(name, {})).check()
+        except ProviderError as exc:
+            raise ConfigError(f"cannot run {name} on this machine: {exc}") from None
+
+
 def start_local_workers(store: Store, embedded: EmbeddedRedis, url: str, providers: Sequence[str],
-                         concurrency: int, config_path: str | None) -> LocalWorkers:
+                         concurrency: int, config_path: str | None, config: FarmConfig | None = None) -> LocalWorkers:
+    if config is not None:
+        preflight_builtin(config, providers)
     workers = LocalWorkers(url, Path(embedded.dir) / "logs", config_path)
     try:
         for provider in providers:
@@ -165,7 +184,7 @@ def run(config: FarmConfig, options: RunOptions,
             if embedded is not None:
                 start_sidecars(services, config, options.providers, Path(embedded.dir) / "logs")
                 workers = start_local_workers(store, embedded, url, options.providers,
-                                               options.concurrency, options.config_path)
+                                               options.concurrency, options.config_path, config)
             run_id = scheduler.create_run(config, options.providers, options.snippets,
                                           repetitions=options.repetitions, warmup=options.warmup,
                                           concurrency=options.concurrency, seed=options.seed,

@@ -10,7 +10,7 @@ import pytest
 
 from farm.snippets import parse_snippet
 from farm.store import Store
-from farm.testing import Farm
+from farm.testing import Farm, farm_cli
 
 PROBE = """
 import os, socket, sys
@@ -70,3 +70,73 @@ def test_without_bwrap_the_report_says_so(tmp_path):
         facts = json.loads(farm.store.r.hget(Store.key(run_id, "facts"), "local"))
     assert facts["confinement"] == ("own-dir+as-root+rlimits+host-network" if os.geteuid() == 0
                                     else "own-dir+rlimits+host-network")
+
+
+# --- where bwrap cannot make namespaces (Docker's default seccomp profile, issue 17) ---------------
+NO_NAMESPACES = ("bwrap: No permissions to create new namespace, likely because the kernel does not allow "
+                 "non-privileged user namespaces.")
+WORLD_READABLE_PYTHON = "/usr/bin/python3"
+
+
+def _fake_bwrap(folder, *, except_probe=False):
+    """A ``bwrap`` first on PATH that fails as bwrap does under Docker's default seccomp profile;
+    ``except_probe``: the provider's start-up probe still reaches the real bwrap."""
+    folder.mkdir(exist_ok=True)
+    script = folder / "bwrap"
+    passthrough = f'case "$*" in *farm-probe*) exec {shutil.which("bwrap")} "$@";; esac\n' if except_probe else ""
+    script.write_text(f"#!/bin/sh\n{passthrough}echo '{NO_NAMESPACES}' >&2\nexit 1\n")
+    script.chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+@pytest.mark.skipif(not os.path.exists(WORLD_READABLE_PYTHON), reason="needs a system Python every user can run")
+def test_without_namespaces_auto_falls_back_and_records_the_confinement_it_had(tmp_path):
+    env = _fake_bwrap(tmp_path / "bin")
+    config = {"providers": {"local": {"python": WORLD_READABLE_PYTHON}}}
+    who = parse_snippet('# /// farm\n# name = "who"\n# ///\nimport os\nprint("uid", os.getuid())\n', "who.py")
+    with Farm(tmp_path, config=config) as farm:
+        farm.worker("local", concurrency=1, env=env)
+        run_id = farm.start_run(["local"], [who], repetitions=1)
+        farm.wait(run_id)
+        (sample,) = farm.store.samples(run_id)
+        facts = json.loads(farm.store.r.hget(Store.key(run_id, "facts"), "local"))
+    assert sample["outcome"] == "ok", sample
+    assert facts["confinement_fallback"] == f"bwrap cannot make its sandbox here: {NO_NAMESPACES}"
+    if os.geteuid() == 0:  # a root farm never runs snippets as root: it drops to the sandbox's own uid
+        assert facts["confinement_level"] == "uid" and "uid-drop" in facts["confinement"]
+        assert sample["output"].split() == ["uid", str(facts["sandbox_uid"])] and facts["sandbox_uid"] != 0
+    else:
+        assert facts["confinement_level"] == "rlimits"
+    assert facts["confinement"].endswith("+host-network")
+
+
+def test_a_confinement_the_host_cannot_give_refuses_the_run_in_one_line(tmp_path):
+    env = _fake_bwrap(tmp_path / "bin")
+    (tmp_path / "config.yml").write_text("providers:\n  local:\n    confine: bwrap\n")
+    ran = farm_cli("run", "--snippets", "hello", "-n", "1", "--warmup", "0", cwd=tmp_path, env=env, timeout=120)
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.strip().splitlines() == [
+        f"farm: cannot run local on this machine: providers.local.confine is bwrap but bwrap cannot make its "
+        f"sandbox here: {NO_NAMESPACES}; set confine: auto to run with the confinement this host allows "
+        "(recorded per run)"]
+
+
+def test_settings_that_can_never_work_are_refused_when_config_loads(tmp_path):
+    for text, message in (("confine: none\n    network: false", "network: false needs bwrap's network namespace"),
+                          ("limits: {memory_mb: -1}", "providers.local.limits.memory_mb: Input should be greater than 0"),
+                          ("limits: {pids: .inf}", "providers.local.limits")):
+        (tmp_path / "config.yml").write_text(f"providers:\n  local:\n    {text}\n")
+        ran = farm_cli("run", "-n", "1", cwd=tmp_path, timeout=60)
+        assert ran.returncode == 2 and len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+        assert message in ran.stderr, ran.stderr
+
+
+def test_a_confinement_failure_reaches_the_sample_in_the_tools_own_words(tmp_path):
+    env = _fake_bwrap(tmp_path / "bin", except_probe=True)
+    with Farm(tmp_path) as farm:
+        farm.worker("local", concurrency=1, env=env)
+        run_id = farm.start_run(["local"], farm.snippets("hello"), repetitions=1)
+        farm.wait(run_id)
+        (sample,) = farm.store.samples(run_id)
+    assert sample["outcome"] == "error" and sample["error_class"] == "config" and sample["error_phase"] == "ready"
+    assert NO_NAMESPACES[:60] in sample["error"] and "readiness check failed" not in sample["error"]
