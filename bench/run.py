@@ -111,44 +111,48 @@ def bench_scheduling(tmp: Path, n: int, concurrencies: list[int], run_ms: float)
 
 
 def bench_fidelity(tmp: Path, n: int) -> None:
-    """The local provider's run phase for `hello` vs the same interpreter invocation (same argv and
-    environment, limits wrapper included) timed by a bare perf_counter loop, run on the same
-    machine state (Redis and the idle worker still up); and vs a plain `python -c`."""
+    """The local provider's run phase for `hello` vs the same sandboxed invocation (same argv and
+    environment) timed by a bare perf_counter loop, run on the same machine state (Redis and the
+    idle worker still up); and what the sandbox costs: vs the unconfined argv and a plain `python -c`."""
     from providers.base import SandboxSpec
     from providers.local import LocalProvider
 
     hello = library()["hello"]
-    settings = {"confine": "none"}
-    blocks = 5  # farm and reference alternate in blocks, so both see the same machine over time
+    blocks = 5  # farm and references alternate in blocks, so all see the same machine over time
     farm_ms: list[float] = []
-    same: list[float] = []
-    plain: list[float] = []
-    with Farm(tmp / "fidelity", config={"providers": {"local": settings}}) as farm:
+    refs: dict[str, list[float]] = {"same": [], "unconfined": [], "plain": []}
+    with Farm(tmp / "fidelity") as farm:
         farm.worker("local", concurrency=1)
-        provider = LocalProvider(settings)
-        sandbox = provider.create(SandboxSpec(labels={}))
+        confined, bare = LocalProvider({}), LocalProvider({"confine": "none"})
+        boxes = {p: p.create(SandboxSpec(labels={})) for p in (confined, bare)}
+        commands = {"same": (confined, confined.confine.argv(boxes[confined].handle, hello.code, "run")),
+                    "unconfined": (bare, bare.confine.argv(boxes[bare].handle, hello.code, "run")),
+                    "plain": (bare, [sys.executable, "-c", hello.code])}
         try:
-            home = sandbox.handle
-            argv = provider._argv(home, hello.code, network=True)
-            env = provider.environment(home, {})
             for _block in range(blocks):
                 run_id = farm.start_run(["local"], [hello], repetitions=n // blocks, warmup=0, concurrency=1)
                 _wait(lambda: farm.store.status(run_id).state == "finished", 600, poll=0.5)
                 farm_ms += [s["run_ns"] / 1e6 for s in farm.store.samples(run_id) if s["run_ns"]]
                 for _ in range(n // blocks):
-                    for out, cmd in ((same, argv), (plain, [sys.executable, "-c", hello.code])):
+                    for name, (provider, cmd) in commands.items():
+                        box = boxes[provider].handle
                         start = time.perf_counter_ns()
-                        subprocess.run(cmd, cwd=home / "work", env=env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, check=True)
-                        out.append((time.perf_counter_ns() - start) / 1e6)
+                        subprocess.run(cmd, cwd=provider.confine.cwd(box), env=provider.environment(box, {}),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+                        refs[name].append((time.perf_counter_ns() - start) / 1e6)
         finally:
-            provider.destroy(sandbox)
-    farm_med, same_med, plain_med = (statistics.median(x) for x in (farm_ms, same, plain))
+            for provider, box in boxes.items():
+                provider.destroy(box)
+    farm_med = statistics.median(farm_ms)
+    same_med, bare_med, plain_med = (statistics.median(refs[k]) for k in ("same", "unconfined", "plain"))
     ratio = farm_med / same_med
     record(f"fidelity: local run phase median (n={n})", farm_med, "ms", same_med, ratio,
-           "within 5% of reference", abs(ratio - 1) <= 0.05, "reference: same argv and env in a bare loop")
-    record("fidelity: limits wrapper vs plain python -c", same_med, "ms", plain_med, same_med / plain_med,
-           "", None, "what prlimit costs (unconfined, no bwrap)")
+           "within 5% of reference", abs(ratio - 1) <= 0.05,
+           f"reference: same argv and env in a bare loop; {confined.confinement}")
+    record("fidelity: sandbox vs unconfined argv", same_med, "ms", bare_med, same_med / bare_med, "", None,
+           f"what the sandbox adds: {same_med - bare_med:+.2f} ms per execution (confine: none = prlimit only)")
+    record("fidelity: unconfined argv vs plain python -c", bare_med, "ms", plain_med, bare_med / plain_med,
+           "", None, "what prlimit costs")
 
 
 def _synthetic_sample(i: int, rng: random.Random) -> dict[str, Any]:

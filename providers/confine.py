@@ -3,17 +3,20 @@
 Levels, strongest first (``Confinement.level``):
 
 ``bwrap``
-    bubblewrap in new user, mount, PID, IPC, UTS, cgroup and network namespaces; uid 65534
-    inside with every capability dropped and no further user namespaces. The process's uid on the
-    host is never root: a farm running as root drops to 65534 (``setpriv``) before bwrap starts.
-    The filesystem is built from nothing: read-only binds of /usr, the /lib and /bin links, a few
-    files of /etc, and the interpreter's own directories; a synthetic /etc/passwd; a size-capped
-    tmpfs as /tmp (HOME and the working directory live in it) and /dev/shm; the sandbox's package
-    folder. No farm data dir, no ``.env``, no host sockets, no host /proc.
+    bubblewrap in new mount, PID, IPC, UTS, cgroup and network namespaces, no capabilities, and a
+    uid that is never root on the host: a farm that is not root runs bwrap in a user namespace
+    (uid 65534 inside, no nested user namespaces); a root farm lets bwrap build the mounts as root
+    without a user namespace (one would map the sandbox to host root) and drops to a uid of the
+    sample's own (``UID_BASE`` + worker pid) with ``setpriv`` before the interpreter starts. The
+    filesystem is built from nothing: read-only binds of /usr, the /lib and /bin links, a copy of
+    a few /etc files with a passwd naming only the sandbox's user, and the interpreter's own
+    folders; a size-capped tmpfs as /tmp (HOME and the working directory live in it) and
+    /dev/shm; the sandbox's package folder. No farm data dir, no ``.env``, no host sockets, no
+    host /proc.
 ``uid``
     no namespaces could be made (e.g. Docker's default seccomp profile), the farm runs as root:
-    the snippet runs as uid 65534 with the limits below, in a host directory it owns, and sees
-    whatever the host shows every user.
+    the snippet runs as a uid of its own with the limits below, in a host directory it owns, and
+    sees whatever the host shows every user.
 ``rlimits``
     no namespaces, not root: the limits and a private directory only.
 ``root``
@@ -32,9 +35,12 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+
+from providers.sandbox_etc import sandbox_etc
 
 SANDBOX_UID = SANDBOX_GID = 65534   # inside a user namespace (a farm that is not root)
 UID_BASE = 1_000_000_000            # a root farm's sandboxes: host uid UID_BASE + worker pid
@@ -44,15 +50,9 @@ INSIDE_WORK = "/tmp/work"
 INSIDE_PACKAGES = "/farm/packages"
 INSIDE_WHEELS = "/farm/wheels"
 SHM_MB = 64
-LEVELS = ("bwrap", "uid", "rlimits", "root")
 
-# System directories bound read-only, and what /etc must offer an interpreter (dynamic loader,
-# time zone, name resolution and certificates for network: true). Nothing else of /etc.
+# System directories bound read-only; /etc is a copy of a few files (providers/sandbox_etc.py).
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "nsswitch.conf",
-             "host.conf", "hosts", "resolv.conf", "gai.conf", "services", "protocols", "ssl/certs",
-             "ca-certificates", "ca-certificates.conf", "os-release", "debian_version", "mime.types",
-             "alternatives")
 CPU_TOPOLOGY = "/sys/devices/system/cpu"  # os.cpu_count() and BLAS read it; read-only, no secrets
 
 INTERPRETER_DIRS_CODE = (
@@ -153,6 +153,7 @@ class Confinement:
     reason: str = ""            # why a lower level than asked was taken
     dirs: tuple[str, ...] = ()  # interpreter directories bound read-only
     read_only_paths: tuple[str, ...] = ()  # providers.local.read_only_paths: more host paths, read-only
+    etc: str = "/nonexistent"  # the shared copy of a few /etc files (providers/sandbox_etc.py)
 
     @property
     def host_uid(self) -> int:
@@ -232,10 +233,7 @@ class Confinement:
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
-        args += ["--perms", "0755", "--dir", "/etc"]  # else bwrap may create it 0700
-        for name in ETC_FILES:
-            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        args += ["--ro-bind", str(box.root / "passwd"), "/etc/passwd",
+        args += ["--ro-bind", self.etc, "/etc", "--ro-bind", str(box.root / "passwd"), "/etc/passwd",
                  "--ro-bind", str(box.root / "group"), "/etc/group",
                  "--ro-bind-try", CPU_TOPOLOGY, CPU_TOPOLOGY,
                  "--dev", "/dev", "--perms", "1777", "--size", str(SHM_MB * mb), "--tmpfs", "/dev/shm",
@@ -280,7 +278,7 @@ class Confinement:
         for sub in (box.packages, box.wheels, box.out, box.home, box.home / "work", box.home / "tmp"):
             sub.mkdir()
         box.out.chmod(0o700)  # the sandbox never sees its own output files
-        uid = SANDBOX_UID if self.level == "bwrap" else os.geteuid()
+        uid = self.inside_uid
         (box.root / "passwd").write_text(f"sandbox:x:{uid}:{uid}:sandbox:{INSIDE_HOME}:/usr/sbin/nologin\n")
         (box.root / "group").write_text(f"sandbox:x:{uid}:\n")
         if self.host_uid != os.geteuid():  # a root farm: the sandbox's own uid writes them
@@ -306,7 +304,6 @@ def confinement_failure(exit_code: int | None, stdout: str, stderr: str) -> str 
 
 def probe(conf: Confinement, root: Path) -> str | None:
     """Run a trivial program exactly as a sample would; None when it works, else why not."""
-    import tempfile
     box = Box(Path(tempfile.mkdtemp(prefix="farm-probe-", dir=root)))
     try:
         conf.prepare(box)
@@ -340,8 +337,12 @@ def decide(python: str, limits: Limits, network: bool | None, mode: str, root: P
             check_visible(dirs, "the interpreter's folder", "point providers.local.python at an "
                           "interpreter installed elsewhere")
             check_visible(read_only_paths, "providers.local.read_only_paths entry", "list a narrower folder")
+            try:
+                etc = sandbox_etc(Path(tempfile.gettempdir()))  # not in root: that holds sandboxes only
+            except OSError as exc:
+                raise ConfinementError(f"cannot prepare the sandbox's /etc: {exc}") from None
             conf = Confinement(python, limits, bool(network), "bwrap", bwrap, dirs=dirs,
-                               read_only_paths=read_only_paths)
+                               read_only_paths=read_only_paths, etc=etc)
             failure = probe(conf, root)
             if failure is None:
                 return conf

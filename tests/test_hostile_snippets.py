@@ -7,8 +7,12 @@ are in test_local_confinement.py (the sandbox is built differently there: a user
 """
 
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -124,3 +128,76 @@ def test_the_snippet_parser_refuses_setup_tricks_in_one_line(packages, message):
         parse_snippet(f'# /// farm\n# name = "x"\n# packages = {packages}\n# ///\nprint(1)\n', "x.py")
     assert message in str(err.value) and "\n" not in str(err.value)
 
+
+
+# --- the same attempts under a farm that is not root ------------------------------------------------
+UNPRIVILEGED = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists(SYSTEM_PYTHON),
+                    reason="needs root to switch to an unprivileged uid (a non-root farm runs the test above as "
+                           "itself), setpriv, and a Python every user can run")
+def test_hostile_snippets_get_nothing_under_a_non_root_farm():
+    """The sandbox is built differently for a farm that is not root (bwrap in a user namespace). The
+    farm's interpreter here may live where other users cannot run it (e.g. under /root), so this
+    drives the worker's per-sample code (workers/measure.py) with the system Python as uid 65534,
+    without Celery; the targets belong to that uid, as a non-root farm's own would."""
+    with tempfile.TemporaryDirectory(prefix="farm-hostile-") as tmp:  # pytest's tmp_path is private to root
+        _run_as_non_root_farm(Path(tmp) / "farm-home")
+
+
+def _run_as_non_root_farm(home):
+    data = home / "data"
+    data.mkdir(parents=True)
+    evilpkg = home / "evilpkg"
+    evilpkg.mkdir()
+    marker = home / "evil-setup-ran"
+    (evilpkg / "setup.py").write_text(EVIL_SETUP.format(marker=str(marker)))
+    (home / ".env").write_text(f"FARM_HOSTILE_SECRET={SECRET}\n")
+    (home / ".env").chmod(0o600)
+    redis_socket = socket.socket(socket.AF_UNIX)
+    redis_socket.bind(str(data / "redis.sock"))
+    redis_socket.listen(8)
+    redis_socket.setblocking(False)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    env = {"HOSTILE_SOCKET": str(data / "redis.sock"), "HOSTILE_OUTSIDE": str(home / "outside.txt"),
+           "HOSTILE_ENV_FILE": str(home / ".env"), "HOSTILE_DATA": str(data), "HOSTILE_STREAM": "farm:run:x:samples",
+           "HOSTILE_PORT": str(listener.getsockname()[1]), "HOSTILE_PIDS": str(LIMITS["pids"]),
+           "HOSTILE_DISK_MB": str(LIMITS["disk_mb"]), "HOSTILE_EVILPKG": str(evilpkg)}
+    (home / "env.json").write_text(json.dumps(env))
+    for path in (home.parent, home, *home.rglob("*")):
+        os.chown(path, UNPRIVILEGED, UNPRIVILEGED, follow_symlinks=False)
+    tests_dir = Path(__file__).parent
+    path = os.pathsep.join([str(tests_dir.parent), str(tests_dir), sysconfig.get_paths()["purelib"]])
+    done = subprocess.run(
+        ["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups", "--", SYSTEM_PYTHON,
+         str(tests_dir / "hostile_as_user.py"), str(home), SYSTEM_PYTHON, json.dumps(LIMITS)],
+        cwd=home, capture_output=True, text=True, timeout=900,
+        env={"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": path, "FARM_HOSTILE_SECRET": SECRET})
+    accepted = []
+    for sock in (redis_socket, listener):
+        try:
+            accepted.append(sock.accept())
+        except BlockingIOError:
+            pass
+        sock.close()
+    if done.returncode != 0 and "ModuleNotFoundError" in done.stderr:
+        pytest.skip(f"{SYSTEM_PYTHON} cannot import the farm's dependencies: {done.stderr.splitlines()[-1]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout)
+    facts = results.pop("facts")
+    assert facts["confinement_level"] == "bwrap" and facts["sandbox_uid"] == UNPRIVILEGED
+    assert "uid-drop" not in facts["confinement"] and accepted == []
+    for name in ATTEMPTS:
+        out = results[name].get("output") or ""
+        assert "GOT " not in out, out
+        for attempt in _attempts(name, env):
+            assert f"NOTHING {attempt}:" in out, (name, attempt, results[name].get("error"), out)
+        assert SECRET not in json.dumps(results[name])
+    for name in SETUP_TRICKS:
+        assert results[name]["error_class"] == "config" and results[name]["error_phase"] == "setup"
+    assert not marker.exists() and not (home / "outside.txt").exists()
