@@ -53,9 +53,11 @@ def test_two_beats_fire_each_period_once_and_runs_complete(farm, tmp_path):
     runs = [r for r in store.recent_runs(100) if store.status(r).label == "schedule:tick"]
     guards = sorted(int(k.rsplit(":i", 1)[1]) for k in store.r.scan_iter("farm:schedule:tick:*"))
     assert len(runs) >= 3, [b.stderr.read() for b in beats]
-    assert len(runs) == len(guards)                      # one run per fired period, never two
+    # one run per fired period, never two; a period whose guard was taken just as SIGTERM arrived
+    # may have no run (the stop landed inside that firing), so at most one guard more than runs
+    assert len(runs) <= len(guards) <= len(runs) + 1
     assert guards == list(range(guards[0], guards[0] + len(guards)))  # and no period skipped
-    assert not any(k for k in store.r.scan_iter("farm:schedule:nightly:*"))  # not due in 9 s
+    assert not any(k for k in store.r.scan_iter("farm:schedule:nightly:*"))  # 02:00 Berlin: not due
     for run_id in runs:
         farm.wait(run_id, timeout=60)
         assert store.status(run_id).ok == 1
