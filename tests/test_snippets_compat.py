@@ -126,6 +126,8 @@ def test_a_suite_is_read_never_run_and_what_needs_running_is_skipped_with_one_li
         "    return code\n"
         "def test_bomb():\n"
         "    return 'x' * 1000000000000\n"
+        "def test_format_bomb():\n"
+        "    return f'{1:>1000000000}'\n"
         "def test_fine():\n"
         "    return 'print(1)'\n")
     folder = _suite(tmp_path, {"test_hostile.py": hostile})
@@ -135,11 +137,12 @@ def test_a_suite_is_read_never_run_and_what_needs_running_is_skipped_with_one_li
     assert time.monotonic() - started < 10, "nothing of the suite ran (it sleeps 30 s at import)"
     assert set(suite) == {"fine"} and not marker.exists() and not dump.exists()
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 4 and all("\n" not in w and "skipped, never run" in w for w in warnings), warnings
+    assert len(warnings) == 5 and all("\n" not in w and "skipped, never run" in w for w in warnings), warnings
     assert any("test_leak" in w and "os is the module os" in w for w in warnings), warnings
     assert any("test_install" in w and "ImportFrom" in w for w in warnings), warnings
     assert any("test_loop" in w and "While" in w for w in warnings), warnings
     assert any("test_bomb" in w and "larger than" in w for w in warnings), warnings
+    assert any("test_format_bomb" in w and "huge or computed field width" in w for w in warnings), warnings
 
 
 HELPERS_UTILS = """\

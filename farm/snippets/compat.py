@@ -213,8 +213,13 @@ def load_suite(directory: Path) -> dict[str, Snippet]:
     return snippets
 
 
+MAX_SUITE_FILE_BYTES = 1 << 20
+
+
 def _parse(path: Path) -> ast.Module:
     try:
+        if path.stat().st_size > MAX_SUITE_FILE_BYTES:
+            raise ConfigError(f"{path.name}: larger than {MAX_SUITE_FILE_BYTES >> 20} MiB: not a test file")
         return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except SyntaxError as exc:
         raise ConfigError(f"{path.name}: line {exc.lineno}: Python syntax error: {exc.msg}") from None

@@ -11,6 +11,7 @@ raises ``NotStatic`` naming the line, and the caller skips that test instead of 
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -100,6 +101,7 @@ def evaluate(node: ast.expr, scope: Scope, depth: int = 0) -> Any:
         value = evaluate(node.value, scope, depth)
         value = {-1: value, 115: str(value), 114: repr(value), 97: ascii(value)}[node.conversion]
         spec = evaluate(node.format_spec, scope, depth) if node.format_spec else ""
+        _no_wide_fields(str(spec), node)
         return format(value, spec)
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         items = [evaluate(e, scope, depth) for e in node.elts]
@@ -110,6 +112,8 @@ def evaluate(node: ast.expr, scope: Scope, depth: int = 0) -> Any:
         return {evaluate(k, scope, depth): evaluate(v, scope, depth) for k, v in zip(node.keys, node.values)}
     if isinstance(node, ast.BinOp) and type(node.op) in BINOPS:
         left, right = evaluate(node.left, scope, depth), evaluate(node.right, scope, depth)
+        if isinstance(node.op, ast.Mod) and isinstance(left, str):
+            _no_wide_fields(left, node, WIDE_PERCENT)
         if isinstance(node.op, ast.Mult) and isinstance(right, int) and isinstance(left, (str, list)) \
                 and len(left) * right > MAX_TEXT:
             raise NotStatic(f"line {node.lineno}: a value larger than {MAX_TEXT} items")
@@ -149,6 +153,32 @@ def evaluate(node: ast.expr, scope: Scope, depth: int = 0) -> Any:
     raise NotStatic(f"line {node.lineno}: {type(node).__name__} needs the code to run")
 
 
+# A width or precision of 100000+ characters, or one taken from the arguments, would build a huge
+# string before its size could be checked.
+WIDE_SPEC = re.compile(r"\d{6,}")                                       # a format spec alone (f-strings)
+WIDE_BRACE = re.compile(r"\{[^{}]*:[^{}]*(\d{6,}|\{)")                  # str.format fields
+WIDE_PERCENT = re.compile(r"%[#0\- +]*(\d{6,}|\*)|%[#0\- +]*\d*\.(\d{6,}|\*)")  # printf-style
+
+
+def _no_wide_fields(fmt: str, node: ast.AST, pattern: re.Pattern = WIDE_SPEC) -> None:
+    if pattern.search(fmt):
+        raise NotStatic(f"line {node.lineno}: a format with a huge or computed field width")
+
+
+def _guard_str_call(target: str, method: str, args: list[Any], node: ast.AST) -> None:
+    """The size a str method would produce, checked before it runs."""
+    if method == "format":
+        _no_wide_fields(target, node, WIDE_BRACE)
+    elif method == "join" and args and isinstance(args[0], (list, tuple)):
+        size = sum(len(x) for x in args[0] if isinstance(x, str)) + len(target) * len(args[0])
+        if size > MAX_TEXT:
+            raise NotStatic(f"line {node.lineno}: a value larger than {MAX_TEXT} items")
+    elif method == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        count = target.count(args[0]) if args[0] else len(target) + 1
+        if len(target) + count * len(args[1]) > MAX_TEXT:
+            raise NotStatic(f"line {node.lineno}: a value larger than {MAX_TEXT} items")
+
+
 def _dotted(node: ast.expr) -> str | None:
     if isinstance(node, ast.Name):
         return node.id
@@ -168,6 +198,7 @@ def _call(node: ast.Call, scope: Scope, depth: int) -> Any:
             args = [evaluate(a, scope, depth) for a in node.args]
             kwargs = {k.arg: evaluate(k.value, scope, depth) for k in node.keywords}
             try:
+                _guard_str_call(target, func.attr, args, node)
                 return _bounded(getattr(target, func.attr)(*args, **kwargs), node)
             except (TypeError, ValueError, KeyError, IndexError) as exc:
                 raise NotStatic(f"line {node.lineno}: str.{func.attr} raised {type(exc).__name__}") from None
