@@ -14,7 +14,7 @@ import platform
 import secrets
 import sys
 from datetime import datetime, timezone
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -114,11 +114,6 @@ class Manifest(_Frozen):
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
-
-    @cached_property
-    def as_dict(self) -> dict[str, Any]:
-        """``to_dict()`` computed once, for per-sample readers that take the document."""
-        return self.to_dict()
 
     def expand(self) -> Plan:
         """The run's plan, expanded lazily (cached per plan)."""

@@ -28,6 +28,8 @@ import numpy as np
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 
+from farm.config import Statistics
+from farm.manifest import Manifest
 from farm.stats import modes
 
 SKETCH_FORMAT = 1
@@ -155,12 +157,10 @@ def sketches_key(run_id: str) -> str:
     return run_key(run_id, "sketches")
 
 
-def sketching_enabled(manifest: dict[str, Any]) -> tuple[bool, float]:
+def sketching_enabled(manifest: Manifest) -> tuple[bool, float]:
     """(enabled, relative accuracy) for a run: only runs whose series can outgrow the exact limit."""
-    from farm.config import Statistics
-
-    stats = {**Statistics().model_dump(), **(manifest.get("statistics") or {})}
-    return manifest["plan"]["repetitions"] > stats["exact_limit"], float(stats["sketch_relative_accuracy"])
+    stats = {**Statistics().model_dump(), **manifest.statistics}
+    return manifest.plan.repetitions > stats["exact_limit"], float(stats["sketch_relative_accuracy"])
 
 
 # --- aggregator side ------------------------------------------------------------------------

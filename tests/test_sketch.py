@@ -12,6 +12,7 @@ import pytest
 from farm import sketch
 from farm.aggregate import QUANTILES, aggregate, aggregate_run
 from farm.config import Statistics
+from farm.manifest import Manifest
 from farm.sketch import LatencySketch
 from farm.store import Store
 from workers import sketches
@@ -87,8 +88,10 @@ def test_aggregate_switches_to_sketch_past_the_exact_limit_without_holding_every
 
 # --- the worker path: after_commit + flush in real processes, merged by the aggregator --------
 def _manifest(reps, exact_limit=100):
-    return {"run_id": "r", "plan": {"providers": ["p"], "snippets": ["s"], "repetitions": reps, "warmup": 0},
-            "statistics": {"exact_limit": exact_limit, "sketch_relative_accuracy": 0.01}, "snippets": {}}
+    return Manifest(run_id="r", plan={"providers": ["p"], "snippets": ["s"], "repetitions": reps, "warmup": 0,
+                                      "seed": 1, "total": reps, "measured": reps},
+                    concurrency=1, window=4, max_attempts=3, timeouts={}, task_soft_limit_s=60,
+                    task_hard_limit_s=70, statistics={"exact_limit": exact_limit, "sketch_relative_accuracy": 0.01})
 
 
 def _record(i, value_ms):
@@ -111,7 +114,7 @@ def _worker(url, run_id, manifest, items):
 def test_worker_sketches_merge_and_a_short_writer_triggers_a_rebuild(farm):
     values = DISTS["lognormal"](600)
     manifest = _manifest(len(values))
-    farm.store.create_run("r", manifest, len(values))
+    farm.store.create_run("r", manifest.to_dict(), len(values))
     ctx = multiprocessing.get_context("fork")
     chunks = np.array_split(np.arange(len(values)), 3)
     procs = [ctx.Process(target=_worker, args=(farm.url, "r", manifest, [(int(i), values[i]) for i in c]))
@@ -146,7 +149,7 @@ def test_worker_sketches_merge_and_a_short_writer_triggers_a_rebuild(farm):
 
 def test_small_runs_write_no_sketches(farm):
     manifest = _manifest(50, exact_limit=100)
-    farm.store.create_run("small", manifest, 50)
+    farm.store.create_run("small", manifest.to_dict(), 50)
     rec = _record(0, 12.0)
     sketches.after_commit(farm.store, "small", manifest, rec, farm.store.commit("small", rec))
     assert not farm.store.r.exists(sketch.sketches_key("small"))
@@ -174,7 +177,7 @@ def test_real_workers_flush_sketches_the_aggregator_uses(tmp_path):
 
 def test_run_without_worker_sketches_is_sketched_from_the_stream_in_one_pass(farm):
     values = DISTS["shifted-exp"](300)
-    farm.store.create_run("bare", _manifest(300), 300)
+    farm.store.create_run("bare", _manifest(300).to_dict(), 300)
     for i, v in enumerate(values):
         farm.store.commit("bare", _record(i, v))  # no after_commit: as if workers had no hook
     agg = aggregate_run(farm.store, "bare", Statistics(exact_limit=100))

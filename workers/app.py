@@ -191,7 +191,7 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     window, length = scheduler().window(run_id, provider)
     result, next_index = retrying(lambda: st.commit_and_reserve(run_id, record, window, length), "commit")
     try:
-        sketches.after_commit(st, run_id, manifest.as_dict, record, result)
+        sketches.after_commit(st, run_id, manifest, record, result)
     except Exception:  # sketches only save the aggregator work: a short one is rebuilt from the stream
         pass
     if result and env_facts:

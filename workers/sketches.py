@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from farm.manifest import Manifest
 from farm.samples import sample_phases
 from farm.sketch import FIELD_SEP, LatencySketch, sketching_enabled
 
@@ -38,7 +39,7 @@ def _local() -> _Buffer:
     return _buffer
 
 
-def after_commit(store: Any, run_id: str, manifest: dict[str, Any], sample: dict[str, Any],
+def after_commit(store: Any, run_id: str, manifest: Manifest, sample: dict[str, Any],
                  committed: int) -> None:
     """Call after ``store.commit``: fold a committed (1 or 2), measured, ok sample in, then flush."""
     if committed not in (1, 2) or sample.get("warmup") or sample.get("outcome") != "ok":
