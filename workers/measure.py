@@ -1,8 +1,8 @@
 """The one place phases are timed: create/claim, ready, setup, run, destroy, total.
 
-Each phase is ``perf_counter_ns`` around exactly one provider call. Package installs are the
-``setup`` phase, never part of ``run``; queue wait is measured by the caller from wall clocks,
-because enqueue and start happen in different processes.
+Each phase is ``perf_counter_ns`` around exactly one provider call (``_timed``). Package installs
+are the ``setup`` phase, never part of ``run``; queue wait is measured by the caller from wall
+clocks, because enqueue and start happen in different processes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -18,9 +18,17 @@ from farm.redact import redact
 from farm.snippets import Snippet, parse_facts, parse_internal_timings
 from providers.base import Provider, ProviderError, RunResult, Sandbox, SandboxSpec
 
+T = TypeVar("T")
 READY_CODE = "print('farm-ready')"
 SKIP_LINE = re.compile(r"^FARM_SKIP\s+(?P<reason>.+)$", re.M)
 OUTPUT_KEEP = 2000  # characters of output kept in the sample: enough to check, small enough to store
+
+
+def _timed(call: Callable[[], T]) -> tuple[T, int]:
+    """The timing site: nanoseconds around exactly one provider call, nothing else."""
+    start = time.perf_counter_ns()
+    result = call()
+    return result, time.perf_counter_ns() - start
 
 
 def _tail(result: RunResult) -> str:
@@ -28,17 +36,20 @@ def _tail(result: RunResult) -> str:
     return redact(text[-OUTPUT_KEEP:])
 
 
+def _last_line(result: RunResult, default: str) -> str:
+    return ((result.stderr or result.stdout).strip().splitlines()[-1:] or [default])[0][:200]
+
+
 def _create_with_retries(provider: Provider, spec: SandboxSpec, out: dict[str, Any], retries: int,
                          backoff_s: float) -> tuple[Sandbox, int]:
     """Create, retrying transient failures with exponential backoff and full jitter. Only the
     successful call is timed as ``create``; each failed try is logged in ``retry_log``."""
-    clock = time.perf_counter_ns
     for attempt in range(retries + 1):
-        start = clock()
+        start = time.perf_counter_ns()
         try:
-            return provider.create(spec), clock() - start
+            return _timed(lambda: provider.create(spec))
         except ProviderError as exc:
-            failed_ms = (clock() - start) / 1e6
+            failed_ms = (time.perf_counter_ns() - start) / 1e6
             if not exc.transient or attempt == retries:
                 raise
             delay = exc.retry_after if exc.retry_after is not None else \
@@ -51,49 +62,47 @@ def _create_with_retries(provider: Provider, spec: SandboxSpec, out: dict[str, A
     raise AssertionError("unreachable")
 
 
-def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mapping[str, str],
-            timeouts: Mapping[str, float], retries: int = 0, backoff_s: float = 1.0) -> dict[str, Any]:
-    """Run one sample's lifecycle and return its fields; never raises for provider failures."""
-    missing = set(snippet.needs) - set(provider.capabilities)
-    if missing:
-        return {"outcome": "skipped", "error": f"provider {provider.name} cannot offer {', '.join(sorted(missing))}"}
-    out: dict[str, Any] = {"outcome": "ok"}
-    phase, sandbox = "create", None
-    clock = time.perf_counter_ns
-    total_start = clock()
-    try:
-        sandbox, elapsed = _create_with_retries(provider, spec, out, retries, backoff_s)
-        out["claim_ns" if sandbox.claimed else "create_ns"] = elapsed
-        out["warm"] = sandbox.warm
+class _Sample:
+    """One sample's lifecycle; ``phase`` names where a failure happened."""
+
+    def __init__(self, provider: Provider, snippet: Snippet, env: Mapping[str, str],
+                 timeouts: Mapping[str, float]) -> None:
+        self.provider, self.snippet, self.env, self.timeouts = provider, snippet, env, timeouts
+        self.out: dict[str, Any] = {"outcome": "ok"}
+        self.phase = "create"
+
+    def acquire(self, spec: SandboxSpec, retries: int, backoff_s: float) -> Sandbox:
+        sandbox, elapsed = _create_with_retries(self.provider, spec, self.out, retries, backoff_s)
+        self.out["claim_ns" if sandbox.claimed else "create_ns"] = elapsed
+        self.out["warm"] = sandbox.warm
         if sandbox.facts:  # what the provider said about this sandbox: polls, SDK attempts, boot type
-            out["sandbox"] = sandbox.facts
+            self.out["sandbox"] = sandbox.facts
+        return sandbox
 
-        phase = "ready"
-        start = clock()
-        ready = provider.run(sandbox, READY_CODE, {}, timeouts["ready"])
-        elapsed = clock() - start
+    def ready(self, sandbox: Sandbox) -> None:
+        self.phase = "ready"
+        ready, elapsed = _timed(lambda: self.provider.run(sandbox, READY_CODE, {}, self.timeouts["ready"]))
         if not ready.ok or "farm-ready" not in ready.stdout:
-            said = (ready.stderr or ready.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise ProviderError("provider_error", f"readiness check failed (exit {ready.exit_code}): {said[0][:200]}")
-        out["ready_ns"] = elapsed
+            raise ProviderError("provider_error", f"readiness check failed (exit {ready.exit_code}): "
+                                f"{_last_line(ready, 'no output')}")
+        self.out["ready_ns"] = elapsed
 
-        if snippet.packages:
-            phase = "setup"
-            start = clock()
-            setup = provider.install(sandbox, snippet.packages, env, timeouts["setup"])
-            elapsed = clock() - start
-            if not setup.ok:
-                out["output"] = _tail(setup)
-                raise ProviderError("snippet_failed", f"installing {', '.join(snippet.packages)} failed "
-                                    f"(exit {setup.exit_code})")
-            out["setup_ns"] = elapsed
+    def setup(self, sandbox: Sandbox) -> None:
+        if not self.snippet.packages:
+            return
+        self.phase = "setup"
+        packages = self.snippet.packages
+        setup, elapsed = _timed(lambda: self.provider.install(sandbox, packages, self.env, self.timeouts["setup"]))
+        if not setup.ok:
+            self.out["output"] = _tail(setup)
+            raise ProviderError("snippet_failed", f"installing {', '.join(packages)} failed (exit {setup.exit_code})")
+        self.out["setup_ns"] = elapsed
 
-        phase = "run"
-        start = clock()
-        result = provider.run(sandbox, snippet.code, env, timeouts["run"])
-        elapsed = clock() - start
-        out["exit_code"] = result.exit_code
-        out["output"] = _tail(result)
+    def run(self, sandbox: Sandbox) -> None:
+        self.phase = "run"
+        result, elapsed = _timed(lambda: self.provider.run(sandbox, self.snippet.code, self.env, self.timeouts["run"]))
+        out = self.out
+        out["exit_code"], out["output"] = result.exit_code, _tail(result)
         skip = SKIP_LINE.search(result.stdout or "")
         if result.ok and skip:  # the snippet found its precondition missing: skipped, not a zero
             out.update(outcome="skipped", error=redact(skip["reason"])[:300])
@@ -102,35 +111,45 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
             facts = parse_facts(result.stdout)  # the full stdout, not the stored tail
             if facts:
                 out["facts"] = facts
-            internal = parse_internal_timings(result.stdout)
-            out["internal"] = {k: round(v * 1e6) for k, v in internal.items()}
+            out["internal"] = {k: round(v * 1e6) for k, v in parse_internal_timings(result.stdout).items()}
         else:
-            last = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
-            _fail(out, "run", ProviderError("snippet_failed", f"exit {result.exit_code}: {last[0][:200]}"))
+            self.fail("run", ProviderError("snippet_failed", f"exit {result.exit_code}: {_last_line(result, '')}"))
+
+    def destroy(self, sandbox: Sandbox) -> None:
+        try:
+            _, self.out["destroy_ns"] = _timed(lambda: self.provider.destroy(sandbox))
+        except Exception as exc:  # noqa: BLE001 - recorded, and the sandbox is flagged as leaked
+            self.out["leaked"] = sandbox.id
+            if self.out["outcome"] == "ok":
+                self.fail("destroy", exc if isinstance(exc, ProviderError) else
+                          ProviderError("provider_error", f"{type(exc).__name__}: {exc}"))
+
+    def fail(self, phase: str, exc: ProviderError) -> None:
+        self.out.update(outcome="timeout" if exc.error_class == "timeout" else "error",
+                        error_class=exc.error_class, error_phase=phase, error=redact(str(exc))[:300])
+
+
+def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mapping[str, str],
+            timeouts: Mapping[str, float], retries: int = 0, backoff_s: float = 1.0) -> dict[str, Any]:
+    """Run one sample's lifecycle and return its fields; never raises for provider failures."""
+    missing = set(snippet.needs) - set(provider.capabilities)
+    if missing:
+        return {"outcome": "skipped", "error": f"provider {provider.name} cannot offer {', '.join(sorted(missing))}"}
+    sample, sandbox = _Sample(provider, snippet, env, timeouts), None
+    total_start = time.perf_counter_ns()
+    try:
+        sandbox = sample.acquire(spec, retries, backoff_s)
+        sample.ready(sandbox)
+        sample.setup(sandbox)
+        sample.run(sandbox)
     except ProviderError as exc:
-        _fail(out, phase, exc)
+        sample.fail(sample.phase, exc)
     except SoftTimeLimitExceeded:
-        _fail(out, phase, ProviderError("timeout", f"task soft time limit reached during {phase}"))
+        sample.fail(sample.phase, ProviderError("timeout", f"task soft time limit reached during {sample.phase}"))
     except Exception as exc:  # an SDK's unexpected exception is data, never a crashed worker
-        _fail(out, phase, ProviderError("provider_error", f"{type(exc).__name__}: {exc}"))
+        sample.fail(sample.phase, ProviderError("provider_error", f"{type(exc).__name__}: {exc}"))
     finally:
         if sandbox is not None:
-            start = clock()
-            try:
-                provider.destroy(sandbox)
-                out["destroy_ns"] = clock() - start
-            except Exception as exc:  # noqa: BLE001 - recorded, and the sandbox is flagged as leaked
-                out["leaked"] = sandbox.id
-                if out["outcome"] == "ok":
-                    error = exc if isinstance(exc, ProviderError) else \
-                        ProviderError("provider_error", f"{type(exc).__name__}: {exc}")
-                    _fail(out, "destroy", error)
-    out["total_ns"] = clock() - total_start
-    return out
-
-
-def _fail(out: dict[str, Any], phase: str, exc: ProviderError) -> None:
-    out["outcome"] = "timeout" if exc.error_class == "timeout" else "error"
-    out["error_class"] = exc.error_class
-    out["error_phase"] = phase
-    out["error"] = redact(str(exc))[:300]
+            sample.destroy(sandbox)
+    sample.out["total_ns"] = time.perf_counter_ns() - total_start
+    return sample.out
