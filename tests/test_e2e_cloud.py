@@ -55,6 +55,9 @@ def test_plan_across_daytona_warm_pool_and_morph_cold_aggregated_per_provider(tm
     assert {p: len(v) for p, v in by_provider.items()} == {"daytona": 6, "morph": 6}
     for s in by_provider["daytona"]:  # every sample a pool claim, timed as such
         assert s["warm"] == "pool" and s["claim_ns"] > 0 and s["create_ns"] is None
+        # answered started: no status check, and the proof of the claim rode to Redis with the sample
+        assert s["sandbox"]["polls"] == 0 and s["sandbox"]["answered_state"] == "started"
+        assert s["sandbox"]["accepted_ms"] <= s["claim_ns"] / 1e6
     for s in by_provider["morph"]:
         assert s["warm"] is None and s["create_ns"] > 0 and s["claim_ns"] is None
     for s in samples:

@@ -65,6 +65,7 @@ def test_full_lifecycle_labels_per_exec_env_output_and_destroy_until_gone(fake):
     assert out["create_ns"] >= 150e6
     assert "claim_ns" not in out and out["warm"] is None  # answered "creating": booted for us, cold
     assert out["sandbox"]["polls"] >= 2 and out["sandbox"]["answered_state"] == "creating"
+    assert out["sandbox"]["accepted_ms"] < out["create_ns"] / 1e6  # the API answered, then the farm waited
     assert "hello bonjour la ferme" in out["output"] and "to stderr" in out["output"]  # one merged stream
     (create,) = fake.calls("create")
     assert create.body["labels"] == {**LABELS, "code-toolbox-language": "python"}

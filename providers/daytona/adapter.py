@@ -145,7 +145,7 @@ class DaytonaProvider(Provider):
         return Sandbox(id=record.id, handle=handle, warm=warm,
                        info={"target": record.target, "snapshot": record.snapshot},
                        facts={"polls": polled.polls, "answered_state": state_of(record),
-                              "created_at": record.created_at})
+                              "accepted_ms": round(round_trip * 1000, 1), "created_at": record.created_at})
 
     def create_body(self, spec: SandboxSpec) -> api.CreateSandbox:
         """Labels, snapshot, target and the lifetime bound; no env, volumes or secrets: a create that
