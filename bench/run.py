@@ -267,7 +267,7 @@ def _bench_sketch_merge(count: int = 1000, per_sketch: int = 1000) -> None:
            direct_s * 1000, direct_s / merge_s, "", None, "ref: one sketch from the raw values in memory")
 
 
-SECTIONS = ("dispatch", "scheduling", "fidelity", "cloud-fidelity", "aggregation", "memory", "bounded")
+SECTIONS = ("dispatch", "cli-dispatch", "scheduling", "fidelity", "cloud-fidelity", "aggregation", "memory", "bounded")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         if "dispatch" in only:
             bench_dispatch(tmp, 500 if q else 3000)
+        if "cli-dispatch" in only:
+            from bench.cli_dispatch import bench_cli_dispatch
+
+            bench_cli_dispatch(record, tmp, 1000 if q else 4000)
         if "scheduling" in only:
             bench_scheduling(tmp, 400 if q else 2000, [8] if q else [8, 16, 32], 200.0)
         if "fidelity" in only:
