@@ -1,20 +1,25 @@
-"""The ``farm`` command: a thin layer over farm.runner, farm.report, farm.render and workers."""
+"""The ``farm`` command: a thin layer over farm.runner, farm.report, farm.render and workers.
+
+Modules that pull numpy, scipy, redis or a provider SDK are imported inside the commands that use
+them, so ``farm --help`` and one-line errors come back at once (tests/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from farm.config import FarmConfig, load_config
 from farm.errors import ConfigError, FarmError
 from farm.render import FORMATS, default_output, write
 from farm.render import render as render_document
-from farm.report import render
-from farm.store import RunStatus
+
+if TYPE_CHECKING:
+    from farm.config import FarmConfig
+    from farm.store import RunStatus
 
 
 def _config(ctx: click.Context) -> FarmConfig:
@@ -59,6 +64,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     """Sandbox Farm: benchmark code-execution sandbox providers."""
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path or os.environ.get("FARM_CONFIG")
+    from farm.config import load_config
+
     ctx.obj["config"] = load_config(config_path)
 
 
@@ -77,7 +84,6 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
             repetitions: int | None, warmup: int | None, concurrency: int | None, seed: int | None,
             label: str, as_json: bool) -> None:
     """Schedule a benchmark, follow its progress, and print the results."""
-    from farm import runner
     from farm.snippets import check_env_vars, library, select
     from providers import check_name
 
@@ -91,6 +97,8 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
     available = library(snippets_dir or config.snippets_dir)
     chosen = select(available, _split(snippets) or config.plan.snippets)
     check_env_vars(chosen, config.env_vars.pass_to_sandbox)
+    from farm import runner  # after the checks: a bad flag is refused before Redis and numpy load
+
     options = runner.RunOptions(
         providers=provider_names, snippets=chosen,
         repetitions=repetitions or config.defaults.repetitions,
@@ -166,6 +174,7 @@ def _with_store(ctx: click.Context, fn: Any) -> Any:
 def report_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None) -> None:
     """Print a run's results again, in any format; html is written to a self-contained file."""
     from farm.cli_stats import require_run
+    from farm.report import render
 
     def show(store: Any) -> str:
         require_run(store, run_id)

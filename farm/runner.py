@@ -20,7 +20,6 @@ from farm.embedded import EmbeddedRedis, LocalWorkers
 from farm.errors import ConfigError, FarmError, RedisUnavailable
 from farm.redact import redact
 from farm.document import Document
-from farm.report import build
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
 from farm.store import TRANSIENT_ERRORS, AuthenticationError, RedisError, RunStatus, Store
@@ -153,6 +152,8 @@ def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: Em
         where = ("its samples are kept; `farm watch {id}` restarts local workers and carries on"
                  if embedded else "it goes on on the workers; `farm watch {id}` re-attaches")
         raise Detached(f"interrupted: run {run_id} is not finished — " + where.format(id=run_id)) from None
+    from farm.report import build  # scipy and the statistics load only once there is a run to report
+
     return build(store, run_id, config)
 
 
