@@ -62,11 +62,11 @@ def make_app(redis_url: str) -> Celery:
         worker_prefetch_multiplier=1,
         task_serializer="json",
         accept_content=["json"],
-        # No task-sent events: publishing one costs about as much as the task message itself, and
-        # tasks are sent from the workers' hot path (lazy top-up). Flower still sees every task
-        # from the workers' received/started/succeeded events.
+        # No task events unless asked: the worker's main process publishes each one, and per no-op
+        # sample they cost about a fifth of its time (issue 18). Flower turns them on in every
+        # worker it sees (its enable_events timer); `farm worker --events` sends them from the start.
         task_send_sent_event=False,
-        worker_send_task_events=True,
+        worker_send_task_events=False,
         worker_hijack_root_logger=False,
         task_default_queue="farm.default",
         broker_connection_max_retries=None,

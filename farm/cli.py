@@ -131,9 +131,11 @@ def watch_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
 @click.option("--concurrency", "-c", type=click.IntRange(1, 1024), help="worker processes")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--name", help="Celery node name (default: PROVIDER@HOSTNAME)")
+@click.option("--events", is_flag=True, help="send task events from the start (Flower turns them on "
+              "by itself within seconds; off, they cost the worker's main process per task)")
 @click.pass_context
 def worker_cmd(ctx: click.Context, provider: str, concurrency: int | None, loglevel: str,
-               name: str | None) -> None:
+               name: str | None, events: bool) -> None:
     """Start a provider-pinned worker against the configured Redis (distributed mode)."""
     from farm.embedded import worker_command
     from providers import ProviderError, check_name, get_provider
@@ -154,7 +156,7 @@ def worker_cmd(ctx: click.Context, provider: str, concurrency: int | None, logle
     if ctx.obj["config_path"]:
         env["FARM_CONFIG"] = ctx.obj["config_path"]
     cmd = worker_command(provider, concurrency or config.defaults.concurrency, loglevel,
-                         name or f"{provider}@%h")
+                         name or f"{provider}@%h", events)
     os.execve(cmd[0], cmd, env)
 
 

@@ -85,12 +85,13 @@ class EmbeddedRedis:
 
 
 def worker_command(provider: str, concurrency: int, loglevel: str = "WARNING",
-                   name: str | None = None) -> list[str]:
-    """The Celery command line for a provider-pinned prefork worker."""
+                   name: str | None = None, events: bool = False) -> list[str]:
+    """The Celery command line for a provider-pinned prefork worker; ``events`` sends task events
+    from the start (for Flower) instead of only once Flower enables them."""
     return [sys.executable, "-m", "celery", "-A", "workers.app", "worker",
             "-Q", queue_name(provider), "-c", str(concurrency), "--pool", "prefork",
             "-n", name or f"{provider}@%h-{os.getpid()}", "--loglevel", loglevel,
-            "--without-gossip", "--without-mingle", "-E"]
+            "--without-gossip", "--without-mingle"] + (["-E"] if events else [])
 
 
 class LocalWorkers:

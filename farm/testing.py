@@ -28,18 +28,20 @@ class WorkerProcess:
     """One provider-pinned prefork worker subprocess."""
 
     def __init__(self, redis_url: str, provider: str, concurrency: int = 2, log_dir: Path | None = None,
-                 env: dict[str, str] | None = None, name: str | None = None) -> None:
+                 env: dict[str, str] | None = None, name: str | None = None, events: bool = False) -> None:
         self.redis_url, self.provider, self.concurrency = redis_url, provider, concurrency
         self.log_path = (log_dir or Path("/tmp")) / f"worker-{provider}-{time.monotonic_ns()}.log"
         self.env = env or {}
         self.name = name or f"{provider}@test-{time.monotonic_ns()}"
+        self.events = events
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
         env = {**os.environ, "FARM_REDIS_URL": self.redis_url, "FARM_PROVIDER": self.provider,
                **self.env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(worker_command(self.provider, self.concurrency, "INFO", self.name),
+        command = worker_command(self.provider, self.concurrency, "INFO", self.name, self.events)
+        self.proc = subprocess.Popen(command,
                                      env=env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT)
         return self

@@ -53,7 +53,7 @@ def test_flower_lists_worker_and_farm_tasks_with_auth_only(farm, tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(flower, port)
-        worker = farm.worker("local", concurrency=1)
+        worker = farm.worker("local", concurrency=1, events=True)  # `farm worker --events`
         run_id = farm.start_run(["local"], farm.snippets("hello"), repetitions=3)
         farm.wait(run_id)
 
