@@ -75,9 +75,8 @@ def _bare_rate(url: str, client: redis.Redis, n: int, tmp: Path) -> float:
     try:
         os.environ["BENCH_REDIS_URL"] = url  # the app module reads it at import, here as in the worker
         from bench.bare_default_app import app, noop
-        ping = noop.apply_async(args=[-1])  # the worker is up once it has done one
+        noop.apply_async(args=[-1])  # the worker is up once it has done one
         _wait(lambda: int(client.get(NOOP_COUNTER) or 0) >= 1, 120, "the bare worker's first no-op")
-        del ping
         client.delete(NOOP_COUNTER)
         start = time.perf_counter()
         with app.producer_or_acquire() as producer:
