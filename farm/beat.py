@@ -26,6 +26,8 @@ from celery.beat import PersistentScheduler
 from celery.schedules import crontab
 
 from farm.config import FarmConfig, Schedule
+from farm.cron import next_time as cron_next_time
+from farm.cron import parse as parse_cron
 from farm.errors import ConfigError
 from farm.scheduler import Scheduler
 from farm.snippets import library, select
@@ -49,9 +51,7 @@ def trigger(schedule: Schedule, app: Celery | None = None) -> Any:
     """The Celery schedule object for one configured schedule."""
     if schedule.every_s is not None:
         return timedelta(seconds=schedule.every_s)
-    minute, hour, dom, month, dow = schedule.cron.split()  # type: ignore[union-attr]
-    return crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow,
-                   nowfun=ZoneNow(schedule.timezone), app=app)
+    return parse_cron(schedule.cron or "", nowfun=ZoneNow(schedule.timezone), app=app)
 
 
 def beat_schedule(config: FarmConfig, app: Celery | None = None) -> dict[str, dict[str, Any]]:
@@ -120,20 +120,11 @@ class FarmBeatScheduler(PersistentScheduler):
 
 
 def next_cron_time(cron: crontab, after: datetime) -> datetime:
-    """The first minute after ``after`` (wall clock in its timezone) that the crontab matches,
-    with celery's semantics: day of month AND day of week must both match (0 = Sunday)."""
-    start = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    day = start.replace(hour=0, minute=0)
-    for _ in range(366 * 5):  # covers 29 February
-        if day.month in cron.month_of_year and day.day in cron.day_of_month \
-                and day.isoweekday() % 7 in cron.day_of_week:
-            for hour in sorted(cron.hour):
-                for minute in sorted(cron.minute):
-                    candidate = day.replace(hour=hour, minute=minute)
-                    if candidate >= start:
-                        return candidate
-        day = (day + timedelta(days=1)).replace(hour=0, minute=0)
-    raise ConfigError(f"cron {cron} never fires")
+    """The first minute after ``after`` that ``cron`` matches (see farm.cron.next_time)."""
+    found = cron_next_time(cron, after)
+    if found is None:
+        raise ConfigError(f"cron {cron} never fires")
+    return found
 
 
 def next_fire_times(config: FarmConfig, now: datetime | None = None) -> list[tuple[str, Schedule, datetime]]:

@@ -26,8 +26,13 @@ def _config(ctx: click.Context) -> FarmConfig:
     return ctx.obj["config"]
 
 
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+def _split(value: str | None, flag: str = "") -> list[str]:
+    """A comma-separated flag as a list; a flag given but empty (``--snippets ','``) is an error,
+    never the configured default."""
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    if value is not None and not items and flag:
+        raise ConfigError(f"{flag} is empty: give at least one name, comma-separated")
+    return items
 
 
 class Progress:
@@ -88,14 +93,14 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
     from providers import check_name
 
     config = _config(ctx)
-    provider_names = _split(providers) or config.plan.providers
+    provider_names = _split(providers, "--providers") or config.plan.providers
     for name in provider_names:
         try:
             check_name(name)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     available = library(snippets_dir or config.snippets_dir)
-    chosen = select(available, _split(snippets) or config.plan.snippets)
+    chosen = select(available, _split(snippets, "--snippets") or config.plan.snippets)
     check_env_vars(chosen, config.env_vars.pass_to_sandbox)
     from farm import runner  # after the checks: a bad flag is refused before Redis and numpy load
 
@@ -152,6 +157,10 @@ def worker_cmd(ctx: click.Context, provider: str, concurrency: int | None, logle
     if not url:
         raise ConfigError("farm worker needs a shared Redis: set REDIS_URL or redis.url "
                           "(the embedded default starts its own workers inside `farm run`)")
+    from farm.runner import connect
+
+    with connect(config):  # unreachable, or wrong password: one line and exit 3, not Celery's endless retries
+        pass
     env = {**os.environ, "FARM_REDIS_URL": url, "FARM_PROVIDER": provider}
     if ctx.obj["config_path"]:
         env["FARM_CONFIG"] = ctx.obj["config_path"]

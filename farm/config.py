@@ -13,13 +13,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from farm.errors import ConfigError
+from farm.errors import ConfigError, RedisUnavailable
 
 SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
 
 
+# Bounds of what config.yml may hold: YAML aliases can make a small text expand enormously (a
+# "billion laughs"), and deep nesting exhausts the parser's recursion.
+MAX_DEPTH = 32
+EXPANSION_FLOOR = 256 * 1024   # bytes any config may expand to
+EXPANSION_RATIO = 64           # beyond the floor: this many times the text's own size
+WEEK_S = 7 * 86400
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan: `.inf` and `.nan` are YAML floats, never a usable timeout, price or limit
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RedisSettings(Strict):
@@ -30,12 +39,12 @@ class RedisSettings(Strict):
 class Timeouts(Strict):
     """Per-phase limits in seconds."""
 
-    create: float = Field(120, gt=0)
-    ready: float = Field(60, gt=0)
-    setup: float = Field(600, gt=0)
-    run: float = Field(120, gt=0)
-    destroy: float = Field(60, gt=0)
-    task: float | None = Field(None, gt=0, description="soft limit for a whole sample; default: "
+    create: float = Field(120, gt=0, le=WEEK_S)
+    ready: float = Field(60, gt=0, le=WEEK_S)
+    setup: float = Field(600, gt=0, le=WEEK_S)
+    run: float = Field(120, gt=0, le=WEEK_S)
+    destroy: float = Field(60, gt=0, le=WEEK_S)
+    task: float | None = Field(None, gt=0, le=WEEK_S, description="soft limit for a whole sample; default: "
                                "the sum of the phases plus 10 s")
 
     def task_soft_limit(self) -> float:
@@ -55,16 +64,18 @@ class Defaults(Strict):
     max_attempts: int = Field(3, ge=1, le=20, description="executions of one sample before it is failed")
     retries: int = Field(2, ge=0, le=10, description="retries of a transient create failure")
     backoff_s: float = Field(1.0, ge=0, le=300, description="first retry delay; doubles, with jitter")
-    deadline_s: float | None = Field(None, gt=0, description="finalize a run this long after it starts")
+    deadline_s: float | None = Field(None, gt=0, le=366 * 86400, description="finalize a run this long after it starts")
     lost_after_s: float = Field(30, gt=0, le=86400, description="re-send a task unclaimed this long and "
                                 "no longer queued (its worker died holding it)")
+    sweep_grace_s: float = Field(60, ge=0, le=WEEK_S, description="farm sweep deletes a sandbox of a live run "
+                                 "only this long after its attempt was first seen dead (lease lapsed)")
     seed: int | None = None
     timeouts: Timeouts = Timeouts()
 
 
 class PlanDefaults(Strict):
-    providers: list[str] = ["local"]
-    snippets: list[str] = ["hello", "primes", "file_io"]
+    providers: list[str] = Field(["local"], min_length=1)
+    snippets: list[str] = Field(["hello", "primes", "file_io"], min_length=1)
 
 
 class EnvVars(Strict):
@@ -103,10 +114,10 @@ class Schedule(Strict):
 
     kind: Literal["run", "sweep"] = "run"
     cron: str | None = Field(None, description="crontab 'minute hour day-of-month month day-of-week'")
-    every_s: float | None = Field(None, ge=1, description="fixed interval instead of cron")
+    every_s: float | None = Field(None, ge=1, le=366 * 86400, description="fixed interval instead of cron")
     timezone: str = "UTC"
-    providers: list[str] | None = None
-    snippets: list[str] | None = None
+    providers: list[str] | None = Field(None, min_length=1)
+    snippets: list[str] | None = Field(None, min_length=1)
     repetitions: int | None = Field(None, ge=1, le=10_000_000)
     warmup: int | None = Field(None, ge=0, le=1000)
     concurrency: int | None = Field(None, ge=1, le=1024)
@@ -115,8 +126,10 @@ class Schedule(Strict):
     def _one_trigger(self) -> "Schedule":
         if (self.cron is None) == (self.every_s is None):
             raise ValueError("give exactly one of cron or every_s")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(f"cron {self.cron!r} must have 5 fields: minute hour day-of-month month day-of-week")
+        if self.cron is not None:
+            from farm import cron
+
+            cron.check(self.cron)
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -163,7 +176,24 @@ class FarmConfig(Strict):
         """REDIS_URL from the environment wins over redis.url; None means embedded. REDIS_PASSWORD,
         when set, is added to a URL that has none, percent-encoded (any character is safe)."""
         url = os.environ.get("REDIS_URL") or self.redis.url or None
-        return with_password(url, os.environ.get("REDIS_PASSWORD")) if url else None
+        return with_password(check_redis_url(url), os.environ.get("REDIS_PASSWORD")) if url else None
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
+
+
+def check_redis_url(url: str) -> str:
+    """``url`` if it is a Redis URL (``redis+socket://`` spelled ``unix://``, as redis-py wants it);
+    anything else would be read by Celery as another broker (``garbage`` → ``amqp://garbage``)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in REDIS_SCHEMES:
+        from farm.redact import redact
+
+        raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: not a Redis URL (it must start with "
+                               f"{', '.join(s + '://' for s in REDIS_SCHEMES)})")
+    if scheme == "redis+socket":
+        return "unix://" + url.split("://", 1)[1]
+    return url
 
 
 def with_password(url: str, password: str | None) -> str:
@@ -227,12 +257,40 @@ def load_config(explicit: str | None = None) -> FarmConfig:
         raise ConfigError(f"{path}: cannot read: {exc.__class__.__name__}") from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply (at most {MAX_DEPTH} levels)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    check_size(data, len(text.encode("utf-8")), str(path))
     return parse_config(data, str(path))
+
+
+def check_size(data: Any, text_bytes: int, source: str) -> None:
+    """Reject YAML whose aliases expand it far beyond its text, or that nests deeper than MAX_DEPTH.
+    Walks iteratively with a budget, so a bomb is stopped without ever being expanded."""
+    budget = max(EXPANSION_FLOOR, EXPANSION_RATIO * text_bytes)
+    used = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{source}: nested too deeply (at most {MAX_DEPTH} levels)")
+        if isinstance(node, dict):
+            used += 2
+            for key, value in node.items():
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            used += 2
+            stack.extend((item, depth + 1) for item in node)
+        else:
+            used += len(str(node)) + 2
+        if used > budget:
+            raise ConfigError(f"{source}: expands to more than {budget:,} bytes (YAML aliases?): "
+                              "write the values out instead of repeating anchors")
 
 
 def load_dotenv_file() -> None:

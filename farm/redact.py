@@ -17,6 +17,8 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+# redis-py also reads the password from the query: unix:///run/redis.sock?password=...
+_QUERY_SECRET = re.compile(r"(?P<key>[?&](password|passwd|pass|token|secret)=)[^&#\s]+", re.I)
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@", re.I)
 
 
@@ -27,4 +29,5 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     for value in secret_values() if secrets is None else secrets:
         if value and value in text:
             text = text.replace(value, "***")
-    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _QUERY_SECRET.sub(lambda m: f"{m['key']}***", text)

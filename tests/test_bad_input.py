@@ -10,6 +10,10 @@ from farm.cli import main
 
 HEADER = '# /// farm\n# name = "{name}"\n# ///\n'
 
+# a "billion laughs": eight levels of nine aliases each, about 300 bytes of text
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + prev] * 9)}]\n" for prev, n in zip("abcdefg", "bcdefgh"))
+
 CONFIGS = {
     "top-level list": ("- a\n- b\n", "top level must be a mapping"),
     "invalid yaml": ("defaults: [1, 2\n", "invalid YAML at line"),
@@ -34,6 +38,30 @@ CONFIGS = {
     "binary file": ("\x00\x01\x02garbage", "config"),
     "warmup negative": ("defaults:\n  warmup: -1\n", "defaults.warmup"),
     "max attempts zero": ("defaults:\n  max_attempts: 0\n", "defaults.max_attempts"),
+    # issue 19, item 12: ~300 bytes of text that expand to tens of MB under a free-form mapping
+    "alias bomb under providers": (BOMB + "providers:\n  local:\n    anything: *h\n", "expands to more than"),
+    "deep nesting (parser)": ("plan:\n  snippets: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    "deep nesting under providers": ("providers:\n  local:\n    x: " + "[" * 60 + "]" * 60 + "\n",
+                                     "nested too deeply"),
+    "cron minute 61": ("schedules:\n  n:\n    cron: '61 * * * *'\n", "bad minute field '61'"),
+    "cron hour 25": ("schedules:\n  n:\n    cron: '0 25 * * *'\n", "bad hour field '25'"),
+    "cron 31 february": ("schedules:\n  n:\n    cron: '0 2 31 2 *'\n", "never occurs"),
+    "cron 30 february": ("schedules:\n  n:\n    cron: '0 2 30 2 *'\n", "schedules.n"),
+    "cron four fields": ("schedules:\n  n:\n    cron: '0 2 * *'\n", "must have 5 fields"),
+    "cron garbage": ("schedules:\n  n:\n    cron: 'a b c d e'\n", "bad minute field 'a'"),
+    # item 13: every number finite and in range
+    "infinite run timeout": ("defaults:\n  timeouts:\n    run: .inf\n", "defaults.timeouts.run: Input should be a finite"),
+    "nan backoff": ("defaults:\n  backoff_s: .nan\n", "defaults.backoff_s"),
+    "huge create timeout": ("defaults:\n  timeouts:\n    create: 1e300\n", "defaults.timeouts.create"),
+    "infinite deadline": ("defaults:\n  deadline_s: .inf\n", "defaults.deadline_s"),
+    "infinite price": ("pricing:\n  local:\n    per_hour: .inf\n", "pricing.local.per_hour"),
+    "infinite interval": ("schedules:\n  n:\n    every_s: .inf\n", "schedules.n.every_s"),
+    "negative memory limit": ("providers:\n  local:\n    limits:\n      memory_mb: -1\n", "memory_mb"),
+    # item 14: empty lists are a mistake, never "the default"
+    "empty plan snippets": ("plan:\n  snippets: []\n", "plan.snippets"),
+    "empty plan providers": ("plan:\n  providers: []\n", "plan.providers"),
+    "empty schedule providers": ("schedules:\n  n:\n    every_s: 60\n    providers: []\n",
+                                 "schedules.n.providers"),
 }
 
 SNIPPET_FILES = {
@@ -66,6 +94,9 @@ CLI = {
     "worker unknown provider": (["worker", "--provider", "nope"], "unknown provider"),
     "worker without redis": (["worker", "--provider", "local"], "needs a shared Redis"),
     "missing config file": (["--config", "/nonexistent.yml", "runs"], "not found"),
+    "empty snippets list": (["run", "--snippets", ","], "--snippets is empty"),
+    "blank snippets": (["run", "--snippets", " "], "--snippets is empty"),
+    "empty providers list": (["run", "--providers", ",,"], "--providers is empty"),
 }
 
 URLS = {
@@ -74,6 +105,12 @@ URLS = {
     "wrong scheme": ("http://127.0.0.1:1", "cannot reach Redis"),
     "missing socket": ("unix:///nonexistent/redis.sock", "cannot reach Redis"),
     "password not leaked": ("redis://user:hunter2secret@127.0.0.1:1/0", "user:***@"),
+    # item 14: Celery would read these as another broker (garbage → amqp://garbage:5672)
+    "garbage": ("garbage", "not a Redis URL"),
+    "amqp scheme": ("amqp://guest@127.0.0.1:1//", "not a Redis URL"),
+    "bad scheme password not leaked": ("http://user:hunter2secret@127.0.0.1:1", "user:***@"),
+    "redis+socket to nowhere": ("redis+socket:///nonexistent/redis.sock", "cannot reach Redis"),
+    "query password not leaked": ("unix:///nonexistent/redis.sock?password=hunter2secret", "password=***"),
 }
 
 

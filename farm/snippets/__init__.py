@@ -33,6 +33,7 @@ from typing import Any, Iterable
 
 from farm.errors import ConfigError
 from farm.requirements import BadRequirement, check_requirements
+from farm.snippets.files import NotRegular, log, read_regular
 
 LIBRARY_DIR = Path(__file__).parent / "library"
 HEADER = re.compile(r"^# /// farm\s*$(?P<body>.*?)^# ///\s*$", re.M | re.S)
@@ -151,7 +152,10 @@ def load_dir(directory: Path) -> dict[str, Snippet]:
         if path.name.startswith("_"):
             continue
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_regular(path)
+        except NotRegular:
+            log.warning("farm: warning: skipping %s: not a regular file", path)
+            continue
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read snippet: {exc.__class__.__name__}") from None
         snippet = parse_snippet(text, str(path))

@@ -35,6 +35,7 @@ from farm.redact import redact
 from farm.requirements import BadRequirement, check_requirements
 from farm.snippets import HEADER, LIBRARY_DIR, MAX_SNIPPET_BYTES, NAME, Snippet
 from farm.snippets.aisb_helpers import HELPER_EXPORTS
+from farm.snippets.files import read_regular, regular_files
 from farm.snippets.static_eval import MAX_STEPS, NotStatic, Opaque, Scope, StaticFunction, call_static, evaluate
 
 HELPERS = ("test_utils", "test_sandbox_utils")
@@ -145,7 +146,7 @@ def wrap_code(code: str, where: str, info: bool = False) -> str:
 # --- finding a suite without running it --------------------------------------------------------
 def _defines_tests(path: Path) -> bool:
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        tree = ast.parse(read_regular(path), filename=str(path))
     except SyntaxError as exc:
         raise ConfigError(f"{path}: line {exc.lineno}: Python syntax error: {exc.msg}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -159,7 +160,8 @@ def find_tests(directory: Path) -> tuple[Path, list[Path]] | None:
     for folder in (directory / "tests", directory):
         if not folder.is_dir():
             continue
-        files = [p for p in sorted(folder.glob("test_*.py")) if p.name not in NOT_TESTS and _defines_tests(p)]
+        candidates = regular_files(sorted(folder.glob("test_*.py")))
+        files = [p for p in candidates if p.name not in NOT_TESTS and _defines_tests(p)]
         if files:
             return folder, files
     return None
@@ -169,7 +171,7 @@ def is_aisb_suite(directory: Path) -> bool:
     """True for an AISB-style folder; a folder with any farm-format snippet is not one."""
     for path in directory.glob("*.py"):
         try:
-            if HEADER.search(path.read_text(encoding="utf-8", errors="replace")):
+            if HEADER.search(read_regular(path, errors="replace")):
                 return False
         except OSError:
             continue
@@ -220,7 +222,7 @@ def _parse(path: Path) -> ast.Module:
     try:
         if path.stat().st_size > MAX_SUITE_FILE_BYTES:
             raise ConfigError(f"{path.name}: larger than {MAX_SUITE_FILE_BYTES >> 20} MiB: not a test file")
-        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        return ast.parse(read_regular(path), filename=str(path))
     except SyntaxError as exc:
         raise ConfigError(f"{path.name}: line {exc.lineno}: Python syntax error: {exc.msg}") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from farm.printable import printable
 from farm.store.base import StoreBase
 from farm.store.keys import ACTIVE, RUNS
 
@@ -63,7 +64,7 @@ class Runs(StoreBase):
                          done=int(h.get("done", 0)), ok=int(h.get("ok", 0)),
                          failed=int(h.get("failed", 0)), created_ns=int(h.get("created_ns", 0)),
                          finished_ns=int(h["finished_ns"]) if h.get("finished_ns") else None,
-                         label=h.get("label", ""), incomplete=h.get("incomplete") == "1",
+                         label=printable(h.get("label", "")), incomplete=h.get("incomplete") == "1",
                          missing_count=int(h.get("missing_count", 0)),
                          missing=json.loads(h["missing"]) if h.get("missing") else None,
                          finish_reason=h.get("finish_reason", ""))
