@@ -45,8 +45,9 @@ CONFIGS = {
                                      "nested too deeply"),
     "cron minute 61": ("schedules:\n  n:\n    cron: '61 * * * *'\n", "bad minute field '61'"),
     "cron hour 25": ("schedules:\n  n:\n    cron: '0 25 * * *'\n", "bad hour field '25'"),
-    "cron 31 february": ("schedules:\n  n:\n    cron: '0 2 31 2 *'\n", "never occurs"),
-    "cron 30 february": ("schedules:\n  n:\n    cron: '0 2 30 2 *'\n", "schedules.n"),
+    "cron 31 february": ("schedules:\n  n:\n    cron: '0 2 31 2 *'\n", "never fires"),
+    "cron 30 february": ("schedules:\n  n:\n    cron: '0 2 30 2 *'\n", "schedules.n: cron '0 2 30 2 *' never fires"),
+    "cron step zero": ("schedules:\n  n:\n    cron: '*/0 * * * *'\n", "bad minute field '*/0'"),
     "cron four fields": ("schedules:\n  n:\n    cron: '0 2 * *'\n", "must have 5 fields"),
     "cron garbage": ("schedules:\n  n:\n    cron: 'a b c d e'\n", "bad minute field 'a'"),
     # item 13: every number finite and in range
