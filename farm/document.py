@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 SCHEMA_VERSION = 1
-DOCUMENT_VERSION = 2
+DOCUMENT_VERSION = 3
 
 SampleSource = Callable[[], Iterable[dict[str, Any]]]
 
@@ -105,6 +105,8 @@ class Document:
     distributions: dict[str, list[float]] = field(default_factory=dict)  # "p/s/phase" -> CDF points
     baseline: dict[str, Any] | None = None
     cost: dict[str, Any] | None = None
+    # "provider/snippet" -> error class -> [{"message", "count"}], most frequent first (version 3)
+    error_messages: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     samples: SampleSource | None = field(default=None, repr=False, compare=False)
 
     def iter_samples(self) -> Iterator[dict[str, Any]]:
@@ -125,6 +127,7 @@ class Document:
             "manifest": self.manifest,
             "counts": self.counts,
             "errors_by_class": self.errors_by_class,
+            "error_messages": self.error_messages,
             "results": [row.to_dict() for row in self.results],
             "statistics": self.statistics,
             "warnings": self.warnings,
@@ -158,7 +161,7 @@ class Document:
                                 f"{type(exc).__name__}: {exc}") from None
 
 
-_OPTIONAL = ("leaks", "statistics", "warnings", "distributions", "baseline", "cost")
+_OPTIONAL = ("leaks", "statistics", "warnings", "distributions", "baseline", "cost", "error_messages")
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from farm import render as formats
 from farm.aggregate import CDF_PROBS, aggregate_run
 from farm.config import FarmConfig, Statistics
 from farm.document import Document, Status
+from farm.error_messages import top_messages
 from farm.samples import Batch
 from farm.stats import warnings_for
 from farm.store import Store
@@ -104,6 +105,7 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
         distributions=agg.distributions,
         baseline=base,
         cost=meter.report(config),
+        error_messages=top_messages(store.iter_entries(run_id)) if agg.errors_by_class else {},
         samples=lambda: store.iter_samples(run_id),
     )
 

@@ -167,6 +167,13 @@ def error_chart(errors: dict[str, dict[str, int]]) -> str:
     return "".join(parts) + f'<div class="legend">{legend}</div>' + counts
 
 
+def _messages_html(doc: Document) -> str:
+    """The most frequent error message per provider/snippet and class: what to do about a count."""
+    rows = [[key, cls, str(m["count"]), m["message"]] for key, classes in doc.error_messages.items()
+            for cls, items in classes.items() for m in items]
+    return _table_html(["provider/snippet", "class", "samples", "message"], rows, 4) if rows else ""
+
+
 def _table_html(headers: list[str], rows: list[list[str]], left: int = 3) -> str:
     head = "".join(f'<th class="{"l" if i < left else ""}">{_e(h)}</th>' for i, h in enumerate(headers))
     body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_e(c)}</td>' for i, c in enumerate(r))
@@ -276,6 +283,7 @@ red tick = p95.</p>
 {_charts_html(doc)}
 <h2>Errors by class</h2>
 {error_chart(doc.errors_by_class)}
+{_messages_html(doc)}
 {_baseline_html(doc)}
 <h2>Cost</h2>
 {_cost_html(doc)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from farm.document import Document
+from farm.error_messages import message_lines
 from farm.render.summary import cost_lines, error_counts, table, warnings
 
 
@@ -13,6 +14,7 @@ def render(doc: Document) -> str:
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     if doc.errors_by_class:
         out.append("\n**Errors by class:** " + "; ".join(error_counts(doc)))
+        out += [f"- `{line}`" if i else f"\n- `{line}`" for i, line in enumerate(message_lines(doc.error_messages))]
     for line in cost_lines(doc):
         out.append(f"\n{line}")
     for w in warnings(doc):
