@@ -61,6 +61,11 @@ class Progress:
             self.last_line = time.monotonic()
         self.last_done = st.done
 
+    def notice(self, text: str) -> None:
+        """A line of its own above the bar (the bar is redrawn on the next update)."""
+        sys.stderr.write(("\r\033[K" if self.tty else "") + f"farm: {text}\n")
+        sys.stderr.flush()
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="PATH", help="config file (default ./config.yml or FARM_CONFIG)")
@@ -115,7 +120,8 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
         print(f"run {run_id} ({mode}): {len(provider_names)} provider(s) × {len(chosen)} snippet(s) × "
               f"{options.repetitions} repetitions + {options.warmup} warm-up", file=sys.stderr, flush=True)
 
-    run_id, doc = runner.run(config, options, on_progress=Progress(), on_started=started)
+    progress = Progress()
+    run_id, doc = runner.run(config, options, on_progress=progress, on_started=started, on_notice=progress.notice)
     click.echo(render_document(doc, "json" if as_json else "table"))
 
 
@@ -127,7 +133,9 @@ def watch_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Re-attach to a run (after Ctrl-C, or from another terminal) and print its results."""
     from farm import runner
 
-    doc = runner.watch(_config(ctx), run_id, on_progress=Progress(), config_path=ctx.obj["config_path"])
+    progress = Progress()
+    doc = runner.watch(_config(ctx), run_id, on_progress=progress, config_path=ctx.obj["config_path"],
+                       on_notice=progress.notice)
     click.echo(render_document(doc, "json" if as_json else "table"))
 
 

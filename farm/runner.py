@@ -22,6 +22,7 @@ from farm.redact import redact
 from farm.document import Document
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
+from farm.worker_check import MissingWorkers
 from farm.store import TRANSIENT_ERRORS, AuthenticationError, RedisError, RunStatus, Store
 
 
@@ -79,10 +80,15 @@ def wait_for_workers(store: Store, providers: Sequence[str], workers: LocalWorke
 
 def follow(store: Store, scheduler: Scheduler, run_id: str,
            on_progress: Callable[[RunStatus], None] | None = None, every_s: float = 0.5,
-           workers: LocalWorkers | None = None, owner: str = "farm-run") -> RunStatus:
+           workers: LocalWorkers | None = None, owner: str = "farm-run",
+           on_notice: Callable[[str], None] | None = None) -> RunStatus:
     """Poll the run until it finishes, reconciling orphans and topping up queues as it goes.
-    A Redis restart is ridden out: the loop reconnects for up to ``REDIS_PATIENCE_S``."""
+    A Redis restart is ridden out: the loop reconnects for up to ``REDIS_PATIENCE_S``. Without
+    local workers, ``on_notice`` hears about planned providers that no live worker serves."""
     outage_since: float | None = None
+    missing = None
+    if workers is None and on_notice is not None:
+        missing = MissingWorkers(store, store.manifest(run_id)["plan"]["providers"])
     while True:
         try:
             status = store.status(run_id)
@@ -102,6 +108,9 @@ def follow(store: Store, scheduler: Scheduler, run_id: str,
             return status
         if workers is not None:
             workers.check_alive()
+        notice = missing.notice() if missing is not None else None
+        if notice:
+            on_notice(notice)  # type: ignore[misc]
         time.sleep(every_s)
 
 
@@ -145,9 +154,10 @@ def start_local_workers(store: Store, embedded: EmbeddedRedis, url: str, provide
 
 def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: EmbeddedRedis | None,
                    workers: LocalWorkers | None, on_progress: Callable[[RunStatus], None] | None,
-                   every_s: float, config: FarmConfig | None = None) -> Document:
+                   every_s: float, config: FarmConfig | None = None,
+                   on_notice: Callable[[str], None] | None = None) -> Document:
     try:
-        follow(store, scheduler, run_id, on_progress, every_s, workers)
+        follow(store, scheduler, run_id, on_progress, every_s, workers, on_notice=on_notice)
     except KeyboardInterrupt:
         where = ("its samples are kept; `farm watch {id}` restarts local workers and carries on"
                  if embedded else "it goes on on the workers; `farm watch {id}` re-attaches")
@@ -174,7 +184,8 @@ def start_sidecars(stack: ExitStack, config: FarmConfig, providers: Sequence[str
 
 def run(config: FarmConfig, options: RunOptions,
         on_progress: Callable[[RunStatus], None] | None = None,
-        on_started: Callable[[str, str], None] | None = None) -> tuple[str, Document]:
+        on_started: Callable[[str, str], None] | None = None,
+        on_notice: Callable[[str], None] | None = None) -> tuple[str, Document]:
     """Run a benchmark to completion; returns the run id and its results document."""
     with connect(config) as (store, url, embedded):
         app = make_app(url)
@@ -193,7 +204,7 @@ def run(config: FarmConfig, options: RunOptions,
             if on_started:
                 on_started(run_id, "embedded" if embedded else "distributed")
             return run_id, _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress,
-                                          options.progress_every_s, config)
+                                          options.progress_every_s, config, on_notice)
         finally:
             if workers is not None:
                 workers.stop()
@@ -202,7 +213,8 @@ def run(config: FarmConfig, options: RunOptions,
 
 
 def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], None] | None = None,
-          config_path: str | None = None, every_s: float = 0.5) -> Document:
+          config_path: str | None = None, every_s: float = 0.5,
+          on_notice: Callable[[str], None] | None = None) -> Document:
     """Re-attach to a run; in embedded mode, restart its local workers first."""
     with connect(config) as (store, url, embedded):
         if not store.run_exists(run_id):
@@ -217,7 +229,8 @@ def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], No
                 start_sidecars(services, config, manifest.plan.providers, Path(embedded.dir) / "logs")
                 workers = start_local_workers(store, embedded, url, manifest.plan.providers,
                                                manifest.concurrency, config_path)
-            return _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress, every_s, config)
+            return _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress, every_s, config,
+                                  on_notice)
         finally:
             if workers is not None:
                 workers.stop()
