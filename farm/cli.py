@@ -230,7 +230,7 @@ def runs_cmd(ctx: click.Context, limit: int) -> None:
 @click.option("--dry-run", is_flag=True, help="list what would be deleted, delete nothing")
 @click.pass_context
 def sweep_cmd(ctx: click.Context, providers: tuple[str, ...], run_id: str | None, dry_run: bool) -> None:
-    """Find and delete farm-labelled sandboxes left behind."""
+    """Find and delete this farm's sandboxes left behind (never one a live run may still use)."""
     from farm.ops import sweep
     from farm.runner import connect
     from providers import check_name
@@ -246,6 +246,8 @@ def sweep_cmd(ctx: click.Context, providers: tuple[str, ...], run_id: str | None
     for r in results:
         verb = "would delete" if dry_run else "deleted"
         line = f"{r.provider:12} found {len(r.found):3}  {verb} {len(r.found) if dry_run else len(r.deleted):3}"
+        if r.in_use:
+            line += f"  kept {len(r.in_use)} in use by a live run"
         if r.error:
             line += f"  error: {r.error}"
             failed = True

@@ -12,28 +12,40 @@ from farm.config import FarmConfig
 from farm.redact import redact
 from farm.store import Store
 from providers import REGISTRY, ProviderError, get_provider, provider_class, spec_of
-from providers.base import FARM_MARKER
+from providers.base import FARM_ID_LABEL, FARM_MARKER
 
 
 @dataclass
 class SweepResult:
     provider: str
-    found: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)     # dead: deleted unless dry_run
     deleted: list[str] = field(default_factory=list)
+    in_use: list[str] = field(default_factory=list)    # this farm's, but a live attempt may hold them
     error: str = ""
 
 
 def sweep(config: FarmConfig, providers: Iterable[str], run_id: str | None = None, dry_run: bool = False,
-          store: Store | None = None) -> list[SweepResult]:
-    """List (and unless ``dry_run``, delete) farm-labelled sandboxes still alive, per provider."""
+          store: Store | None = None, grace_s: float | None = None) -> list[SweepResult]:
+    """List (and unless ``dry_run``, delete) this farm's sandboxes that nothing uses any more.
+
+    With ``store`` (the CLI and beat always pass it) only sandboxes labelled with this farm's id
+    are considered, and of those only the dead ones are deleted: their run is finished (or unknown
+    to this farm), or the attempt that made them lost its lease more than ``grace_s`` ago. Without
+    a store (adapter tests against fakes) every farm-labelled sandbox matching ``run_id`` is."""
+    grace_s = config.defaults.sweep_grace_s if grace_s is None else grace_s
     labels = {**FARM_MARKER, **({"farm-run": run_id} if run_id else {})}
+    if store is not None:
+        labels[FARM_ID_LABEL] = store.farm_id()
     results = []
     for name in providers:
         result = SweepResult(name)
         try:
             provider = get_provider(name, config.providers.get(name, {}))
             provider.check()
-            result.found = provider.list_leftovers(labels)
+            found = provider.list_leftovers(labels)
+            in_use = _in_use(store, provider, labels, found, grace_s, dry_run) if store is not None else set()
+            result.found = [sid for sid in found if sid not in in_use]
+            result.in_use = sorted(in_use)
             for sandbox_id in [] if dry_run else result.found:
                 try:
                     provider.delete_by_id(sandbox_id)
@@ -48,9 +60,34 @@ def sweep(config: FarmConfig, providers: Iterable[str], run_id: str | None = Non
     return results
 
 
+def _in_use(store: Store, provider: Any, labels: dict[str, str], found: list[str], grace_s: float,
+            dry_run: bool) -> set[str]:
+    """The sandboxes in ``found`` that belong to an active run and may still be in use: not yet in
+    the register (being created), held by an attempt whose lease is alive, or whose attempt was
+    first seen dead less than ``grace_s`` ago."""
+    found_set, in_use = set(found), set()
+    now = time.time_ns()
+    for active in store.active_runs():
+        if labels.get("farm-run") not in (None, active):
+            continue
+        ids = found_set if labels.get("farm-run") == active else \
+            found_set & set(provider.list_leftovers({**labels, "farm-run": active}))
+        for sandbox_id in ids:
+            entry = store.registered(sandbox_id)
+            if entry is None or store.attempt_alive(entry):
+                in_use.add(sandbox_id)
+                continue
+            dead_since = store.first_seen_dead(sandbox_id, now, record=not dry_run)
+            if now - dead_since < grace_s * 1e9:
+                in_use.add(sandbox_id)
+    return in_use
+
+
 def _record_reclaimed(store: Store, provider: str, result: SweepResult) -> None:
-    """Credit reclaimed sandboxes to the runs whose destroy failed for them (``farm:leaks``)."""
+    """Credit reclaimed sandboxes to the runs that leaked them: a failed destroy (``farm:leaks``)
+    or an interrupted attempt (the sandbox register)."""
     store.credit_reclaimed(provider, result.deleted)
+    store.credit_reclaimed_registered(provider, result.deleted)
     store.mark_sweep(provider, len(result.found), len(result.deleted), result.error)
 
 

@@ -142,7 +142,9 @@ def count_leaks(batch: Batch, leaked: Counter[str]) -> None:
 
 def leak_summary(store: Store, run_id: str, leaked: Counter[str]) -> dict[str, dict[str, int]]:
     """The run's leaked sandboxes per provider, and how many a sweep reclaimed since."""
-    return {"leaked": dict(leaked), "reclaimed": store.reclaimed(run_id)}
+    total = Counter(leaked)
+    total.update(store.interrupted(run_id))  # sandboxes of attempts killed mid-sample (no sample says so)
+    return {"leaked": dict(total), "reclaimed": store.reclaimed(run_id)}
 
 
 def leaked_summary(store: Store, run_id: str) -> dict[str, dict[str, int]]:

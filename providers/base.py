@@ -44,10 +44,16 @@ FARM_MARKER = {"farm": "sandbox-farm"}
 WARM_UNKNOWN = "unknown"
 
 
-def sandbox_labels(run_id: str, provider: str, snippet: str, rep: int) -> dict[str, str]:
-    """The labels of one sample's sandbox: the farm marker plus run, provider, snippet, repetition."""
-    return {**FARM_MARKER, "farm-run": run_id, "farm-provider": provider, "farm-snippet": snippet,
-            "farm-rep": str(rep)}
+# The label naming which farm (which Redis) made a sandbox: `farm sweep` matches only its own, so
+# two farms sharing a provider account or a machine's /tmp never delete each other's sandboxes.
+FARM_ID_LABEL = "farm-id"
+
+
+def sandbox_labels(run_id: str, provider: str, snippet: str, rep: int, farm_id: str = "") -> dict[str, str]:
+    """The labels of one sample's sandbox: the farm marker plus run, provider, snippet, repetition,
+    and (from a worker) the farm's identity."""
+    return {**FARM_MARKER, **({FARM_ID_LABEL: farm_id} if farm_id else {}), "farm-run": run_id,
+            "farm-provider": provider, "farm-snippet": snippet, "farm-rep": str(rep)}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ import json
 
 from farm.ops import sweep
 from farm.report import build_document, leaked_summary
+from farm.embedded import EmbeddedRedis
+from farm.store import Store
 from farm.testing import Farm, farm_cli
 
 
@@ -42,9 +44,18 @@ def test_failed_destroys_are_recorded_then_swept_and_credited_to_the_run(tmp_pat
 
 def test_cli_sweep_and_doctor(tmp_path):
     root = tmp_path / "sandboxes"
+    redis = EmbeddedRedis(tmp_path / ".farm").start()  # the CLI's embedded Redis holds this farm's id
+    try:
+        farm_id = Store.from_url(redis.url).farm_id()
+    finally:
+        redis.stop()
     (root / "farm-sbx-leftover").mkdir(parents=True)
-    (root / "farm-sbx-leftover" / "labels.json").write_text(json.dumps({"farm": "sandbox-farm", "farm-run": "r1"}))
+    (root / "farm-sbx-leftover" / "labels.json").write_text(
+        json.dumps({"farm": "sandbox-farm", "farm-id": farm_id, "farm-run": "r1"}))
     (root / "farm-sbx-unlabelled").mkdir()  # not the farm's: never touched
+    (root / "farm-sbx-elsewhere").mkdir()  # another farm's (say, another folder's embedded Redis): never touched
+    (root / "farm-sbx-elsewhere" / "labels.json").write_text(
+        json.dumps({"farm": "sandbox-farm", "farm-id": "farm-0123456789ab", "farm-run": "r1"}))
     (tmp_path / "config.yml").write_text(f"plan:\n  providers: [local]\nproviders:\n  local:\n    root: {root}\n")
     swept = farm_cli("sweep", "--dry-run", cwd=tmp_path)
     assert swept.returncode == 0, swept.stderr
@@ -52,7 +63,7 @@ def test_cli_sweep_and_doctor(tmp_path):
     assert (root / "farm-sbx-leftover").exists()
     swept = farm_cli("sweep", "--provider", "local", cwd=tmp_path)
     assert swept.returncode == 0 and swept.stdout.split()[:5] == ["local", "found", "1", "deleted", "1"]
-    assert sorted(p.name for p in root.iterdir()) == ["farm-sbx-unlabelled"]
+    assert sorted(p.name for p in root.iterdir()) == ["farm-sbx-elsewhere", "farm-sbx-unlabelled"]
     doc = farm_cli("doctor", "--provider", "local", "--provider", "sim", cwd=tmp_path)
     assert doc.returncode == 0, doc.stderr
     lines = doc.stdout.splitlines()

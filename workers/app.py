@@ -66,6 +66,38 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+_farm_id: str | None = None
+
+
+def farm_id() -> str:
+    """The farm's identity (farm:id), read once per process: every sandbox carries it as a label."""
+    global _farm_id
+    if _farm_id is None:
+        _farm_id = retrying(lambda: store().farm_id(), "farm id")
+    return _farm_id
+
+
+class Register:
+    """Records a sample's sandbox in the run's register (farm/store/sandboxes.py). A Redis error
+    here is logged, never allowed to fail the sample: the register is for leak accounting."""
+
+    def __init__(self, st: Store, run_id: str, member: str, worker: str) -> None:
+        self.st, self.run_id, self.member, self.worker = st, run_id, member, worker
+
+    def created(self, sandbox_id: str) -> None:
+        self._try(lambda: self.st.register_sandbox(self.run_id, self.member, self.worker, sandbox_id))
+
+    def released(self, sandbox_id: str) -> None:
+        self._try(lambda: self.st.unregister_sandbox(self.run_id, sandbox_id))
+
+    @staticmethod
+    def _try(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("sandbox register: %s", redact(f"{type(exc).__name__}: {exc}")[:200])
+
+
 _warm_facts: dict[str, dict[str, Any] | None] = {}
 _facts_filed: set[tuple[str, str]] = set()
 
@@ -78,7 +110,7 @@ def provider_for(run_id: str, name: str, manifest: Manifest) -> Provider:
     if cache_key not in _providers:
         provider = get_provider(name, settings)
         provider.check()
-        _warm_facts[cache_key] = provider.warm(SandboxSpec(labels=sandbox_labels(run_id, name, "warm", 0),
+        _warm_facts[cache_key] = provider.warm(SandboxSpec(labels=sandbox_labels(run_id, name, "warm", 0, farm_id()),
                                                            settings=settings))
         _providers[cache_key] = provider
     provider = _providers[cache_key]
@@ -177,11 +209,12 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                 prov = provider_for(run_id, provider, manifest)
                 snip = Snippet.from_manifest(manifest.snippets[snippet])
                 env = {k: os.environ[k] for k in manifest.env_pass_to_sandbox if k in os.environ}
-                spec = SandboxSpec(labels=sandbox_labels(run_id, provider, snippet, rep),
+                spec = SandboxSpec(labels=sandbox_labels(run_id, provider, snippet, rep, farm_id()),
                                    settings=manifest.settings_for(provider),
                                    timeout_s=manifest.timeouts["create"])
                 record.update(measure(prov, spec, snip, env, manifest.timeouts,
-                                      retries=manifest.retries, backoff_s=manifest.backoff_s))
+                                      retries=manifest.retries, backoff_s=manifest.backoff_s,
+                                      register=Register(st, run_id, member, me)))
             except Exception as exc:  # a provider that cannot even start is a recorded failure
                 cls = exc.error_class if isinstance(exc, ProviderError) else "provider_error"
                 record.update(outcome="error", error_class=cls, error_phase="create",

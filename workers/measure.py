@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -129,9 +129,21 @@ class _Sample:
                         error_class=exc.error_class, error_phase=phase, error=redact(str(exc))[:300])
 
 
+class SandboxRegister(Protocol):
+    """Where a worker records the sandboxes it holds (farm/store/sandboxes.py); never raises."""
+
+    def created(self, sandbox_id: str) -> None: ...
+
+    def released(self, sandbox_id: str) -> None:
+        """Destroyed, or its failed destroy recorded in the sample (``leaked``)."""
+
+
 def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mapping[str, str],
-            timeouts: Mapping[str, float], retries: int = 0, backoff_s: float = 1.0) -> dict[str, Any]:
-    """Run one sample's lifecycle and return its fields; never raises for provider failures."""
+            timeouts: Mapping[str, float], retries: int = 0, backoff_s: float = 1.0,
+            register: SandboxRegister | None = None) -> dict[str, Any]:
+    """Run one sample's lifecycle and return its fields; never raises for provider failures.
+    ``register`` hears of the sandbox right after create and after destroy, outside every timed
+    phase but ``total`` (so a sample killed in between leaves a record of its sandbox)."""
     missing = set(snippet.needs) - set(provider.capabilities)
     if missing:
         return {"outcome": "skipped", "error": f"provider {provider.name} cannot offer {', '.join(sorted(missing))}"}
@@ -139,6 +151,8 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
     total_start = time.perf_counter_ns()
     try:
         sandbox = sample.acquire(spec, retries, backoff_s)
+        if register is not None:
+            register.created(sandbox.id)
         sample.ready(sandbox)
         sample.setup(sandbox)
         sample.run(sandbox)
@@ -151,5 +165,7 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
     finally:
         if sandbox is not None:
             sample.destroy(sandbox)
+            if register is not None:  # destroyed, or the sample now carries the leak
+                register.released(sandbox.id)
     sample.out["total_ns"] = time.perf_counter_ns() - total_start
     return sample.out

@@ -10,6 +10,7 @@ One module per concern, combined into the ``Store`` callers use:
     stream.py    reading samples (entries, column batches, dicts) and sketches
     dispatch.py  cursor, slots, in-flight entries, task titles waiting in a queue
     fleet.py     worker heartbeats, locks, leaked sandboxes and sweeps, schedule guards, API checks
+    sandboxes.py the sandbox register (created, not yet destroyed, per attempt) and the farm's id
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from farm.store.fleet import Fleet
 from farm.store.keys import member_key, parse_member  # noqa: F401
 from farm.store.ledger import Ledger
 from farm.store.runs import RunStatus, Runs  # noqa: F401
+from farm.store.sandboxes import Registered, Sandboxes  # noqa: F401
 from farm.store.stream import Stream
 
 
-class Store(Runs, Ledger, Stream, Dispatch, Fleet):
+class Store(Runs, Ledger, Stream, Dispatch, Fleet, Sandboxes):
     """Typed access to the farm's Redis keys: ``Store.from_url(url)``."""

@@ -18,6 +18,8 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
     {r}:env:<provider>         HASH   FARM_FACT key -> value that snippets reported (CPUs, memory, OS)
     {r}:sketches               HASH   "<provider>|<snippet>|<phase>|<writer>" -> JSON sketch (farm/sketch.py)
     {r}:sweep                  HASH   "<provider>:reclaimed" -> sandboxes a sweep deleted for this run
+    {r}:sandboxes              HASH   sandbox id -> "<member>|<worker>|<created ns>": created by an attempt
+                                      and not yet destroyed (left by an interrupted attempt = leaked)
 
 Farm-wide:
 
@@ -25,6 +27,9 @@ Farm-wide:
     farm:active                SET    run ids not yet finished (the reconciler walks these)
     farm:leaks                 HASH   sandbox id -> "run_id|provider" for sandboxes whose destroy failed
                                       (a sweep that deletes one credits {r}:sweep and drops the field)
+    farm:id                    STRING this farm's identity (made once, SET NX): the sandboxes' farm-id label
+    farm:sandboxes             HASH   sandbox id -> run id, for each {r}:sandboxes entry (sweep's look-up)
+    farm:sandboxes:dead        HASH   sandbox id -> ns a sweep first saw its attempt dead (grace period)
     farm:sweep:last            HASH   provider -> JSON {ts_ns, found, deleted, error} of its last sweep
     farm:worker:<worker>       STRING JSON {provider, ts} heartbeat of a live worker (TTL 15 s)
     farm:lock:<name>           STRING owner, PX: "reconciler" lets one process reconcile per interval
@@ -43,6 +48,9 @@ from __future__ import annotations
 RUNS = "farm:runs"
 ACTIVE = "farm:active"
 LEAKS = "farm:leaks"
+FARM_ID = "farm:id"
+SANDBOXES = "farm:sandboxes"
+SANDBOXES_DEAD = "farm:sandboxes:dead"
 SWEEP_LAST = "farm:sweep:last"
 ASSUMPTIONS = "farm:assumptions"
 WORKER_PREFIX = "farm:worker:"
