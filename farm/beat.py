@@ -29,6 +29,7 @@ from farm.config import FarmConfig, Schedule
 from farm.cron import next_time as cron_next_time
 from farm.cron import parse as parse_cron
 from farm.errors import ConfigError
+from farm.private import private_dir
 from farm.scheduler import Scheduler
 from farm.snippets import library, select
 from farm.store import Store
@@ -166,6 +167,6 @@ def run_beat(config: FarmConfig, store: Store, url: str, data_dir: Path, logleve
     app.conf.beat_schedule = beat_schedule(config, app)
     app.conf.beat_cron_starting_deadline = int(config.beat.starting_deadline_s)
     app.farm_context = {"store": store, "scheduler": Scheduler(store, app), "config": config}
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     app.Beat(scheduler=FarmBeatScheduler, schedule=str(data_dir / "celerybeat-schedule"),
              max_interval=1.0, loglevel=loglevel, quiet=True).run()

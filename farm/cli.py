@@ -358,7 +358,8 @@ def flower_cmd(ctx: click.Context, address: str, port: int) -> None:
         env = {**os.environ, "FARM_REDIS_URL": url}
         if ctx.obj["config_path"]:
             env["FARM_CONFIG"] = ctx.obj["config_path"]
-        cmd = [sys.executable, "-m", "celery", "-A", "workers.app", "flower", f"--address={address}",
+        # farm.flower_main: Celery's flower command with Prometheus task labels bounded
+        cmd = [sys.executable, "-m", "farm.flower_main", "-A", "workers.app", "flower", f"--address={address}",
                f"--port={port}", "--purge_offline_workers=300"]
         if embedded is None:  # Flower becomes this process, so stop signals reach it directly
             os.execve(cmd[0], cmd, env)

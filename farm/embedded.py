@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 from farm.celery_app import queue_name
+from farm.private import UMASK, open_private, private_dir
 from farm.errors import FarmError
 
 
@@ -50,15 +51,16 @@ class EmbeddedRedis:
     def start(self, timeout: float = 20.0) -> "EmbeddedRedis":
         if self._ping():
             return self  # someone else's; reuse it and leave it running
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.socket.unlink(missing_ok=True)
-        log = (self.dir / "redis.log").open("ab")
+        log = open_private(self.dir / "redis.log")
         self.proc = subprocess.Popen(
             [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket),
              "--unixsocketperm", "700", "--dir", str(self.dir), "--appendonly", "yes",
              "--appendfsync", "everysec", "--save", "", "--maxmemory-policy", "noeviction",
              "--daemonize", "no", "--logfile", ""],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            umask=UMASK)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -104,14 +106,14 @@ class LocalWorkers:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, provider: str, concurrency: int) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         env = {**os.environ, "FARM_REDIS_URL": self.redis_url, "FARM_PROVIDER": provider}
         if self.config_path:
             env["FARM_CONFIG"] = str(self.config_path)
-        log = (self.log_dir / f"worker-{provider}.log").open("ab")
+        log = open_private(self.log_dir / f"worker-{provider}.log")
         self.procs[provider] = subprocess.Popen(
             worker_command(provider, concurrency), env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.DEVNULL, start_new_session=True, umask=UMASK)
 
     def check_alive(self) -> None:
         for provider, proc in self.procs.items():

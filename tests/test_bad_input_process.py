@@ -89,7 +89,8 @@ def test_fifo_named_like_a_snippet_is_skipped(tmp_path, layout):
 
 
 def test_control_characters_never_reach_the_terminal(tmp_path):
-    """An ANSI escape or carriage return in --label is stripped from `farm runs` and reports."""
+    """An ANSI escape or carriage return in --label is stripped from `farm runs` and reports; the
+    data folder the run left is private to its owner."""
     label = "nightly\x1b[2J\x1b[31m red\r\x07fake\x1b]0;title\x07"
     ran = farm_cli("run", "--snippets", "hello", "-n", "1", "--warmup", "0", "--label", label, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
@@ -100,3 +101,17 @@ def test_control_characters_never_reach_the_terminal(tmp_path):
     for out in (runs.stdout, report.stdout, html.stdout):
         assert "nightly" in out and "red" in out and "fake" in out, out[:2000]
         assert not any(ch in out for ch in "\x1b\r\x07"), repr(out[:2000])
+    _assert_private(tmp_path / ".farm")
+
+
+def _assert_private(data_dir):
+    """Issue 19, item 15: the AOF, logs and socket are the owner's only (0700 folders, 0600 files)."""
+    import stat
+
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    checked = 0
+    for path in [data_dir, *data_dir.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+        checked += 1
+    assert any(p.name.endswith(".aof") for p in data_dir.rglob("*")) and checked >= 4

@@ -80,6 +80,10 @@ def test_flower_lists_worker_and_farm_tasks_with_auth_only(farm, tmp_path):
         assert _get(f"{base}/api/workers", "farmer:wrong")[0] == 401
         status, metrics = _get(f"{base}/metrics")
         assert status == 200 and "flower_events_total" in metrics
+        # one label set per task type, not per sample (issue 19, item 15): titles stay in the task list
+        samples = [line for line in metrics.splitlines() if line.startswith("flower_events_total{")]
+        assert any('task="farm.sample"' in line for line in samples), samples
+        assert "farm.sample[" not in metrics and run_id not in metrics
     finally:
         flower.send_signal(signal.SIGTERM)
         flower.wait(timeout=20)
