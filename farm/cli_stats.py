@@ -31,34 +31,54 @@ def require_run(store: Any, run_id: str) -> None:
         raise FarmError(f"no run {run_id!r} in this Redis{hint}")
 
 
-def _pct(v: float | None) -> str:
-    return MISSING if v is None else f"{v:+.1%}"
+def _ratio(value: float | None, ci: list[float] | None) -> str:
+    if value is None or ci is None:
+        return MISSING
+    return f"{value:.3g}× ({ci[0]:.3g}–{ci[1]:.3g})"
 
 
-def render_compare(entries: list[dict[str, Any]], run_a: str, run_b: str, alpha: float, threshold: float) -> str:
-    """A terminal table of ``compare_runs`` output, one unit per column."""
+def _decision(e: dict[str, Any]) -> str:
+    if e["verdict"] == "inconclusive" and e.get("settle_n"):
+        return f"inconclusive (≈{e['settle_n']} reps)"
+    return e["verdict"]
+
+
+def render_compare(result: dict[str, Any], alpha: float, threshold: float) -> str:
+    """A terminal table of ``compare_runs`` output: what differs first, then ratios B/A with intervals."""
+    run_a, run_b, entries = result["run_a"], result["run_b"], result["series"]
+    top = [f"settings differ between the runs ({len(result['differences'])}):",
+           *(f"  {d}" for d in result["differences"])] if result["differences"] else []
+    if result["incomparable"]:
+        top.append(f"  no verdicts for {', '.join(result['incomparable'])}: a changed setting explains its change")
+    top += [f"warning: {w}" for w in result["drift"]]
     if not entries:
-        return f"runs {run_a} and {run_b} have no provider/snippet/phase in common"
+        return "\n".join(top + [f"runs {run_a} and {run_b} have no provider/snippet/phase in common"])
     units = {q: pick_unit([e[f"p{q}_a_ms"] for e in entries] + [e[f"p{q}_b_ms"] for e in entries])
-             for q in (50, 95, 99)}
+             for q in (50, 95)}
     headers = ["provider", "snippet", "phase", "n A", "n B"]
-    for q in (50, 95, 99):
-        headers += [f"p{q} A [{units[q][0]}]", f"p{q} B [{units[q][0]}]", f"Δp{q}"]
-    headers += ["p (MWU)", "verdict"]
+    for q in (50, 95):
+        headers += [f"p{q} A [{units[q][0]}]", f"p{q} B [{units[q][0]}]", f"p{q} B/A (CI)"]
+    headers += ["verdict"]
     rows = []
     for e in entries:
         row = [e["provider"], e["snippet"], e["phase"], str(e["n_a"]), str(e["n_b"])]
-        for q in (50, 95, 99):
+        for q, ratio in ((50, "ratio"), (95, "p95_ratio")):
             scale = units[q][1]
-            row += [number(e[f"p{q}_a_ms"], scale), number(e[f"p{q}_b_ms"], scale), _pct(e[f"p{q}_change"])]
-        row += [MISSING if e["p_value"] is None else f"{e['p_value']:.2g}", e["verdict"]]
+            row += [number(e[f"p{q}_a_ms"], scale), number(e[f"p{q}_b_ms"], scale),
+                    _ratio(e[ratio], e[f"{ratio}_ci"])]
+        row += [_decision(e)]
         rows.append(row)
-    out = [f"B = {run_b} against A = {run_a}: a verdict needs Mann–Whitney p < {alpha:g} and |Δp50| ≥ "
-           f"{threshold:.0%}", *aligned(headers, rows, {0, 1, 2, len(headers) - 1})]
+    levels = [e["level"] for e in entries if e["level"] is not None]
+    level = f"{min(levels):.4g}" if levels else "—"
+    out = [*top, f"B = {run_b} against A = {run_a}: slower/faster when the whole p50-ratio interval lies beyond "
+           f"±{threshold:.0%}, equivalent when inside; intervals at {level} (Benjamini–Hochberg FDR {alpha:g} "
+           f"across {len(entries)} rows)", *aligned(headers, rows, {0, 1, 2, len(headers) - 1})]
     changed = [e for e in entries if e["verdict"] in ("faster", "slower")]
-    out.append(f"{len(changed)} of {len(entries)} series changed" +
-               (": " + ", ".join(f"{e['provider']}/{e['snippet']}/{e['phase']} {e['verdict']}" for e in changed[:8])
-                if changed else ""))
+    counts = {v: sum(e["verdict"] == v for e in entries) for v in ("slower", "faster", "equivalent", "inconclusive")}
+    out.append(f"{len(changed)} of {len(entries)} series changed ("
+               + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ")"
+               + (": " + ", ".join(f"{e['provider']}/{e['snippet']}/{e['phase']} {e['verdict']}" for e in changed)
+                  if changed else ""))
     return "\n".join(out)
 
 
@@ -68,7 +88,7 @@ def render_compare(entries: list[dict[str, Any]], run_a: str, run_b: str, alpha:
 @click.option("--json", "as_json", is_flag=True, help="print the comparison as JSON")
 @click.pass_context
 def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
-    """Compare RUN_B against RUN_A per provider/snippet/phase (p50/p95/p99 and Mann–Whitney U)."""
+    """Compare RUN_B against RUN_A per provider/snippet/phase: ratios B/A with intervals, FDR-controlled."""
     from farm.compare import compare_runs
 
     stats = ctx.obj["config"].statistics
@@ -76,11 +96,11 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> No
     def go(store: Any) -> str:
         for run_id in (run_a, run_b):
             require_run(store, run_id)
-        entries = compare_runs(store, run_a, run_b, stats)
+        result = compare_runs(store, run_a, run_b, stats)
         if as_json:
-            return json.dumps({"run_a": run_a, "run_b": run_b, "alpha": stats.compare_alpha,
-                               "threshold": stats.compare_threshold, "series": entries}, indent=2)
-        return render_compare(entries, run_a, run_b, stats.compare_alpha, stats.compare_threshold)
+            return json.dumps({**result, "alpha": stats.compare_alpha, "fdr_method": "Benjamini-Hochberg",
+                               "threshold": stats.compare_threshold}, indent=2)
+        return render_compare(result, stats.compare_alpha, stats.compare_threshold)
 
     click.echo(_connect(ctx, go))
 

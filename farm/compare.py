@@ -1,60 +1,30 @@
 """Run-to-run comparison, history across runs, and a rolling baseline for scheduled runs.
 
-A difference is called "faster" or "slower" only when it is both significant (two-sided
-Mann–Whitney U, p < compare_alpha) and large (|change in p50| >= compare_threshold); everything
-else is "no change", or "insufficient n" when the sample sizes cannot reach p < alpha at all.
-The test sees at most ``exact_limit`` values per series: a seeded uniform reservoir sample when a
-series is larger, so memory stays bounded at any scale.
+Every row's verdict comes from farm.effect: the ratio of medians B/A with an interval, read against
+``compare_threshold``, with the false-discovery rate controlled (Benjamini–Hochberg at
+``compare_alpha``) across the rows of one comparison. The estimate sees at most ``exact_limit``
+values per series: a seeded uniform reservoir sample when a series is larger, so memory stays
+bounded at any scale.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 import random
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 from farm.aggregate import Aggregate, Series, aggregate_run, batch_values
+from farm import likeness
 from farm.config import Statistics
+from farm.drift import drift_warnings
 from farm.document import Row
+from farm.effect import VERDICTS, compare_many, compare_one, ratio_text
 from farm.samples import SEP, Batch, phase_key
 
 CHANGE_QUANTILES = (50, 95, 99)
-VERDICTS = ("faster", "slower", "no change", "insufficient n")
-
-
-def min_p_value(m: int, n: int) -> float:
-    """The smallest two-sided p-value Mann–Whitney U can give for sample sizes m and n."""
-    if m == 0 or n == 0:
-        return 1.0
-    if m + n > 60:  # 2 / C(m+n, m) is far below any sensible alpha; skip the huge binomial
-        return 0.0
-    return min(1.0, 2.0 / math.comb(m + n, m))
-
-
-def verdict(a_ms: np.ndarray, b_ms: np.ndarray, alpha: float, threshold: float) -> dict[str, Any]:
-    """Mann–Whitney U of B against A, the relative change in p50, and the verdict."""
-    m, n = int(a_ms.size), int(b_ms.size)
-    out: dict[str, Any] = {"n_a": m, "n_b": n, "p_value": None, "p50_change": None, "verdict": "insufficient n"}
-    if m == 0 or n == 0 or min_p_value(m, n) >= alpha:
-        return out
-    med_a, med_b = float(np.median(a_ms)), float(np.median(b_ms))
-    out["p50_change"] = (med_b - med_a) / med_a if med_a > 0 else None
-    res = sps.mannwhitneyu(b_ms, a_ms, alternative="two-sided", method="asymptotic" if m + n > 200 else "auto")
-    p = float(res.pvalue) if np.isfinite(res.pvalue) else 1.0  # all values tied: no evidence of change
-    out["p_value"] = p
-    change = out["p50_change"]
-    # The direction must agree between U (P(B > A) vs 1/2) and the medians, or it is no clear change.
-    dominance = float(res.statistic) / (m * n) - 0.5
-    if p < alpha and change is not None and abs(change) >= threshold and dominance * change > 0:
-        out["verdict"] = "slower" if change > 0 else "faster"
-    else:
-        out["verdict"] = "no change"
-    return out
+__all__ = ["VERDICTS", "compare_runs", "compare_data", "baseline_flags", "history", "plan_key"]
 
 
 class Reservoir:
@@ -118,45 +88,61 @@ def load_run(store: Any, run_id: str, stats: Statistics, only: tuple[str, str] |
     return RunData(run_id, agg, Reservoir(stats.exact_limit).feed_batches(batches()))
 
 
-def _change(a: float | None, b: float | None) -> float | None:
-    return (b - a) / a if a is not None and b is not None and a > 0 else None
+SETTINGS_DIFFER = "settings differ"
 
 
-def compare_data(a: RunData, b: RunData, stats: Statistics) -> list[dict[str, Any]]:
-    """One entry per series present in both runs: p50/p95/p99 of each, their changes, the verdict."""
+def compare_data(a: RunData, b: RunData, stats: Statistics, incomparable: frozenset[str] = frozenset()
+                 ) -> list[dict[str, Any]]:
+    """One entry per series present in both runs: p50/p95/p99 of each, the effect and its verdict.
+
+    Rows of providers in ``incomparable`` (their settings or facts differ) get the verdict
+    "settings differ" and stay out of the FDR family: a changed setting, not noise, explains them."""
     rows_a, rows_b = a.rows(), b.rows()
+    keys = sorted(set(rows_a) & set(rows_b), key=lambda k: (k[0], k[1], phase_key(k[2])))
+    judged = [k for k in keys if k[0] not in incomparable]
+    effects = dict(zip(judged, compare_many([(a.sample.array(k), b.sample.array(k)) for k in judged],
+                                            stats.compare_alpha, stats.compare_threshold)))
     out = []
-    for key in sorted(set(rows_a) & set(rows_b), key=lambda k: (k[0], k[1], phase_key(k[2]))):
+    for key in keys:
         ra, rb = rows_a[key], rows_b[key]
-        v = verdict(a.sample.array(key), b.sample.array(key), stats.compare_alpha, stats.compare_threshold)
-        entry: dict[str, Any] = {"provider": key[0], "snippet": key[1], "phase": key[2], **v,
+        if key in effects:
+            effect = effects[key].as_dict()
+        else:
+            effect = {**compare_one(a.sample.array(key), b.sample.array(key), stats.compare_alpha,
+                                    stats.compare_threshold).as_dict(), "verdict": SETTINGS_DIFFER, "settle_n": None}
+        entry: dict[str, Any] = {"provider": key[0], "snippet": key[1], "phase": key[2], **effect,
                                  "n_a": ra.n, "n_b": rb.n}
         for q in CHANGE_QUANTILES:
-            va, vb = getattr(ra, f"p{q}_ms"), getattr(rb, f"p{q}_ms")
-            entry[f"p{q}_a_ms"], entry[f"p{q}_b_ms"], entry[f"p{q}_change"] = va, vb, _change(va, vb)
+            entry[f"p{q}_a_ms"], entry[f"p{q}_b_ms"] = getattr(ra, f"p{q}_ms"), getattr(rb, f"p{q}_ms")
         out.append(entry)
     return out
 
 
-def compare_runs(store: Any, run_a: str, run_b: str, stats: Statistics) -> list[dict[str, Any]]:
-    """``farm compare RUN_A RUN_B``: B measured against A."""
-    return compare_data(load_run(store, run_a, stats), load_run(store, run_b, stats), stats)
+def compare_runs(store: Any, run_a: str, run_b: str, stats: Statistics) -> dict[str, Any]:
+    """``farm compare RUN_A RUN_B``: B measured against A, with what differs between their settings."""
+    desc_a, desc_b = likeness.run_description(store, run_a), likeness.run_description(store, run_b)
+    diffs = likeness.differences(desc_a, desc_b)
+    incomparable = frozenset(p for p in set(desc_a["plan"]["providers"]) | set(desc_b["plan"]["providers"])
+                             if any(d.startswith((f"provider_settings.{p}", f"provider_facts.{p}")) for d in diffs))
+    series = compare_data(load_run(store, run_a, stats), load_run(store, run_b, stats), stats, incomparable)
+    return {"run_a": run_a, "run_b": run_b, "differences": diffs, "incomparable": sorted(incomparable),
+            "drift": drift_warnings(store, (run_a, run_b), stats), "series": series}
 
 
 # --- history and rolling baseline ------------------------------------------------------------
-def plan_key(manifest: dict[str, Any]) -> str:
-    """Runs with equal keys measured the same thing: providers, snippets and the snippets' code."""
-    plan = manifest["plan"]
-    codes = {name: s.get("digest") or hashlib.sha256(s.get("code", "").encode()).hexdigest()
-             for name, s in manifest.get("snippets", {}).items()}
-    ident = [sorted(plan["providers"]), sorted(plan["snippets"]), sorted(codes.items())]
-    return hashlib.sha256(repr(ident).encode()).hexdigest()[:16]
+def plan_key(manifest: dict[str, Any], facts: dict[str, dict[str, Any]] | None = None) -> str:
+    """Runs with equal keys measured the same thing under the same settings (farm.likeness)."""
+    return likeness.settings_digest(manifest, facts)
+
+
+def run_key(store: Any, run_id: str) -> str:
+    return plan_key(store.manifest(run_id), store.provider_facts(run_id))
 
 
 def previous_runs(store: Any, run_id: str, count: int, scan: int = 500) -> list[str]:
-    """The ``count`` most recent finished runs created before ``run_id`` with the same plan."""
+    """The ``count`` most recent finished runs created before ``run_id`` with the same plan and settings."""
     me = store.status(run_id)
-    key = plan_key(store.manifest(run_id))
+    key = run_key(store, run_id)
     found = []
     for other in store.recent_runs(scan):  # newest first
         if other == run_id:
@@ -165,7 +151,7 @@ def previous_runs(store: Any, run_id: str, count: int, scan: int = 500) -> list[
             st = store.status(other)
             if st.state != "finished" or st.created_ns >= me.created_ns:
                 continue
-            if plan_key(store.manifest(other)) == key:
+            if run_key(store, other) == key:
                 found.append(other)
         except KeyError:
             continue
@@ -186,13 +172,14 @@ def baseline_flags(store: Any, run_id: str, stats: Statistics, current: RunData 
     current = current or RunData(run_id, Aggregate([], {}, {}),
                                  Reservoir(stats.exact_limit).feed_batches(store.iter_batches(run_id)))
     changes, flags = [], []
-    for key in sorted(set(current.sample.values) & set(pooled.values)):
-        v = verdict(pooled.array(key), current.sample.array(key), stats.compare_alpha, stats.compare_threshold)
-        entry = {"provider": key[0], "snippet": key[1], "phase": key[2], **v}
-        changes.append(entry)
-        if v["verdict"] in ("faster", "slower"):
-            flags.append(f"{'/'.join(key)}: {v['verdict']} than the baseline of {len(runs)} run(s) "
-                         f"(p50 {v['p50_change']:+.0%}, p={v['p_value']:.2g})")
+    keys = sorted(set(current.sample.values) & set(pooled.values))
+    effects = compare_many([(pooled.array(k), current.sample.array(k)) for k in keys],
+                           stats.compare_alpha, stats.compare_threshold)
+    for key, effect in zip(keys, effects):
+        changes.append({"provider": key[0], "snippet": key[1], "phase": key[2], **effect.as_dict()})
+        if effect.verdict in ("faster", "slower"):
+            flags.append(f"{'/'.join(key)}: {effect.verdict} than the baseline of {len(runs)} run(s) "
+                         f"(p50 ratio {ratio_text(effect)}, {effect.level * 100:.3g} % CI, BH FDR {stats.compare_alpha:g})")
     return {"runs": runs, "flags": flags, "changes": changes}
 
 
@@ -222,7 +209,7 @@ def history(store: Any, provider: str, snippet: str, phase: str, stats: Statisti
     prev = None
     for entry in out:
         sample = entry.pop("_sample")
-        entry["vs_previous"] = verdict(prev, sample, stats.compare_alpha, stats.compare_threshold)["verdict"] \
+        entry["vs_previous"] = compare_one(prev, sample, stats.compare_alpha, stats.compare_threshold).verdict \
             if prev is not None and sample.size else None
         if sample.size:
             prev = sample

@@ -96,8 +96,10 @@ class Statistics(Strict):
     exact_limit: int = Field(100_000, ge=100, description="above this many values per series, use sketches")
     sketch_relative_accuracy: float = Field(0.01, gt=0, lt=0.5)
     confidence: float = Field(0.95, gt=0.5, lt=1)
-    compare_alpha: float = Field(0.01, gt=0, lt=0.5, description="significance level for farm compare")
-    compare_threshold: float = Field(0.05, ge=0, description="relative change below which it is 'no change'")
+    compare_alpha: float = Field(0.05, gt=0, lt=0.5, description="false-discovery rate (Benjamini–Hochberg) "
+                                 "across the rows of one comparison")
+    compare_threshold: float = Field(0.02, ge=0, lt=1, description="smallest relative change in p50 worth a "
+                                     "slower/faster verdict; inside it is equivalent")
     baseline_runs: int = Field(5, ge=1, le=100, description="runs in the rolling baseline for nightly runs")
 
 
