@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from farm import __version__
 from farm.errors import ConfigError, FarmError
 from farm.render import FORMATS, default_output, write
 from farm.render import render as render_document
@@ -68,6 +69,7 @@ class Progress:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="farm", message="%(prog)s %(version)s")
 @click.option("--config", "config_path", metavar="PATH", help="config file (default ./config.yml or FARM_CONFIG)")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:

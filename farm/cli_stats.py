@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any, Callable
 
@@ -119,6 +120,7 @@ def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, lim
     stats = ctx.obj["config"].statistics
 
     def go(store: Any) -> str:
+        check_series_names(store, provider, snippet, phase, limit)
         entries = history(store, provider, snippet, phase, stats, limit)
         if not entries:
             return (f"no run among the last {limit} measured {provider}/{snippet}: "
@@ -137,6 +139,35 @@ def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, lim
         return "\n".join([f"{provider}/{snippet}/{phase}: p50 trend {trend}", *aligned(headers, rows, {0, 1, 2, 8})])
 
     click.echo(_connect(ctx, go))
+
+
+def _known(kind: str, value: str, known: set[str]) -> None:
+    """One line with a "did you mean" when ``value`` is not among ``known``."""
+    if value in known:
+        return
+    close = difflib.get_close_matches(value, sorted(known), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise FarmError(f"unknown {kind} {value!r}: {hint}known: {', '.join(sorted(known)) or 'none yet'}")
+
+
+def check_series_names(store: Any, provider: str, snippet: str, phase: str, limit: int) -> None:
+    """Reject a misspelt provider, snippet or phase instead of printing an empty history: providers
+    are the registered ones, snippets those of the library and of the runs scanned."""
+    from providers import known_providers
+
+    from farm.samples import PHASE_ORDER
+    from farm.snippets import library
+
+    _known("provider", provider, set(known_providers()))
+    snippets = set(library())
+    for run_id in store.recent_runs(limit):
+        try:
+            snippets.update(store.manifest(run_id)["plan"]["snippets"])
+        except KeyError:
+            continue
+    _known("snippet", snippet, snippets)
+    if not phase.startswith("internal."):
+        _known("phase", phase, set(PHASE_ORDER))
 
 
 COMMANDS = [compare_cmd, history_cmd]

@@ -163,5 +163,7 @@ def test_compare_and_history_commands(farm, monkeypatch):
     assert hist.exit_code == 0, hist.output
     assert hist.output.startswith("local/hello/run: p50 trend ")
     assert "slower" in hist.output.splitlines()[-1]
-    none = runner.invoke(_cli(), ["history", "--provider", "local", "--snippet", "nope"])
-    assert none.exit_code == 0 and "no run among the last 20 measured local/nope" in none.output
+    none = runner.invoke(_cli(), ["history", "--provider", "sim", "--snippet", "hello"])
+    assert none.exit_code == 0 and "no run among the last 20 measured sim/hello" in none.output
+    unknown = runner.invoke(_cli(), ["history", "--provider", "local", "--snippet", "nope"])
+    assert isinstance(unknown.exception, FarmError) and "unknown snippet 'nope'" in str(unknown.exception)
