@@ -136,8 +136,9 @@ class LocalProvider(Provider):
 
     def create(self, spec: SandboxSpec) -> Sandbox:
         box = Box(Path(tempfile.mkdtemp(prefix="farm-sbx-", dir=self.root)))
+        # labels first: a worker killed while the sandbox is prepared leaves a folder `farm sweep` finds
+        (box.root / "labels.json").write_text(json.dumps(dict(spec.labels)))
         self.confine.prepare(box)
-        (box.root / "labels.json").write_text(json.dumps(dict(spec.labels)))  # found again by `farm sweep`
         return Sandbox(id=str(box.root), handle=box)
 
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
