@@ -28,9 +28,11 @@ import numpy as np
 from bench import NOOP_COUNTER
 from farm.aggregate import aggregate_run
 from farm.celery_app import queue_name
+from farm.embedded import spawn_worker, stop_process_groups
 from farm.snippets import library
 from farm.store import Store
-from farm.testing import REPO_ROOT, Farm
+from farm.waiting import wait_until
+from tests.harness import Farm
 
 RESULTS: list[dict[str, Any]] = []
 
@@ -46,28 +48,16 @@ def record(name: str, figure: float, unit: str, reference: float | None = None, 
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, poll: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark step did not finish in time")
-        time.sleep(poll)
+    wait_until(predicate, timeout, "benchmark step", poll)
 
 
 def _worker_process(url: str, app: str, queue: str, concurrency: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "FARM_REDIS_URL": url, "FARM_PROVIDER": queue.removeprefix("farm.")}
-    return subprocess.Popen([sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queue, "-c",
-                             str(concurrency), "--pool", "prefork", "--loglevel", "WARNING",
-                             "--without-gossip", "--without-mingle", "-n", f"bench-{queue}@%h"],
-                            cwd=REPO_ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return spawn_worker(url, queue.removeprefix("farm."), concurrency, log, app=app, queue=queue,
+                        name=f"bench-{queue}@%h")
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+    stop_process_groups([proc])
 
 
 def bench_dispatch(tmp: Path, n: int, concurrency: int = 2) -> None:

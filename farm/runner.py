@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from farm.celery_app import make_app
 from farm.config import FarmConfig
-from farm.embedded import EmbeddedRedis, LocalWorkers
-from farm.errors import ConfigError, FarmError, RedisUnavailable
+from farm.embedded import EmbeddedFarm
+from farm.errors import FarmError, RedisUnavailable
 from farm.redact import redact
 from farm.document import Document
 from farm.scheduler import Scheduler
@@ -43,12 +42,14 @@ class RunOptions:
 
 
 @contextmanager
-def connect(config: FarmConfig) -> Iterator[tuple[Store, str, EmbeddedRedis | None]]:
-    """Yield a Store for the configured Redis, booting the embedded one when none is configured."""
+def connect(config: FarmConfig, config_path: str | None = None
+            ) -> Iterator[tuple[Store, str, EmbeddedFarm | None]]:
+    """Yield a Store for the configured Redis, booting the embedded farm when none is configured."""
     url = config.redis_url()
     embedded = None
     if url is None:
-        embedded = EmbeddedRedis(os.environ.get("FARM_DATA_DIR") or config.redis.data_dir).start()
+        embedded = EmbeddedFarm(os.environ.get("FARM_DATA_DIR") or config.redis.data_dir,
+                                config.providers, config_path).start()
         url = embedded.url
     try:
         try:
@@ -65,29 +66,16 @@ def connect(config: FarmConfig) -> Iterator[tuple[Store, str, EmbeddedRedis | No
             embedded.stop()
 
 
-def wait_for_workers(store: Store, providers: Sequence[str], workers: LocalWorkers,
-                     timeout: float = 60.0) -> None:
-    """Block until every local worker has sent a heartbeat."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        workers.check_alive()
-        live = {info.get("provider") for info in store.live_workers().values()}
-        if set(providers) <= live:
-            return
-        time.sleep(0.1)
-    raise FarmError(f"workers did not start within {timeout:g} s: see the logs in {workers.log_dir}")
-
-
 def follow(store: Store, scheduler: Scheduler, run_id: str,
            on_progress: Callable[[RunStatus], None] | None = None, every_s: float = 0.5,
-           workers: LocalWorkers | None = None, owner: str = "farm-run",
+           embedded: EmbeddedFarm | None = None, owner: str = "farm-run",
            on_notice: Callable[[str], None] | None = None) -> RunStatus:
     """Poll the run until it finishes, reconciling orphans and topping up queues as it goes.
     A Redis restart is ridden out: the loop reconnects for up to ``REDIS_PATIENCE_S``. Without
     local workers, ``on_notice`` hears about planned providers that no live worker serves."""
     outage_since: float | None = None
     missing = None
-    if workers is None and on_notice is not None:
+    if embedded is None and on_notice is not None:
         missing = MissingWorkers(store, store.manifest(run_id)["plan"]["providers"])
     while True:
         try:
@@ -106,8 +94,8 @@ def follow(store: Store, scheduler: Scheduler, run_id: str,
             on_progress(status)
         if status.state == "finished":
             return status
-        if workers is not None:
-            workers.check_alive()
+        if embedded is not None:
+            embedded.check_alive()
         notice = missing.notice() if missing is not None else None
         if notice:
             on_notice(notice)  # type: ignore[misc]
@@ -120,44 +108,12 @@ class Detached(FarmError):
     exit_code = 130
 
 
-def preflight_builtin(config: FarmConfig, providers: Sequence[str]) -> None:
-    """Built-in providers (no SDK, no credentials) run on this machine: build each once before any
-    worker starts, so a setting this host cannot honour — e.g. a confinement it cannot give —
-    refuses the run in one line instead of failing every sample."""
-    from providers import get_provider, spec_of
-    from providers.base import ProviderError
-
-    for name in providers:
-        spec = spec_of(name)
-        if spec.credentials or spec.extra:
-            continue
-        try:
-            get_provider(name, config.providers.get(name, {})).check()
-        except ProviderError as exc:
-            raise ConfigError(f"cannot run {name} on this machine: {exc}") from None
-
-
-def start_local_workers(store: Store, embedded: EmbeddedRedis, url: str, providers: Sequence[str],
-                         concurrency: int, config_path: str | None, config: FarmConfig | None = None) -> LocalWorkers:
-    if config is not None:
-        preflight_builtin(config, providers)
-    workers = LocalWorkers(url, Path(embedded.dir) / "logs", config_path)
-    try:
-        for provider in providers:
-            workers.start(provider, concurrency)
-        wait_for_workers(store, providers, workers)
-    except BaseException:
-        workers.stop()
-        raise
-    return workers
-
-
-def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: EmbeddedRedis | None,
-                   workers: LocalWorkers | None, on_progress: Callable[[RunStatus], None] | None,
+def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: EmbeddedFarm | None,
+                   on_progress: Callable[[RunStatus], None] | None,
                    every_s: float, config: FarmConfig | None = None,
                    on_notice: Callable[[str], None] | None = None) -> Document:
     try:
-        follow(store, scheduler, run_id, on_progress, every_s, workers, on_notice=on_notice)
+        follow(store, scheduler, run_id, on_progress, every_s, embedded, on_notice=on_notice)
     except KeyboardInterrupt:
         where = ("its samples are kept; `farm watch {id}` restarts local workers and carries on"
                  if embedded else "it goes on on the workers; `farm watch {id}` re-attaches")
@@ -167,48 +123,26 @@ def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: Em
     return build(store, run_id, config)
 
 
-def start_sidecars(stack: ExitStack, config: FarmConfig, providers: Sequence[str], log_dir: Path) -> None:
-    """Boot the helper processes the planned providers declare (node-csb for CodeSandbox) before the
-    embedded workers start, so they inherit what the sidecar exports."""
-    from providers import sidecar_of
-    from providers.base import ProviderError
-
-    for name in providers:
-        try:
-            sidecar = sidecar_of(name)
-            if sidecar is not None:
-                stack.enter_context(sidecar(config.providers.setdefault(name, {}), log_dir))
-        except ProviderError as exc:
-            raise FarmError(str(exc)) from None
-
-
 def run(config: FarmConfig, options: RunOptions,
         on_progress: Callable[[RunStatus], None] | None = None,
         on_started: Callable[[str, str], None] | None = None,
         on_notice: Callable[[str], None] | None = None) -> tuple[str, Document]:
     """Run a benchmark to completion; returns the run id and its results document."""
-    with connect(config) as (store, url, embedded):
+    with connect(config, options.config_path) as (store, url, embedded):
         app = make_app(url)
         scheduler = Scheduler(store, app)
-        workers = None
-        services = ExitStack()
         try:
             if embedded is not None:
-                start_sidecars(services, config, options.providers, Path(embedded.dir) / "logs")
-                workers = start_local_workers(store, embedded, url, options.providers,
-                                               options.concurrency, options.config_path, config)
+                embedded.start_workers(store, options.providers, options.concurrency)
             run_id = scheduler.create_run(config, options.providers, options.snippets,
                                           repetitions=options.repetitions, warmup=options.warmup,
                                           concurrency=options.concurrency, seed=options.seed,
                                           label=options.label)
             if on_started:
                 on_started(run_id, "embedded" if embedded else "distributed")
-            return run_id, _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress,
+            return run_id, _follow_to_end(store, scheduler, run_id, embedded, on_progress,
                                           options.progress_every_s, config, on_notice)
         finally:
-            if workers is not None:
-                workers.stop()
-            services.close()
             app.close()
 
 
@@ -216,23 +150,15 @@ def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], No
           config_path: str | None = None, every_s: float = 0.5,
           on_notice: Callable[[str], None] | None = None) -> Document:
     """Re-attach to a run; in embedded mode, restart its local workers first."""
-    with connect(config) as (store, url, embedded):
+    with connect(config, config_path) as (store, url, embedded):
         if not store.run_exists(run_id):
             raise FarmError(f"no run {run_id!r} in this Redis: `farm runs` lists the recorded runs")
         app = make_app(url)
         scheduler = Scheduler(store, app)
-        workers = None
-        services = ExitStack()
         try:
             manifest = scheduler.manifest(run_id)
             if embedded is not None and store.status(run_id).state != "finished":
-                start_sidecars(services, config, manifest.plan.providers, Path(embedded.dir) / "logs")
-                workers = start_local_workers(store, embedded, url, manifest.plan.providers,
-                                               manifest.concurrency, config_path)
-            return _follow_to_end(store, scheduler, run_id, embedded, workers, on_progress, every_s, config,
-                                  on_notice)
+                embedded.start_workers(store, manifest.plan.providers, manifest.concurrency, preflight=False)
+            return _follow_to_end(store, scheduler, run_id, embedded, on_progress, every_s, config, on_notice)
         finally:
-            if workers is not None:
-                workers.stop()
-            services.close()
             app.close()

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from farm.testing import Farm
+from tests.harness import Farm
 
 # Tests never read the developer's config.yml, .env or Redis by accident.
 for var in ("REDIS_URL", "FARM_CONFIG", "FARM_REDIS_URL", "FARM_PROVIDER", "FARM_DATA_DIR"):

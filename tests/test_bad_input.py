@@ -182,7 +182,7 @@ def test_bad_redis_url(case, tmp_path, monkeypatch, capsys):
 
 def test_unknown_run_lists_recent_and_loses_nothing(tmp_path):
     """A mistake after a run exists is an error; the recorded run is still there afterwards."""
-    from farm.testing import farm_cli
+    from tests.harness import farm_cli
 
     first = farm_cli("run", "--snippets", "hello", "-n", "2", "--warmup", "0", cwd=tmp_path)
     assert first.returncode == 0, first.stderr

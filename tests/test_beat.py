@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from farm.beat import beat_schedule, next_fire_times
 from farm.celery_app import make_app
 from farm.config import parse_config
-from farm.testing import farm_cli
+from tests.harness import farm_cli
 
 CONFIG = """
 schedules:

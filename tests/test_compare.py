@@ -1,5 +1,5 @@
 """Compare, history and the rolling baseline. Verdicts on synthetic samples with known shifts
-(pure functions); runs committed to a real redis-server through the real Store (farm.testing.Farm)
+(pure functions); runs committed to a real redis-server through the real Store (tests.harness.Farm)
 for compare_runs/history/baseline, and the click commands driven in-process. No seam is faked."""
 
 import json

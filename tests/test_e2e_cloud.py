@@ -15,7 +15,7 @@ from farm.ops import sweep
 from farm.report import leaked_summary
 from farm.snippets import Snippet
 from farm.store import Store
-from farm.testing import Farm, farm_cli
+from tests.harness import Farm, farm_cli
 from tests.fakes.daytona_server import FakeDaytona
 from tests.fakes.morph_server import BASE_SNAPSHOT, FakeMorph
 

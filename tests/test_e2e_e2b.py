@@ -10,7 +10,7 @@ import json
 
 from farm.snippets import Snippet
 from farm.store import Store
-from farm.testing import Farm
+from tests.harness import Farm
 from tests.fakes.e2b_server import FakeE2B
 
 BOOT_MS = 300

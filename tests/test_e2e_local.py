@@ -9,7 +9,7 @@ import numpy as np
 from farm.aggregate import aggregate
 from farm.samples import sample_phases
 from farm.store import member_key
-from farm.testing import farm_cli
+from tests.harness import farm_cli
 
 
 def test_full_run_commits_every_sample_once_and_percentiles_match_raw(farm):

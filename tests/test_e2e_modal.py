@@ -12,7 +12,7 @@ from grpclib import Status
 
 from farm.snippets import Snippet
 from farm.store import Store
-from farm.testing import Farm
+from tests.harness import Farm
 from tests.fakes.modal_server import FAKE_TOKENS, FakeModal
 
 BOOT_MS = 300

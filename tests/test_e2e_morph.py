@@ -9,7 +9,7 @@ and a second run reuses it by digest.
 
 import json
 
-from farm.testing import farm_cli
+from tests.harness import farm_cli
 from tests.fakes.morph_server import FakeMorph
 
 BOOT_MS = 200

@@ -21,7 +21,7 @@ def _wait_for(predicate, timeout, what):
 
 def test_sigkilled_worker_restarted_run_completes_exactly_once(tmp_path):
     from farm.ops import sweep
-    from farm.testing import Farm
+    from tests.harness import Farm
 
     root = tmp_path / "sandboxes"
     root.mkdir()
@@ -104,7 +104,7 @@ def test_redis_restart_mid_run_loses_no_committed_sample(farm):
 
 
 def test_deadline_finalizes_with_missing_members_named(tmp_path):
-    from farm.testing import Farm
+    from tests.harness import Farm
 
     with Farm(tmp_path, config={"defaults": {"deadline_s": 2}}) as farm:
         # No worker at all: nothing can complete, and the run must not hang forever.
@@ -134,7 +134,7 @@ def test_ctrl_c_keeps_the_run_and_farm_watch_finishes_it(tmp_path):
     import redis as redis_lib
 
     from farm.store import Store
-    from farm.testing import farm_cli
+    from tests.harness import farm_cli
 
     proc = subprocess.Popen([sys.executable, "-m", "farm", "run", "--snippets", "primes", "-n", "40",
                              "--warmup", "0", "-c", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
@@ -171,7 +171,7 @@ def test_injected_transient_and_permanent_failures_are_classified_and_nothing_le
     import json
 
     from farm.aggregate import aggregate
-    from farm.testing import Farm
+    from tests.harness import Farm
 
     ledger = tmp_path / "ledger"
     settings = {"seed": 7, "ledger_dir": str(ledger), "fail_phases": ["create", "run"],
@@ -216,7 +216,7 @@ def test_injected_transient_and_permanent_failures_are_classified_and_nothing_le
 def test_task_longer_than_visibility_timeout_still_gives_one_sample(tmp_path, monkeypatch):
     """Redis re-delivers an unacked message after the visibility timeout even while it runs; the
     lease makes the second delivery stand down, so there is still exactly one sample."""
-    from farm.testing import Farm
+    from tests.harness import Farm
 
     monkeypatch.setenv("FARM_VISIBILITY_TIMEOUT_S", "2")  # this process and the workers alike
     config = {"providers": {"sim": {"run": {"dist": "fixed", "ms": 7000}}}}
@@ -234,7 +234,7 @@ def test_task_longer_than_visibility_timeout_still_gives_one_sample(tmp_path, mo
 
 
 def test_sigkill_mid_run_over_300_samples_every_repetition_exactly_once(tmp_path):
-    from farm.testing import Farm
+    from tests.harness import Farm
 
     # lost_after_s: a task the killed worker had fetched but not yet claimed is re-sent this soon
     config = {"providers": {"sim": {"run": {"dist": "fixed", "ms": 15}}}, "defaults": {"lost_after_s": 5}}

@@ -20,7 +20,7 @@ import pytest
 from farm.snippets import parse_snippet
 from farm.errors import ConfigError
 from farm.store import Store
-from farm.testing import Farm, redis_text
+from tests.harness import Farm, redis_text
 from hostile_snippets import ATTEMPTS, EVIL_SETUP, SETUP_TRICKS, hostile_snippets
 
 pytestmark = pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap not installed (CI installs it)")

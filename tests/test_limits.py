@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from farm.snippets import parse_snippet
-from farm.testing import Farm
+from tests.harness import Farm
 
 
 def _snippet(name, body):

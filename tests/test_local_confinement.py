@@ -10,7 +10,7 @@ import pytest
 
 from farm.snippets import parse_snippet
 from farm.store import Store
-from farm.testing import Farm, farm_cli
+from tests.harness import Farm, farm_cli
 
 PROBE = """
 import os, socket, sys

@@ -6,7 +6,7 @@ from farm.ops import sweep
 from farm.report import build_document, leaked_summary
 from farm.embedded import EmbeddedRedis
 from farm.store import Store
-from farm.testing import Farm, farm_cli
+from tests.harness import Farm, farm_cli
 
 
 def test_failed_destroys_are_recorded_then_swept_and_credited_to_the_run(tmp_path):

@@ -21,7 +21,7 @@ import pytest
 
 from farm.snippets import parse_snippet
 from farm.store import Store
-from farm.testing import Farm, redis_text
+from tests.harness import Farm, redis_text
 from providers import get_provider
 from providers.base import ProviderError, Sandbox, SandboxSpec
 from providers.codesandbox.adapter import CodeSandboxProvider

@@ -130,7 +130,7 @@ def test_live_assumption_checks_hold_against_the_fake_and_clean_up(wire, wired):
 
 def test_a_plan_through_a_real_worker_on_the_real_sdk(wire, wired, tmp_path):
     """Real Redis, a real Celery prefork worker, the real node-csb and SDK; the fake boots in 200 ms."""
-    from farm.testing import Farm
+    from tests.harness import Farm
 
     fake, handle = wire
     fake.set_boot_ms(200)

@@ -21,7 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from farm.config import parse_config
 from farm.ops import doctor, sweep
 from farm.snippets import Snippet
-from farm.testing import farm_cli
+from tests.harness import farm_cli
 from providers import get_provider
 from providers.base import WARM_UNKNOWN, ProviderError, SandboxSpec
 from tests.fakes.daytona_server import FakeDaytona

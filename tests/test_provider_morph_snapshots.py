@@ -6,7 +6,7 @@ instance carries. Seam faked: the SDK's base URL (tests/morph_testing.py).
 import pytest
 
 from farm.snippets import Snippet
-from farm.testing import farm_cli
+from tests.harness import farm_cli
 from providers import get_provider
 from providers.base import ProviderError, SandboxSpec
 from providers.morph.snapshots import base_digest

@@ -1,4 +1,4 @@
-"""Reports from a real run (real redis-server, real prefork local workers via farm.testing.Farm):
+"""Reports from a real run (real redis-server, real prefork local workers via tests.harness.Farm):
 the HTML report rendered in real headless Chromium (Debian's `chromium`) driven over the DevTools
 protocol with websocket-client: charts drew, no console errors, nothing fetched. Also the
 terminal/markdown/JSON renderers of the same run. No seam is faked.
@@ -32,7 +32,7 @@ OLD_ROW_KEYS = {"provider", "snippet", "phase", "n", "errors", "error_rate", "mi
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
     """One real run (two snippets that succeed, one that always fails), with a priced config."""
-    from farm.testing import Farm
+    from tests.harness import Farm
 
     config = {"pricing": {"local": {"per_hour": 0.36, "per_sandbox": 0.002, "currency": "EUR"}}}
     with Farm(tmp_path_factory.mktemp("farm"), config) as farm:

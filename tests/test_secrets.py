@@ -2,7 +2,7 @@
 
 from farm.report import render
 from farm.snippets import parse_snippet
-from farm.testing import Farm, redis_text
+from tests.harness import Farm, redis_text
 
 CANARY = "canary-7d1e0c9b-secret-value"
 ALLOWED_SECRET = "allowed-but-redacted-5512aa"

@@ -1,5 +1,5 @@
 """Sketches: DDSketch quantiles within the stated relative error, merging, the wire format, and the
-worker-flush / aggregator-merge path against a real redis-server (farm.testing.Farm). Worker
+worker-flush / aggregator-merge path against a real redis-server (tests.harness.Farm). Worker
 processes are real forked processes (and, end to end, real Celery workers); nothing is faked."""
 
 import json
@@ -162,7 +162,7 @@ HOOKED = "sketches.after_commit" in (Path(__file__).parent.parent / "workers" / 
 @pytest.mark.skipif(not HOOKED, reason="workers/app.py does not call workers.sketches.after_commit yet, or the "
                     "manifest lacks statistics (lead: apply the issue-7 hook)")
 def test_real_workers_flush_sketches_the_aggregator_uses(tmp_path):
-    from farm.testing import Farm
+    from tests.harness import Farm
 
     with Farm(tmp_path, {"statistics": {"exact_limit": 100}}) as farm:
         farm.worker("local", concurrency=2)

@@ -1,6 +1,6 @@
 """Every library snippet, end to end on the local provider through a real worker, output checked.
 
-Real parts throughout: a real redis-server and a real prefork Celery worker (farm.testing), the local
+Real parts throughout: a real redis-server and a real prefork Celery worker (tests/harness.py), the local
 provider's real sandboxes, real pip installs. Nothing reaches the internet: pip in the sandbox is
 pointed at this machine's local package sources (file:// indexes and find-links from pip's own
 configuration; the tests that install packages skip when there are none), and the network snippet's
@@ -23,7 +23,7 @@ import time
 import pytest
 
 from farm.snippets import library, parse_facts
-from farm.testing import Farm
+from tests.harness import Farm
 
 EXPECTED_PHASES = {  # exactly the internal phases each snippet prints: nothing invented
     "hello": set(), "list_directory": {"ls"}, "primes": {"compute"}, "cpu_intensive": {"collatz", "pi"},

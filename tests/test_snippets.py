@@ -11,7 +11,7 @@ import pytest
 from farm.errors import ConfigError
 from farm.snippets import (LIBRARY_DIR, TIMING_LINE, check_env_vars, library, load_extra_dir,
                            parse_facts, parse_snippet)
-from farm.testing import farm_cli
+from tests.harness import farm_cli
 
 # The library the issue asks for: name -> (packages, repeatable, needs)
 EXPECTED = {

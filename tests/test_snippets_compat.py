@@ -18,7 +18,7 @@ import pytest
 from farm.errors import ConfigError
 from farm.snippets import check_env_vars, library, load_extra_dir, parse_facts
 from farm.snippets import compat
-from farm.testing import Farm, farm_cli
+from tests.harness import Farm, farm_cli
 from test_snippet_library import local_pip_env
 
 FIXTURE = Path(__file__).parent / "fixtures" / "aisb_suite"

@@ -1,4 +1,4 @@
-"""Test doubles and harness pieces shipped with the farm: real redis-server, real worker processes.
+"""The test harness (also used by bench/): real redis-server, real worker processes.
 
 Nothing here fakes the farm's own code: tests start a real redis-server (the embedded one) and real
 prefork Celery workers as subprocesses, and drive the same scheduler ``farm run`` uses.
@@ -16,12 +16,13 @@ from typing import Any, Sequence
 
 from farm.celery_app import make_app
 from farm.config import FarmConfig, parse_config
-from farm.embedded import EmbeddedRedis, worker_command
+from farm.embedded import REPO_ROOT, EmbeddedFarm, spawn_worker, stop_process_groups
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet, library
 from farm.store import RunStatus, Store
+from farm.waiting import wait_until
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["REPO_ROOT", "Farm", "WorkerProcess", "farm_cli", "redis_text"]
 
 
 class WorkerProcess:
@@ -37,25 +38,24 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
-        env = {**os.environ, "FARM_REDIS_URL": self.redis_url, "FARM_PROVIDER": self.provider,
-               **self.env}
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = worker_command(self.provider, self.concurrency, "INFO", self.name, self.events)
-        self.proc = subprocess.Popen(command,
-                                     env=env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT)
+        self.proc = spawn_worker(self.redis_url, self.provider, self.concurrency, self.log_path,
+                                 loglevel="INFO", name=self.name, env=self.env, events=self.events)
         return self
 
     def wait_ready(self, store: Store, timeout: float = 60) -> "WorkerProcess":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        prefix = self.name.replace("%h", "")
+
+        def heartbeating() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited {self.proc.returncode}: {self.log()[-2000:]}")
-            if any(k.startswith(self.name.replace("%h", "")) for k in store.live_workers()):
-                return self
-            time.sleep(0.1)
-        raise TimeoutError(f"worker not ready after {timeout}s: {self.log()[-2000:]}")
+            return any(k.startswith(prefix) for k in store.live_workers())
+
+        try:
+            wait_until(heartbeating, timeout, f"worker {self.name} to send a heartbeat")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}: {self.log()[-2000:]}") from None
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -67,12 +67,8 @@ class WorkerProcess:
             self.proc.wait()
 
     def stop(self, timeout: float = 20) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            stop_process_groups([self.proc], timeout)
 
 
 class Farm:
@@ -80,13 +76,14 @@ class Farm:
 
     def __init__(self, data_dir: Path, config: dict[str, Any] | None = None) -> None:
         self.data_dir = Path(data_dir)
-        self.redis = EmbeddedRedis(self.data_dir / "redis")
+        self.embedded = EmbeddedFarm(self.data_dir / "redis")
         self.config: FarmConfig = parse_config(config or {})
         self.workers: list[WorkerProcess] = []
 
     def __enter__(self) -> "Farm":
-        self.redis.start()
-        self.url = self.redis.url
+        self.embedded.start()
+        self.redis = self.embedded.redis
+        self.url = self.embedded.url
         self.store = Store.from_url(self.url)
         self.app = make_app(self.url)
         self.scheduler = Scheduler(self.store, self.app)
@@ -96,7 +93,7 @@ class Farm:
         for w in self.workers:
             w.stop()
         self.app.close()
-        self.redis.stop()
+        self.embedded.stop()
 
     def worker(self, provider: str = "local", concurrency: int = 2, **kw: Any) -> WorkerProcess:
         w = WorkerProcess(self.url, provider, concurrency, self.data_dir / "logs", **kw).start()
@@ -114,14 +111,17 @@ class Farm:
 
     def wait(self, run_id: str, timeout: float = 120) -> RunStatus:
         """Follow the run like `farm run` does (reconciling as it goes) until it finishes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def finished() -> RunStatus | None:
             st = self.store.status(run_id)
             if st.state == "finished":
                 return st
             self.scheduler.reconcile_active(owner="test", every_ms=500)
-            time.sleep(0.2)
-        raise TimeoutError(f"run {run_id} not finished: {self.store.status(run_id)}")
+            return None
+
+        try:
+            return wait_until(finished, timeout, f"run {run_id} to finish", 0.2)
+        except TimeoutError:
+            raise TimeoutError(f"run {run_id} not finished: {self.store.status(run_id)}") from None
 
 
 def redis_text(store: Store) -> str:
