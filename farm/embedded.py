@@ -8,6 +8,8 @@ per provider. :func:`spawn_worker` is the one place a worker process is launched
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import signal
 import subprocess
@@ -24,6 +26,16 @@ from farm.errors import ConfigError, FarmError
 from farm.waiting import WaitTimeout, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CLIENTS_LOCK = "clients.lock"        # shared-locked by every command using the folder
+SUPERVISOR_LOCK = "supervisor.lock"  # held by the one supervisor process while it lives
+BOOT_LOCK = "boot.lock"              # serialises "is Redis up, else boot it"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the process that started it dies, even by SIGKILL,
+    so an embedded worker or Redis never outlives its owner."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def redis_server_binary() -> str:
@@ -37,9 +49,10 @@ def redis_server_binary() -> str:
 class EmbeddedRedis:
     """A redis-server on a unix socket under ``data_dir``; AOF on, noeviction (it is a broker)."""
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, die_with_parent: bool = False) -> None:
         self.dir = Path(data_dir).resolve()
         self.socket = self.dir / "redis.sock"
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -66,7 +79,7 @@ class EmbeddedRedis:
              "--appendfsync", "everysec", "--save", "", "--maxmemory-policy", "noeviction",
              "--daemonize", "no", "--logfile", ""],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            umask=UMASK)
+            umask=UMASK, preexec_fn=die_with_parent if self.die_with_parent else None)
         try:
             wait_until(self._answering, timeout, f"embedded redis-server (see {self.dir / 'redis.log'})", 0.05)
         except WaitTimeout:
@@ -111,10 +124,11 @@ def spawn_worker(redis_url: str, provider: str, concurrency: int, log_path: Path
                  app: str = "workers.app", queue: str | None = None, events: bool = False) -> subprocess.Popen:
     """Launch one worker in its own process group (so stopping it reaches its pool children)."""
     full_env = {**os.environ, "FARM_REDIS_URL": redis_url, "FARM_PROVIDER": provider, **(env or {})}
-    private_dir(log_path.parent)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(worker_command(provider, concurrency, loglevel, name, events, app, queue),
                             env=full_env, stdout=open_private(log_path), stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT, umask=UMASK)
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT, umask=UMASK,
+                            preexec_fn=die_with_parent)
 
 
 def stop_process_groups(procs: Sequence[subprocess.Popen], timeout: float = 20.0) -> None:
@@ -141,6 +155,7 @@ class LocalWorkers:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, provider: str, concurrency: int) -> None:
+        private_dir(self.log_dir)
         env = {"FARM_CONFIG": str(self.config_path)} if self.config_path else {}
         self.procs[provider] = spawn_worker(self.redis_url, provider, concurrency,
                                             self.log_dir / f"worker-{provider}.log", env=env)
@@ -178,11 +193,14 @@ class EmbeddedFarm:
 
     ``start()`` boots (or reuses) Redis; ``start_workers()`` boots the sidecars the providers declare
     and one worker per provider, and waits for their heartbeats; ``stop()`` undoes what this object
-    started, workers first.
+    started, workers first. Workers die with this process. ``supervised`` (the CLI): Redis belongs to
+    the folder's supervisor (farm/supervisor.py), shared by every command in the folder and stopped
+    when the last one leaves, also when it was SIGKILLed; unsupervised (tests): Redis is a child.
     """
 
     def __init__(self, data_dir: str | Path, providers_settings: dict[str, Any] | None = None,
-                 config_path: str | None = None) -> None:
+                 config_path: str | None = None, supervised: bool = False) -> None:
+        self.supervised = supervised
         self.redis = EmbeddedRedis(data_dir)
         self.dir = self.redis.dir
         self.log_dir = self.dir / "logs"
@@ -190,14 +208,74 @@ class EmbeddedFarm:
         self.config_path = config_path
         self.workers: LocalWorkers | None = None
         self._sidecars = ExitStack()
+        self._membership: Any = None
+        self._registration = self.dir / "clients" / str(os.getpid())
 
     @property
     def url(self) -> str:
         return self.redis.url
 
     def start(self) -> "EmbeddedFarm":
-        self.redis.start()
+        if not self.supervised:
+            self.redis.start()
+            return self
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._membership = (self.dir / CLIENTS_LOCK).open("a+")
+        fcntl.flock(self._membership, fcntl.LOCK_SH)  # waits while a supervisor is shutting down
+        self._registration.parent.mkdir(exist_ok=True)
+        self._registration.touch()
+        try:
+            with (self.dir / BOOT_LOCK).open("a+") as boot:
+                fcntl.flock(boot, fcntl.LOCK_EX)
+                supervisor = None if self._supervisor_alive() else self._spawn_supervisor()
+                wait_until(lambda: self._redis_up(supervisor), 20,
+                           f"embedded redis-server (see {self.dir / 'redis.log'})", 0.05)
+        except BaseException:
+            self._leave()
+            raise
         return self
+
+    def _spawn_supervisor(self) -> subprocess.Popen:
+        log = (self.dir / "supervisor.log").open("ab")
+        return subprocess.Popen([sys.executable, "-m", "farm.supervisor", str(self.dir)], cwd=REPO_ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def _redis_up(self, supervisor: subprocess.Popen | None) -> bool:
+        if supervisor is not None and supervisor.poll() is not None:
+            raise FarmError(f"the embedded Redis supervisor exited with code {supervisor.returncode}: "
+                            f"see {self.dir / 'supervisor.log'} and {self.dir / 'redis.log'}")
+        return self.redis.ping()
+
+    def _supervisor_alive(self) -> bool:
+        with (self.dir / SUPERVISOR_LOCK).open("a+") as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return False
+            except BlockingIOError:
+                return True
+
+    def _other_clients(self) -> bool:
+        """Registered clients still alive (a SIGKILLed one leaves its file behind; drop it)."""
+        others = False
+        for entry in (self.dir / "clients").glob("*"):
+            try:
+                os.kill(int(entry.name), 0)
+                others = True
+            except (ProcessLookupError, ValueError):
+                entry.unlink(missing_ok=True)
+            except PermissionError:
+                others = True
+        return others
+
+    def _leave(self) -> None:
+        """Drop this client; the last one out waits for the supervisor to stop Redis."""
+        self._registration.unlink(missing_ok=True)
+        self._membership.close()
+        self._membership = None
+        if not self._other_clients():
+            wait_until(lambda: not self._supervisor_alive() or self._other_clients(), 30,
+                       "the embedded Redis to stop", 0.05)
 
     def start_workers(self, store: Any, providers: Sequence[str], concurrency: int,
                       preflight: bool = True, timeout: float = 60.0) -> LocalWorkers:
@@ -245,6 +323,8 @@ class EmbeddedFarm:
 
     def stop(self) -> None:
         self.stop_workers()
+        if self._membership is not None:
+            self._leave()
         self.redis.stop()
 
     def __enter__(self) -> "EmbeddedFarm":

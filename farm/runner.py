@@ -49,7 +49,7 @@ def connect(config: FarmConfig, config_path: str | None = None
     embedded = None
     if url is None:
         embedded = EmbeddedFarm(os.environ.get("FARM_DATA_DIR") or config.redis.data_dir,
-                                config.providers, config_path).start()
+                                config.providers, config_path, supervised=True).start()
         url = embedded.url
     try:
         try:
