@@ -22,7 +22,8 @@ from farm.document import Document
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
 from farm.worker_check import MissingWorkers
-from farm.store import TRANSIENT_ERRORS, AuthenticationError, RedisError, RunStatus, Store
+from farm.manifest import new_run_id
+from farm.store import TRANSIENT_ERRORS, AuthenticationError, RedisError, RedisFull, RunStatus, Store
 
 
 REDIS_PATIENCE_S = 120.0
@@ -131,19 +132,48 @@ def run(config: FarmConfig, options: RunOptions,
     with connect(config, options.config_path) as (store, url, embedded):
         app = make_app(url)
         scheduler = Scheduler(store, app)
+        run_id = new_run_id()
         try:
             if embedded is not None:
                 embedded.start_workers(store, options.providers, options.concurrency)
-            run_id = scheduler.create_run(config, options.providers, options.snippets,
-                                          repetitions=options.repetitions, warmup=options.warmup,
-                                          concurrency=options.concurrency, seed=options.seed,
-                                          label=options.label)
+            with redis_edges(store, run_id):
+                scheduler.create_run(config, options.providers, options.snippets,
+                                     repetitions=options.repetitions, warmup=options.warmup,
+                                     concurrency=options.concurrency, seed=options.seed,
+                                     label=options.label, run_id=run_id)
             if on_started:
                 on_started(run_id, "embedded" if embedded else "distributed")
-            return run_id, _follow_to_end(store, scheduler, run_id, embedded, on_progress,
-                                          options.progress_every_s, config, on_notice)
+            with redis_edges(store, run_id):
+                return run_id, _follow_to_end(store, scheduler, run_id, embedded, on_progress,
+                                              options.progress_every_s, config, on_notice)
         finally:
             app.close()
+
+
+@contextmanager
+def redis_edges(store: Store, run_id: str) -> Iterator[None]:
+    """Redis full, or emptied under a run (FLUSHALL, a fresh Redis behind the same URL): one line."""
+    try:
+        yield
+    except RedisFull:
+        created = _exists(store, run_id)
+        kept = (f"run {run_id} was created and is kept: `farm watch {run_id}` once there is room"
+                if created else "the run was not created")
+        raise RedisUnavailable(f"Redis is full (maxmemory reached, noeviction): free memory or raise "
+                               f"maxmemory; {kept}") from None
+    except KeyError as exc:
+        if _exists(store, run_id) is not False:
+            raise
+        raise RedisUnavailable(f"Redis no longer holds run {run_id}: it was emptied (FLUSHALL) or replaced "
+                               f"behind the same URL ({exc.args[0] if exc.args else 'missing key'}); "
+                               "what it had recorded is gone") from None
+
+
+def _exists(store: Store, run_id: str) -> bool | None:
+    try:
+        return store.run_exists(run_id)
+    except RedisError:
+        return None
 
 
 def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], None] | None = None,

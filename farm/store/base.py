@@ -13,6 +13,7 @@ from farm.store.keys import counter_key, run_key
 TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 RedisError = redis.RedisError
 AuthenticationError = redis.AuthenticationError
+RedisFull = redis.exceptions.OutOfMemoryError  # maxmemory reached under noeviction
 
 
 class StoreBase:
