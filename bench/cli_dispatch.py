@@ -26,7 +26,8 @@ import redis
 
 from bench import NOOP_COUNTER
 from farm.embedded import redis_server_binary
-from farm.testing import REPO_ROOT
+from farm.waiting import wait_until
+from tests.harness import REPO_ROOT
 
 Record = Callable[..., None]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -45,11 +46,7 @@ def _cpu_s(pid: int) -> float:
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"cli-dispatch: {what} did not happen within {timeout:g} s")
-        time.sleep(poll)
+    wait_until(predicate, timeout, f"cli-dispatch: {what}", poll)
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from farm.testing import REPO_ROOT
+from tests.harness import REPO_ROOT
 
 HEAVY = ("numpy", "scipy", "redis", "celery.app", "e2b", "e2b_code_interpreter", "daytona", "modal",
          "morphcloud", "httpx")
