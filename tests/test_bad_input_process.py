@@ -10,7 +10,7 @@ import time
 import pytest
 
 from farm.embedded import redis_server_binary
-from farm.testing import farm_cli
+from tests.harness import farm_cli
 
 HEADER = '# /// farm\n# name = "{name}"\n# ///\nprint("hi")\n'
 BAD_CRON = "schedules:\n  nightly:\n    cron: '{cron}'\n"

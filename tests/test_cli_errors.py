@@ -2,7 +2,7 @@
 
 import json
 
-from farm.testing import farm_cli
+from tests.harness import farm_cli
 
 SECRET = "sk-cliux-test-1234567890"
 BOOM = '# /// farm\n# name = "boom"\n# ///\nimport sys\nsys.exit("widget factory exploded: ' + SECRET + '")\n'
