@@ -11,7 +11,7 @@ import time
 from farm.ops import sweep
 from farm.report import build_document, leaked_summary
 from farm.snippets import parse_snippet
-from farm.testing import Farm, farm_cli
+from tests.harness import Farm, farm_cli
 
 NAP = '# /// farm\n# name = "nap"\n# ///\nimport time\ntime.sleep({s})\nprint("rested")\n'
 
