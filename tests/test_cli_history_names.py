@@ -4,7 +4,7 @@ Through the real CLI against a real Redis holding one finished run."""
 import pytest
 
 from farm import __version__
-from farm.testing import farm_cli
+from tests.harness import farm_cli
 
 
 def test_version(tmp_path):
