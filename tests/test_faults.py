@@ -50,12 +50,14 @@ def _sigkill_and_recover(farm, root, sweep):
 
     restarted_at = time.monotonic()
     farm.worker("local", concurrency=2)  # its own reconciler re-enqueues the dead worker's claims
-    deadline = time.monotonic() + 90
+    # The point is that recovery does not wait for the 3600 s visibility timeout (leases lapse in
+    # 15 s); the bound is far below that and far above what a loaded machine needs.
+    deadline = time.monotonic() + 330
     while farm.store.status(run_id).state != "finished":
         assert time.monotonic() < deadline, farm.store.status(run_id)
         time.sleep(0.2)
     recovery_s = time.monotonic() - restarted_at
-    assert recovery_s < 60, f"run took {recovery_s:.1f}s to finish after the worker came back"
+    assert recovery_s < 300, f"run took {recovery_s:.1f}s to finish after the worker came back"
 
     samples = farm.store.samples(run_id)
     counts = _members(samples)
