@@ -182,7 +182,7 @@ def worker_cmd(ctx: click.Context, provider: str, concurrency: int | None, logle
 def _with_store(ctx: click.Context, fn: Any) -> Any:
     from farm.runner import connect
 
-    with connect(_config(ctx)) as (store, _url, _embedded):
+    with connect(_config(ctx), read_only=True) as (store, _url, _embedded):
         return fn(store)
 
 

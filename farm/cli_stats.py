@@ -20,7 +20,7 @@ from farm.render.units import MISSING, aligned, interval, number, pick_unit
 def _connect(ctx: click.Context, fn: Callable[[Any], Any]) -> Any:
     from farm.runner import connect
 
-    with connect(ctx.obj["config"]) as (store, _url, _embedded):
+    with connect(ctx.obj["config"], read_only=True) as (store, _url, _embedded):
         return fn(store)
 
 

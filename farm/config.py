@@ -267,7 +267,11 @@ def load_config(explicit: str | None = None) -> FarmConfig:
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     check_size(data, len(text.encode("utf-8")), str(path))
-    return parse_config(data, str(path))
+    config = parse_config(data, str(path))
+    # The data folder belongs with the config, not with whichever folder the command runs in.
+    if not Path(config.redis.data_dir).is_absolute():
+        config.redis.data_dir = str(path.resolve().parent / config.redis.data_dir)
+    return config
 
 
 def check_size(data: Any, text_bytes: int, source: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -43,14 +44,18 @@ class RunOptions:
 
 
 @contextmanager
-def connect(config: FarmConfig, config_path: str | None = None
+def connect(config: FarmConfig, config_path: str | None = None, read_only: bool = False
             ) -> Iterator[tuple[Store, str, EmbeddedFarm | None]]:
-    """Yield a Store for the configured Redis, booting the embedded farm when none is configured."""
+    """Yield a Store for the configured Redis, booting the embedded farm when none is configured.
+    ``read_only`` commands never create a data folder: one that does not exist has no runs."""
     url = config.redis_url()
     embedded = None
     if url is None:
-        embedded = EmbeddedFarm(os.environ.get("FARM_DATA_DIR") or config.redis.data_dir,
-                                config.providers, config_path, supervised=True).start()
+        data_dir = Path(os.environ.get("FARM_DATA_DIR") or config.redis.data_dir)
+        if read_only and not data_dir.is_dir():
+            raise FarmError(f"no runs recorded yet: no data folder {data_dir.resolve()} (a relative "
+                            "redis.data_dir is read from the config file's folder; --config picks the file)")
+        embedded = EmbeddedFarm(str(data_dir), config.providers, config_path, supervised=True).start()
         url = embedded.url
     try:
         try:
