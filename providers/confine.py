@@ -283,6 +283,10 @@ class Confinement:
         (box.root / "group").write_text(f"sandbox:x:{uid}:\n")
         if self.host_uid != os.geteuid():  # a root farm: the sandbox's own uid writes them
             box.root.chmod(0o755)
+            # the worker may run with umask 077 (a private data folder): what the sandbox's own uid
+            # must read — its passwd/group and the wheels the host downloaded — is made readable
+            for readable in (box.wheels, box.root / "passwd", box.root / "group"):
+                readable.chmod(0o755 if readable.is_dir() else 0o644)
             for sub in (box.packages, box.home, box.home / "work", box.home / "tmp"):
                 os.chown(sub, self.host_uid, self.host_uid)
 

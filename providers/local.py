@@ -174,7 +174,8 @@ class LocalProvider(Provider):
                 "--only-binary=:all:", "--dest", str(box.wheels), "--", *reqs]
         try:
             done = subprocess.run(argv, cwd=box.wheels, env=pip_env, stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=timeout)
+                                  capture_output=True, text=True, timeout=timeout,
+                                  umask=0o022)  # wheels readable by the sandbox's uid (worker umask 077)
         except subprocess.TimeoutExpired:
             raise ProviderError("timeout", f"downloading {', '.join(reqs)} took more than {timeout:g} s") from None
         note = "" if done.returncode == 0 else ("the local provider installs wheels only (building a "

@@ -24,7 +24,8 @@ from tests.contract import HARNESSES
 
 pytestmark = pytest.mark.skipif(not HARNESSES, reason="no provider harness registered yet")
 
-SLACK_MS = 400  # scheduling noise on a loaded 2-core machine; the bench states the real error
+SLACK_MS = 600  # scheduling noise on a loaded 2-core machine (a first call may set up a connection);
+#                the bench states the real error, and a 1 s SDK sleep still fails this bound
 
 
 @pytest.fixture(params=sorted(HARNESSES) or ["none"])
