@@ -58,12 +58,15 @@ def exact_stats(values_ns: np.ndarray, confidence: float) -> tuple[dict[str, Any
 
 
 def sketch_stats(sk: LatencySketch, confidence: float) -> tuple[dict[str, Any], list[float]]:
-    """The same statistics from a sketch: quantiles and interval ends within ±alpha."""
+    """The same statistics from a sketch: quantiles within ±alpha; each interval runs from the lower
+    edge of the bin holding its lower order statistic to the upper edge of the bin holding its upper
+    one, so it holds the exact order-statistic interval (rank uncertainty and sketch error both)."""
     out: dict[str, Any] = {"min_ms": sk.min, "max_ms": sk.max, "mean_ms": sk.mean, "stdev_ms": sk.stdev}
     for q in QUANTILES:
         out[f"p{q}_ms"] = sk.quantile(q / 100)
         ranks = ci_ranks(sk.n, q / 100, confidence)
-        out[f"p{q}_ci_ms"] = [sk.value_at_rank(ranks[0]), sk.value_at_rank(ranks[1])] if ranks else None
+        ci = sk.interval(*ranks) if ranks else None
+        out[f"p{q}_ci_ms"] = list(ci) if ci else None
     out["modes_ms"] = sk.modes()
     return out, [sk.quantile(p) for p in CDF_PROBS]
 

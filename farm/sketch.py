@@ -34,6 +34,8 @@ from farm.stats import modes
 
 SKETCH_FORMAT = 1
 FIELD_SEP = "|"
+# Relative widening of a bin's edges: covers float rounding of ceil(log(x) / log(gamma)) at an edge.
+EDGE_SLACK = 1e-9
 
 
 class LatencySketch:
@@ -51,6 +53,7 @@ class LatencySketch:
         self.mean = 0.0
         self.m2 = 0.0
         self._dd: DDSketch | None = None
+        self._ranked: tuple[np.ndarray, np.ndarray] | None = None  # sorted keys, cumulative counts
 
     # --- building --------------------------------------------------------------------------
     def add_many(self, values_ms: Iterable[float] | np.ndarray) -> None:
@@ -74,6 +77,7 @@ class LatencySketch:
         self.n = total
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self._dd = None
+        self._ranked = None
 
     def merge(self, other: "LatencySketch") -> None:
         """Fold another sketch in; both must use the same relative accuracy."""
@@ -110,6 +114,36 @@ class LatencySketch:
             return self.max
         # DDSketch ranks are q * (n - 1); aim at the middle of the rank so rounding cannot slip a bin.
         return self._clamp(self._sketch().get_quantile_value((rank + 0.5) / (self.n - 1)))
+
+    def bounds_at_rank(self, rank: int) -> tuple[float, float] | None:
+        """Where the rank-th smallest value (0-based) surely lies: the edges of its bin.
+
+        Bin counts are exact, so the bin holding a rank is known without error; only the value's
+        place inside the bin (gamma^(k-1), gamma^k] is lost. The edges are widened by a hair so a
+        value that float rounding put on an edge is still inside, then clamped to the exact min/max.
+        """
+        if self.n == 0 or not 0 <= rank < self.n:
+            return None
+        if rank < self.zero:  # values at or below the mapping's smallest positive value
+            return self.min, min(max(self._mapping.min_possible, self.min), self.max)
+        keys, cumulative = self._ranks()
+        key = int(keys[int(np.searchsorted(cumulative, rank - self.zero, side="right"))])
+        gamma = self._mapping.gamma
+        lo, hi = gamma ** (key - 1) * (1 - EDGE_SLACK), gamma ** key * (1 + EDGE_SLACK)
+        return min(max(lo, self.min), self.max), min(max(hi, self.min), self.max)
+
+    def interval(self, lo_rank: int, hi_rank: int) -> tuple[float, float] | None:
+        """An interval sure to hold [X_(lo_rank), X_(hi_rank)]: the rank uncertainty (which order
+        statistics) and the sketch's bin width (where inside its bin each one is) together, so it
+        is never narrower than the exact order-statistic interval it stands for."""
+        lo, hi = self.bounds_at_rank(lo_rank), self.bounds_at_rank(hi_rank)
+        return None if lo is None or hi is None else (lo[0], hi[1])
+
+    def _ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._ranked is None:
+            keys = np.array(sorted(self.bins), dtype=np.int64)
+            self._ranked = keys, np.cumsum([self.bins[int(k)] for k in keys])
+        return self._ranked
 
     def _clamp(self, value: float | None) -> float | None:
         return None if value is None else min(max(value, self.min), self.max)

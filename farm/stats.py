@@ -162,7 +162,7 @@ def warnings_for(rows: Iterable[dict[str, Any]], confidence: float) -> list[str]
     if sketched:
         acc = max(r["relative_error"] for r in sketched)
         out.append(f"{len(sketched)} series above the exact limit use DDSketch quantiles: "
-                   f"within ±{acc * 100:g}% of the true order statistic")
+                   f"within ±{acc * 100:g}% of the true order statistic; their intervals include that bound")
     return out
 
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from farm import sketch
-from farm.aggregate import QUANTILES, aggregate, aggregate_run
+from farm.aggregate import QUANTILES, aggregate, aggregate_run, sketch_stats
 from farm.config import Statistics
 from farm.manifest import Manifest
 from farm.sketch import LatencySketch
+from farm.stats import ci_ranks
 from farm.store import Store
 from workers import sketches
 
@@ -84,6 +85,61 @@ def test_aggregate_switches_to_sketch_past_the_exact_limit_without_holding_every
         assert abs(getattr(row, f"p{q}_ms") - want) <= 0.01 * want * (1 + 1e-9)
     lo, hi = row.p50_ci_ms
     assert lo <= row.p50_ms <= hi
+    for q in QUANTILES:  # every sketched interval holds the exact order-statistic one, and is not a point
+        ranks = ci_ranks(xs.size, q / 100, 0.95)
+        lo, hi = getattr(row, f"p{q}_ci_ms")
+        assert lo <= xs[ranks[0]] and xs[ranks[1]] <= hi and hi > lo, q
+
+
+# --- honest intervals: rank uncertainty and the sketch's bin width, never narrower -------------
+TIGHT = {  # narrow distributions are where the old interval (one bin's representative) collapsed
+    "normal-100": lambda rng, n: rng.normal(100, 1.0, n),
+    "lognormal": lambda rng, n: rng.lognormal(np.log(150), 0.8, n),
+    "fixed-5ms": lambda rng, n: 5 + rng.exponential(0.01, n),
+}
+
+
+@pytest.mark.parametrize("dist", sorted(TIGHT))
+@pytest.mark.parametrize("alpha", [0.01, 0.002])
+def test_sketch_interval_holds_the_exact_interval_at_a_million_samples(dist, alpha):
+    """Ground truth: the exact order-statistic interval of the same 10^6 values lies inside the
+    sketched one, which has width, and is at most one bin wider at each end (not a useless band)."""
+    rng = np.random.default_rng([sorted(TIGHT).index(dist), int(alpha * 1000)])
+    x = TIGHT[dist](rng, 1_000_000)
+    sk = LatencySketch(alpha)
+    sk.add_many(x)
+    xs = np.sort(x)
+    stats, _ = sketch_stats(sk, 0.95)
+    for q in QUANTILES:
+        l, u = ci_ranks(xs.size, q / 100, 0.95)
+        lo, hi = stats[f"p{q}_ci_ms"]
+        assert lo <= xs[l] and xs[u] <= hi, (q, lo, hi, xs[l], xs[u])
+        assert hi > lo
+        gamma = (1 + alpha) / (1 - alpha)
+        assert lo >= xs[l] / gamma * (1 - 1e-6) and hi <= xs[u] * gamma * (1 + 1e-6), (q, lo, hi)
+        assert lo <= stats[f"p{q}_ms"] <= hi
+
+
+def test_sketch_interval_covers_the_true_quantile_at_its_level():
+    """Coverage by simulation against a known distribution: lognormal(mu, sigma) has its q-quantile
+    at exp(mu + sigma * z_q). 400 sketched series of 20,000 values; the 95 % intervals must cover
+    at least 95 % less three standard errors (the exact intervals alone cover >= 95 %)."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(2026)
+    mu, sigma, reps = np.log(100), 0.05, 400  # narrow: a bin (±1 %) is wider than the rank interval
+    truth = {q: float(np.exp(mu + sigma * norm.ppf(q / 100))) for q in (50, 95)}
+    covered = {q: 0 for q in truth}
+    for _ in range(reps):
+        sk = LatencySketch(0.01)
+        sk.add_many(rng.lognormal(mu, sigma, 20_000))
+        stats, _ = sketch_stats(sk, 0.95)
+        for q, true in truth.items():
+            lo, hi = stats[f"p{q}_ci_ms"]
+            covered[q] += lo <= true <= hi
+    floor = 0.95 - 3 * np.sqrt(0.95 * 0.05 / reps)
+    for q, count in covered.items():
+        assert count / reps >= floor, (q, count / reps)
 
 
 # --- the worker path: after_commit + flush in real processes, merged by the aggregator --------
