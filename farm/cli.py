@@ -230,13 +230,16 @@ def runs_cmd(ctx: click.Context, limit: int) -> None:
 @click.option("--snippets-dir", type=click.Path(), help="extra folder of snippets")
 @click.pass_context
 def snippets_cmd(ctx: click.Context, snippets_dir: str | None) -> None:
-    """List the snippet library."""
-    from farm.snippets import library
+    """List the snippet library (and what a suite in --snippets-dir could not import, and why)."""
+    from farm.snippets import Skipped, library
 
-    for s in library(snippets_dir or _config(ctx).snippets_dir).values():
+    skipped: list[Skipped] = []
+    for s in library(snippets_dir or _config(ctx).snippets_dir, skipped).values():
         flags = ("repeatable" if s.repeatable else "once") + (f", needs {','.join(s.needs)}" if s.needs else "")
         pkgs = f" [packages: {', '.join(s.packages)}]" if s.packages else ""
         click.echo(f"{s.name:24} {s.description} ({flags}){pkgs}")
+    for item in skipped:
+        click.echo(f"{'SKIPPED':24} {item.where}: {item.reason} (not imported: farm run leaves it out)")
 
 
 def _register_commands() -> None:

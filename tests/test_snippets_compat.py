@@ -77,9 +77,8 @@ GOOD = 'def test_ok():\n    return "print(1)"\n'
 
 
 @pytest.mark.parametrize("files, message", [
-    ({"test_a.py": "def test_x(:\n    pass\n"}, "test_a.py: line 1: Python syntax error"),
-    ({"test_a.py": 'def test_x():\n    return "def broken(:"\n'},
-     "tests/test_a.py::test_x: the code it returns has a Python syntax error at line 1"),
+    ({"test_a.py": "def test_x(:\n    pass\n"}, "suite: none of its 1 tests returns code"),  # all broken
+    ({"test_a.py": 'def test_x():\n    return "def broken(:"\n'}, "suite: none of its 1 tests returns code"),
     ({"test_a.py": 'def test_x():\n    return {"config": {"timeout": 5}, "code": "print(1)"}\n'},
      "tests/test_a.py::test_x: config key 'timeout' is not supported by the farm"),
     ({"test_a.py": 'def test_x():\n    return {"config": {"packages": ["--index-url=x", "six"]}, "code": "pass"}\n'},
@@ -143,6 +142,62 @@ def test_a_suite_is_read_never_run_and_what_needs_running_is_skipped_with_one_li
     assert any("test_loop" in w and "While" in w for w in warnings), warnings
     assert any("test_bomb" in w and "larger than" in w for w in warnings), warnings
     assert any("test_format_bomb" in w and "huge or computed field width" in w for w in warnings), warnings
+
+
+# As in AI Sandbox Benchmark's own suite: generated code that is a syntax error on Python 3.11 only
+# (a nested same-quote f-string), beside tests that are fine.
+DATABASE_TEST = """\
+def test_database_operations():
+    return {"config": {"packages": []}, "code": 'row = {"name": "a"}\\nprint(f"{row["name"]}")\\n'}
+
+
+def test_fine_too():
+    return "print('fine too')"
+"""
+
+
+def test_one_broken_file_does_not_sink_the_suite(tmp_path, caplog):
+    folder = _suite(tmp_path, {"test_broken.py": "def test_x(:\n    pass\n", "test_db.py": DATABASE_TEST,
+                               "test_ok.py": GOOD, "test_nul.py": "def test_n():\n    return 'pass'\n\0\n",
+                               "test_utils.py": "def create_test_config(:\n", "test_uses_helper.py":
+                               "from tests.test_utils import create_test_config\n"
+                               "def test_helped():\n    return {'config': create_test_config(), 'code': 'pass'}\n"})
+    skipped = []
+    with caplog.at_level(logging.WARNING, logger="farm.snippets"):
+        suite = load_extra_dir(folder, skipped)
+    assert set(suite) == {"ok", "fine_too"}
+    reasons = {s.where: s.reason for s in skipped}
+    assert set(reasons) == {"tests/test_broken.py", "tests/test_db.py::test_database_operations", "tests/test_nul.py",
+                            "tests/test_utils.py", "tests/test_uses_helper.py::test_helped"}, reasons
+    assert reasons["tests/test_broken.py"] == "test_broken.py: line 1: Python syntax error: invalid syntax"
+    assert "syntax error at line 2" in reasons["tests/test_db.py::test_database_operations"]
+    assert "imported from tests.test_utils" in reasons["tests/test_uses_helper.py::test_helped"]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 5 and all(w.startswith("farm: warning: ") and "\n" not in w for w in warnings), warnings
+    assert any("tests/test_db.py::test_database_operations skipped" in w and "syntax error at line 2" in w
+               for w in warnings), warnings
+
+
+def test_farm_snippets_marks_what_was_skipped_and_farm_run_runs_the_rest(tmp_path):
+    folder = _suite(tmp_path, {"test_db.py": DATABASE_TEST, "test_broken.py": "def test_x(:\n", "test_ok.py": GOOD})
+    listing = farm_cli("snippets", "--snippets-dir", str(folder), cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    marked = [line for line in listing.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert len(marked) == 2 and any("tests/test_db.py::test_database_operations: the code it returns has a "
+                                    "Python syntax error" in line for line in marked), listing.stdout
+    assert any(line.startswith("fine_too ") for line in listing.stdout.splitlines()), listing.stdout
+    assert "tests/test_broken.py skipped" in listing.stderr and "Traceback" not in listing.stderr
+
+    run = farm_cli("run", "--providers", "local", "--snippets-dir", str(folder), "--snippets", "ok,fine_too",
+                   "-n", "1", "--warmup", "0", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "test_database_operations skipped" in run.stderr and "Traceback" not in run.stderr
+    doc = json.loads(run.stdout)
+    assert {row["snippet"] for row in doc["results"]} == {"ok", "fine_too"}, doc["results"]
+    assert doc["status"]["ok"] == 2 and doc["status"]["failed"] == 0, doc["status"]
+    refused = farm_cli("run", "--providers", "local", "--snippets-dir", str(folder), "--snippets",
+                       "database_operations", cwd=tmp_path)
+    assert refused.returncode == 2 and "unknown snippet 'database_operations'" in refused.stderr, refused.stderr
 
 
 HELPERS_UTILS = """\

@@ -165,22 +165,30 @@ def load_dir(directory: Path) -> dict[str, Snippet]:
     return found
 
 
-def library(extra_dir: str | Path | None = None) -> dict[str, Snippet]:
-    """The built-in library, plus (overriding by name) the snippets in ``extra_dir``."""
+@dataclass(frozen=True)
+class Skipped:
+    """A test of a suite that was not imported (one broken file never sinks the suite), and why."""
+    where: str   # "tests/test_x.py::test_y", or the file when it could not be parsed at all
+    reason: str  # one line
+
+
+def library(extra_dir: str | Path | None = None, skipped: list[Skipped] | None = None) -> dict[str, Snippet]:
+    """The built-in library, plus (overriding by name) the snippets in ``extra_dir``; what a suite
+    there could not import is appended to ``skipped`` (each also logged as a one-line warning)."""
     snippets = load_dir(LIBRARY_DIR)
     if extra_dir:
-        snippets.update(load_extra_dir(Path(extra_dir)))
+        snippets.update(load_extra_dir(Path(extra_dir), skipped))
     return snippets
 
 
-def load_extra_dir(directory: Path) -> dict[str, Snippet]:
+def load_extra_dir(directory: Path, skipped: list[Skipped] | None = None) -> dict[str, Snippet]:
     """A user folder: farm-format snippets, or a suite written for AI Sandbox Benchmark."""
     from farm.snippets import compat
 
     if not directory.is_dir():
         raise ConfigError(f"snippets folder {directory} does not exist")
     if compat.is_aisb_suite(directory):
-        return compat.load_suite(directory)
+        return compat.load_suite(directory, skipped)
     if not any(directory.glob("*.py")):
         raise ConfigError(f"snippets folder {directory} has no snippets: expected *.py files with a "
                           "'# /// farm' header, or AI Sandbox Benchmark tests (tests/test_*.py)")
