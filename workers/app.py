@@ -24,7 +24,7 @@ from farm.redact import redact
 from farm.samples import Sample
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
-from farm.store import TRANSIENT_ERRORS, Store, member_key
+from farm.store import RUN_GONE, TRANSIENT_ERRORS, WRONG_TYPE, Store, member_key
 from providers import get_provider
 from providers.base import Provider, ProviderError, SandboxSpec, sandbox_labels
 from workers import sketches
@@ -175,6 +175,17 @@ def retrying(fn: Callable[[], T], what: str, patience_s: float = 120.0) -> T:
             delay = min(delay * 2, 5.0)
 
 
+REFUSED = (RUN_GONE, WRONG_TYPE)
+
+
+def _refused(code: int, run_id: str, member: str, what: str) -> str:
+    """The ledger refused with nothing written: one line in the worker's log, and the task ends."""
+    why = ("its status is gone from Redis (emptied by FLUSHALL, or a fresh Redis behind the same URL)"
+           if code == RUN_GONE else "its keys hold types or values the farm never writes (not this farm's)")
+    log.warning("run %s: %s of %s refused, nothing written: %s", run_id, what, member, why)
+    return "unknown-run" if code == RUN_GONE else "foreign-keys"
+
+
 @app.task(name=SAMPLE_TASK, bind=True)
 def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: bool = False,
            enqueued_ns: int | None = None, slot: int | None = None) -> str:
@@ -191,6 +202,8 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     member = member_key(provider, snippet, rep, warmup)
     me = worker_id()
     attempt, holder = retrying(lambda: st.claim(run_id, member, me, LEASE_MS, slot), "claim")
+    if attempt in REFUSED:
+        return _refused(attempt, run_id, member, "claim")
     if attempt == -1:
         return "already-committed"
     if attempt == -2:
@@ -223,6 +236,8 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     record = Sample.from_dict(record).to_dict()  # every field a sample has, and nothing else
     window, length = scheduler().window(run_id, provider)
     result, next_index = retrying(lambda: st.commit_and_reserve(run_id, record, window, length), "commit")
+    if result in REFUSED:
+        return _refused(result, run_id, member, "commit")
     try:
         sketches.after_commit(st, run_id, manifest, record, result)
     except Exception:  # sketches only save the aggregator work: a short one is rebuilt from the stream

@@ -21,7 +21,7 @@ from farm.store.base import TRANSIENT_ERRORS, AuthenticationError, RedisError, R
 from farm.store.dispatch import Dispatch
 from farm.store.fleet import Fleet
 from farm.store.keys import member_key, parse_member  # noqa: F401
-from farm.store.ledger import Ledger
+from farm.store.ledger import RUN_GONE, WRONG_TYPE, Ledger  # noqa: F401
 from farm.store.runs import RunStatus, Runs  # noqa: F401
 from farm.store.sandboxes import Registered, Sandboxes  # noqa: F401
 from farm.store.stream import Stream

@@ -32,6 +32,8 @@ class StoreBase:
         self._finalize = client.register_script(scripts.FINALIZE)
         self._reserve = client.register_script(scripts.RESERVE)
         self._reset_slots = client.register_script(scripts.RESET_SLOTS_IF_IDLE)
+        self._file_facts = client.register_script(scripts.FILE_FACTS)
+        self._register_sandbox = client.register_script(scripts.REGISTER_SANDBOX)
 
     @classmethod
     def from_url(cls, url: str) -> Any:

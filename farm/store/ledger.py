@@ -13,6 +13,7 @@ from typing import Any
 
 from farm.samples import SCHEMA_VERSION, encode_sample
 from farm.store.base import StoreBase
+from farm.store.scripts import RUN_GONE, WRONG_TYPE  # noqa: F401 (re-exported: refusals, nothing written)
 from farm.store.keys import ACTIVE, inflight_key, lease_key, member_key
 
 
@@ -20,8 +21,9 @@ class Ledger(StoreBase):
     def claim(self, run_id: str, member: str, worker: str, lease_ms: int, slot: int | None = None
               ) -> tuple[int, str]:
         """Take the lease on a member (and retire its queued slot entry). Returns (attempt, "") or
-        (-1, "") if already committed / run finished, or (-2, holder) if another live execution
-        holds the lease."""
+        (-1, "") if already committed / run finished, (-2, holder) if another live execution
+        holds the lease, or (RUN_GONE | WRONG_TYPE, "") with nothing written: the run's status is
+        gone (Redis emptied or replaced) or its keys are not the farm's."""
         provider = member.split("|", 1)[0]
         res = self._claim(keys=[self.key(run_id, "done"), lease_key(run_id, member),
                                 inflight_key(run_id, provider), self.key(run_id, "status")],
@@ -36,7 +38,7 @@ class Ledger(StoreBase):
 
     def commit(self, run_id: str, sample: dict[str, Any]) -> int:
         """Commit one sample atomically: 0 = duplicate dropped, 1 = committed, 2 = committed and
-        the run finished."""
+        the run finished, RUN_GONE / WRONG_TYPE = refused with nothing written."""
         return self.commit_and_reserve(run_id, sample)[0]
 
     def commit_and_reserve(self, run_id: str, sample: dict[str, Any], window: int = 0,
@@ -44,7 +46,9 @@ class Ledger(StoreBase):
         """Commit one sample atomically, freeing its dispatch slot and reserving the next.
 
         Returns (0 = duplicate dropped | 1 = committed | 2 = committed and the run finished,
-        the provider's next plan index to dispatch or -1)."""
+        the provider's next plan index to dispatch or -1). Refused with nothing written:
+        (RUN_GONE, -1) when the run's status is gone (FLUSHALL, a fresh Redis behind the same URL),
+        (WRONG_TYPE, -1) when one of its keys has a type or value the farm never writes."""
         provider = sample["provider"]
         member = member_key(provider, sample["snippet"], sample["rep"], bool(sample["warmup"]))
         sample = {**sample, "v": SCHEMA_VERSION}

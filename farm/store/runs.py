@@ -89,8 +89,11 @@ class Runs(StoreBase):
         return bool(self.r.hexists(self.key(run_id, "facts"), provider))
 
     def file_provider_facts(self, run_id: str, provider: str, facts: dict[str, Any]) -> bool:
-        """File a provider's facts (SDK version, region, confinement) for a run; the first writer wins."""
-        return bool(self.r.hsetnx(self.key(run_id, "facts"), provider, json.dumps(facts, default=str)))
+        """File a provider's facts (SDK version, region, confinement) for a run; the first writer
+        wins. A run whose status is gone (Redis emptied) gets nothing written."""
+        filed = self._file_facts(keys=[self.key(run_id, "status"), self.key(run_id, "facts")],
+                                 args=[provider, json.dumps(facts, default=str)])
+        return int(filed) == 1
 
     def provider_facts(self, run_id: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self.r.hgetall(self.key(run_id, "facts")).items()}

@@ -38,10 +38,9 @@ class Sandboxes(StoreBase):
         return self.r.get(FARM_ID)
 
     def register_sandbox(self, run_id: str, member: str, worker: str, sandbox_id: str) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.key(run_id, "sandboxes"), sandbox_id, f"{member}|{worker}|{time.time_ns()}")
-        pipe.hset(SANDBOXES, sandbox_id, run_id)
-        pipe.execute()
+        """Record a new sandbox of an attempt (nothing when the run's status is gone: Redis emptied)."""
+        self._register_sandbox(keys=[self.key(run_id, "status"), self.key(run_id, "sandboxes"), SANDBOXES],
+                               args=[sandbox_id, f"{member}|{worker}|{time.time_ns()}", run_id])
 
     def unregister_sandbox(self, run_id: str, sandbox_id: str) -> None:
         pipe = self.r.pipeline(transaction=True)

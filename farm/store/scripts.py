@@ -5,8 +5,40 @@ if its member is not yet in ``{r}:done`` and the run is not finished, in the sam
 counters, the lease, the dispatch slot and the next reservation. Key layout: farm/store/keys.py.
 """
 
+# Every check a script makes comes before its first write: a script that refuses writes nothing.
+# A run whose status hash is gone (FLUSHALL, or a fresh Redis behind the same URL) is refused with
+# RUN_GONE, and a key of the wrong type or a counter that is not an integer with WRONG_TYPE.
+RUN_GONE = -3
+WRONG_TYPE = -4
+
+# types_ok({{key, allowed type, ...}, ...}): every key has one of its allowed types ('none' = absent);
+# ints_ok: the counters a script increments hold integers.
+CHECKS_BODY = """
+local function types_ok(checks)
+  for _, check in ipairs(checks) do
+    local t = redis.call('TYPE', check[1])['ok']
+    local fine = false
+    for i = 2, #check do if t == check[i] then fine = true end end
+    if not fine then return false end
+  end
+  return true
+end
+-- ints_ok({{key, field}, ...}): each field is absent or an integer (HINCRBY would fail on it mid-script)
+local function ints_ok(fields)
+  for _, f in ipairs(fields) do
+    local v = redis.call('HGET', f[1], f[2])
+    if v and not string.match(v, '^%-?%d+$') then return false end
+  end
+  return true
+end
+"""
+
 # KEYS: done, lease, inflight, status   ARGV: member, worker, lease_ms, now_ns, slot index or ''
-CLAIM = """
+# -> {attempt, ''} | {-1, ''} committed or finished | {-2, holder} | {RUN_GONE or WRONG_TYPE, ''}
+CLAIM = CHECKS_BODY + """
+if not types_ok({{KEYS[1], 'set', 'none'}, {KEYS[2], 'string', 'none'}, {KEYS[3], 'hash', 'none'},
+                 {KEYS[4], 'hash', 'none'}}) then return {-4, ''} end
+if not tonumber(redis.call('HGET', KEYS[4], 'planned')) then return {-3, ''} end
 if ARGV[5] ~= '' then redis.call('HDEL', KEYS[3], '#' .. ARGV[5]) end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {-1, ''} end
 if redis.call('HGET', KEYS[4], 'state') == 'finished' then return {-1, ''} end
@@ -42,7 +74,15 @@ RESERVE = RESERVE_BODY + \
 # KEYS: done, samples, status, inflight, lease, active, slots, cursor
 # ARGV: run_id, member, outcome, now_ns, provider, window, plan_length, fields...
 # -> {0 duplicate | 1 committed | 2 committed and run finished, next plan index or -1}
-COMMIT = RESERVE_BODY + """
+#    | {RUN_GONE | WRONG_TYPE, -1}: refused before any write
+COMMIT = RESERVE_BODY + CHECKS_BODY + """
+if not types_ok({{KEYS[1], 'set', 'none'}, {KEYS[2], 'stream', 'none'}, {KEYS[3], 'hash', 'none'},
+                 {KEYS[4], 'hash', 'none'}, {KEYS[5], 'string', 'none'}, {KEYS[6], 'set', 'none'},
+                 {KEYS[7], 'hash', 'none'}, {KEYS[8], 'hash', 'none'}}) then return {-4, -1} end
+local planned = tonumber(redis.call('HGET', KEYS[3], 'planned'))
+if not planned then return {-3, -1} end
+if not ints_ok({{KEYS[3], 'done'}, {KEYS[3], 'ok'}, {KEYS[3], 'failed'}, {KEYS[7], ARGV[5]},
+                {KEYS[8], ARGV[5]}}) then return {-4, -1} end
 if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then return {0, -1} end
 if redis.call('HGET', KEYS[3], 'state') == 'finished' then return {0, -1} end
 redis.call('SADD', KEYS[1], ARGV[2])
@@ -52,7 +92,7 @@ local done = redis.call('HINCRBY', KEYS[3], 'done', 1)
 redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('DEL', KEYS[5])
 if tonumber(redis.call('HGET', KEYS[7], ARGV[5]) or '0') > 0 then redis.call('HINCRBY', KEYS[7], ARGV[5], -1) end
-if done >= tonumber(redis.call('HGET', KEYS[3], 'planned')) then
+if done >= planned then
   redis.call('HSET', KEYS[3], 'state', 'finished', 'finished_ns', ARGV[4])
   redis.call('SREM', KEYS[6], ARGV[1])
   -- 'state = finished' now refuses late duplicates, so the done set has served its purpose
@@ -89,3 +129,18 @@ return 0
 # With nothing in flight, no slot can be legitimately held: reclaim any a lost reply kept.
 # KEYS: inflight, slots   ARGV: provider
 RESET_SLOTS_IF_IDLE = "if redis.call('HLEN', KEYS[1]) == 0 then redis.call('HSET', KEYS[2], ARGV[1], 0) end"
+
+# Per-run writes outside the ledger also need their run: after FLUSHALL they write nothing.
+# KEYS: status, facts   ARGV: provider, facts_json   -> 1 filed | 0 already filed | RUN_GONE
+FILE_FACTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end
+return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+"""
+
+# KEYS: status, run sandboxes, farm sandboxes   ARGV: sandbox_id, entry, run_id  -> 1 | RUN_GONE
+REGISTER_SANDBOX = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+return 1
+"""
