@@ -99,8 +99,22 @@ def fire(store: Store, scheduler: Scheduler, config: FarmConfig, name: str, now:
     return Fired(name, run_id=run_id)
 
 
+CHANGEPOINT_CHECK_S = 10.0  # how often beat looks for finished scheduled runs to announce
+
+
 class FarmBeatScheduler(PersistentScheduler):
-    """Celery beat's persistent scheduler, firing farm schedules in-process."""
+    """Celery beat's persistent scheduler, firing farm schedules in-process; between firings it
+    announces new change points of finished scheduled runs (farm/notify.py)."""
+
+    _next_check = 0.0
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        interval = super().tick(*args, **kwargs)
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + CHANGEPOINT_CHECK_S
+            announce_change_points(self.app.farm_context)
+        return interval
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
         if entry.task != FIRE_TASK:
@@ -118,6 +132,20 @@ class FarmBeatScheduler(PersistentScheduler):
         except Exception as exc:  # one failed firing must not stop beat
             log.error("schedule %s failed: %s", entry.args[0], exc)
         return None
+
+
+def announce_change_points(ctx: dict[str, Any]) -> int:
+    """One check for new change points (webhook in the environment); a failure is logged, never fatal."""
+    from farm.notify import check_finished
+
+    try:
+        sent = check_finished(ctx["store"], ctx["config"].statistics)
+    except Exception as exc:  # beat keeps firing schedules whatever the webhook does
+        log.error("change-point check failed: %s", exc)
+        return 0
+    if sent:
+        log.warning("announced %d new change point(s)", sent)
+    return sent
 
 
 def next_cron_time(cron: crontab, after: datetime) -> datetime:

@@ -116,6 +116,7 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> No
 def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, limit: int, as_json: bool) -> None:
     """Trend of one series across recent runs (scheduled ones included), oldest first."""
     from farm.compare import history, sparkline
+    from farm.series import history_change_points
 
     stats = ctx.obj["config"].statistics
 
@@ -125,20 +126,48 @@ def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, lim
         if not entries:
             return (f"no run among the last {limit} measured {provider}/{snippet}: "
                     "check the names with `farm runs` and `farm snippets`")
+        series, points = history_change_points(store, stats, provider, snippet, phase)
+        at = {cp["run_id"]: cp for cp in points}
+        for e in entries:
+            e["change_point"] = at.get(e["run_id"])
         if as_json:
             return json.dumps(entries, indent=2)
         unit, scale = pick_unit([e["p50_ms"] for e in entries])
         headers = ["run", "created", "label", "n", f"p50 [{unit}]", f"p50 CI [{unit}]", f"p95 [{unit}]",
-                   f"p99 [{unit}]", "vs previous"]
+                   f"p99 [{unit}]", "vs previous", "change point"]
         rows = []
         for e in entries:
             ci = interval(e["p50_ci_ms"], scale) or ("n too small" if e["n"] else MISSING)
             rows.append([e["run_id"], e["created"][:19], e["label"] or "", str(e["n"]), number(e["p50_ms"], scale),
-                         ci, number(e["p95_ms"], scale), number(e["p99_ms"], scale), e["vs_previous"] or ""])
+                         ci, number(e["p95_ms"], scale), number(e["p99_ms"], scale), e["vs_previous"] or "",
+                         _change_cell(e["change_point"])])
         trend = sparkline([e["p50_ms"] for e in entries])
-        return "\n".join([f"{provider}/{snippet}/{phase}: p50 trend {trend}", *aligned(headers, rows, {0, 1, 2, 8})])
+        return "\n".join([f"{provider}/{snippet}/{phase}: p50 trend {trend}", *aligned(headers, rows, {0, 1, 2, 8, 9}),
+                          *_change_lines(series, points, stats)])
 
     click.echo(_connect(ctx, go))
+
+
+def _change_cell(cp: dict[str, Any] | None) -> str:
+    if not cp:
+        return ""
+    size = f"{cp['change'] * 100:+.1f} %" if cp["change"] is not None else "changed"
+    return f"{'▲' if (cp['change'] or 0) > 0 else '▼'} {size} (p={cp['p_value']:.2g})"
+
+
+def _change_lines(series: list[Any], points: list[dict[str, Any]], stats: Any) -> list[str]:
+    """Below the table: each change point of the scheduled series (also those older than the runs
+    shown), or how many scheduled runs were searched for none."""
+    from farm.render.summary import describe_change
+
+    method = (f"E-divisive means, permutation test α={stats.changepoint_alpha:g}, ≥{stats.changepoint_min_size} "
+              "runs each side")
+    if not series:
+        return ["change points: no finished scheduled run measured this series (only nightly series are searched)"]
+    if not points:
+        counts = ", ".join(f"{len(s.points)} ({s.scenario}, settings {s.digest})" for s in series)
+        return [f"change points: none in the scheduled runs ({counts}; {method})"]
+    return [f"change points ({method}):", *(f"  {describe_change(cp)}" for cp in points)]
 
 
 def _known(kind: str, value: str, known: set[str]) -> None:

@@ -101,6 +101,22 @@ class Statistics(Strict):
     compare_threshold: float = Field(0.02, ge=0, lt=1, description="smallest relative change in p50 worth a "
                                      "slower/faster verdict; inside it is equivalent")
     baseline_runs: int = Field(5, ge=1, le=100, description="runs in the rolling baseline for nightly runs")
+    changepoint_alpha: float = Field(0.01, gt=0, lt=0.5, description="significance of a change point in a "
+                                     "nightly series (E-divisive, permutation test); a flat series is "
+                                     "flagged with about this probability")
+    changepoint_permutations: int = Field(199, ge=19, le=9999, description="permutations per test; "
+                                          "must allow a p-value as small as changepoint_alpha")
+    changepoint_min_size: int = Field(4, ge=2, le=100, description="fewest runs on each side of a change "
+                                      "point: a change shows once this many runs came after it")
+    changepoint_runs: int = Field(365, ge=10, le=5000, description="recent runs scanned for nightly series")
+
+    @model_validator(mode="after")
+    def _permutations_reach_alpha(self) -> "Statistics":
+        if 1 / (1 + self.changepoint_permutations) > self.changepoint_alpha:
+            raise ValueError(f"changepoint_permutations {self.changepoint_permutations} cannot give a p-value "
+                             f"as small as changepoint_alpha {self.changepoint_alpha}: use at least "
+                             f"{int(-(-1 // self.changepoint_alpha)) - 1}")
+        return self
 
 
 class Pricing(Strict):

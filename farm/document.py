@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 SCHEMA_VERSION = 1
-DOCUMENT_VERSION = 3
+DOCUMENT_VERSION = 4
 
 SampleSource = Callable[[], Iterable[dict[str, Any]]]
 
@@ -107,6 +107,9 @@ class Document:
     cost: dict[str, Any] | None = None
     # "provider/snippet" -> error class -> [{"message", "count"}], most frequent first (version 3)
     error_messages: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    # Change points of the nightly series a scheduled run belongs to (farm/series.py); None for a
+    # run that is no point of a nightly series (version 4)
+    change_points: list[dict[str, Any]] | None = None
     samples: SampleSource | None = field(default=None, repr=False, compare=False)
 
     def iter_samples(self) -> Iterator[dict[str, Any]]:
@@ -134,6 +137,7 @@ class Document:
             "distributions": self.distributions,
             "baseline": self.baseline,
             "cost": self.cost,
+            "change_points": self.change_points,
         }
 
     @classmethod
@@ -161,7 +165,8 @@ class Document:
                                 f"{type(exc).__name__}: {exc}") from None
 
 
-_OPTIONAL = ("leaks", "statistics", "warnings", "distributions", "baseline", "cost", "error_messages")
+_OPTIONAL = ("leaks", "statistics", "warnings", "distributions", "baseline", "cost", "error_messages",
+             "change_points")
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

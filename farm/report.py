@@ -20,6 +20,7 @@ from farm.config import FarmConfig, Statistics
 from farm.document import Document, Status
 from farm.error_messages import top_messages
 from farm.samples import Batch
+from farm.series import run_change_points
 from farm.stats import warnings_for
 from farm.store import Store
 
@@ -100,12 +101,14 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
         results=agg.rows,
         statistics={**stats.model_dump(), "quantiles": "exact (numpy linear) up to exact_limit, "
                     "DDSketch beyond", "intervals": "distribution-free order-statistic (binomial), "
-                    "equal-tailed", "cdf_probs": list(CDF_PROBS)},
+                    "equal-tailed", "change_points": "E-divisive means over scheduled runs' p50s, permutation "
+                    "test (farm/changepoints.py)", "cdf_probs": list(CDF_PROBS)},
         warnings=_run_notes(status, leaks) + warnings_for(rows, stats.confidence) + agg.sketch_notes,
         distributions=agg.distributions,
         baseline=base,
         cost=meter.report(config),
         error_messages=top_messages(store.iter_entries(run_id)) if agg.errors_by_class else {},
+        change_points=run_change_points(store, run_id, stats) if baseline else None,
         samples=lambda: store.iter_samples(run_id),
     )
 

@@ -162,7 +162,8 @@ def test_compare_and_history_commands(farm, monkeypatch):
     hist = runner.invoke(_cli(), ["history", "--provider", "local", "--snippet", "hello", "--phase", "run"])
     assert hist.exit_code == 0, hist.output
     assert hist.output.startswith("local/hello/run: p50 trend ")
-    assert "slower" in hist.output.splitlines()[-1]
+    assert "slower" in next(line for line in hist.output.splitlines() if line.startswith("b "))
+    assert hist.output.splitlines()[-1].startswith("change points: no finished scheduled run")
     none = runner.invoke(_cli(), ["history", "--provider", "sim", "--snippet", "hello"])
     assert none.exit_code == 0 and "no run among the last 20 measured sim/hello" in none.output
     unknown = runner.invoke(_cli(), ["history", "--provider", "local", "--snippet", "nope"])

@@ -3,7 +3,7 @@ warnings to show, and the cost lines. Built from the document only."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from farm.document import Document, Row
 from farm.render.units import MISSING, interval, number, pick_unit
@@ -62,6 +62,7 @@ def warnings(doc: Document) -> list[str]:
     out = list(doc.warnings)
     if doc.baseline:
         out += [f"baseline: {f}" for f in doc.baseline["flags"]]
+    out += [f"change point: {describe_change(cp)}" for cp in doc.change_points or []]
     if doc.status.state != "finished":
         out.append(f"run is {doc.status.state}: {doc.status.done}/{doc.status.planned} samples so far; "
                    "`farm report` again when it finishes")
@@ -87,3 +88,11 @@ def error_counts(doc: Document) -> list[str]:
     """``provider/snippet: class=n, ...`` per pair that failed."""
     return [f"{key}: " + ", ".join(f"{c}={n}" for c, n in sorted(classes.items()))
             for key, classes in doc.errors_by_class.items()]
+
+
+def describe_change(cp: Mapping[str, Any]) -> str:
+    """One line: series, size, where it starts, significance."""
+    change = f"{cp['change'] * 100:+.1f} %" if cp.get("change") is not None else "changed"
+    return (f"{cp['provider']}/{cp['snippet']}/{cp['phase']} ({cp['scenario']}): p50 {change} "
+            f"({cp['before_ms']:.4g} → {cp['after_ms']:.4g} ms) from run {cp['run_id']} "
+            f"({cp['created'][:10] or 'date unknown'}), p={cp['p_value']:.2g} over {cp['runs']} scheduled runs")

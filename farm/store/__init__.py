@@ -11,6 +11,7 @@ One module per concern, combined into the ``Store`` callers use:
     dispatch.py  cursor, slots, in-flight entries, task titles waiting in a queue
     fleet.py     worker heartbeats, locks, leaked sandboxes and sweeps, schedule guards, API checks
     sandboxes.py the sandbox register (created, not yet destroyed, per attempt) and the farm's id
+    series.py    finished runs' cached summaries, change points already announced
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from farm.store.keys import member_key, parse_member  # noqa: F401
 from farm.store.ledger import RUN_GONE, WRONG_TYPE, Ledger  # noqa: F401
 from farm.store.runs import RunStatus, Runs  # noqa: F401
 from farm.store.sandboxes import Registered, Sandboxes  # noqa: F401
+from farm.store.series import SeriesStore
 from farm.store.stream import Stream
 
 
-class Store(Runs, Ledger, Stream, Dispatch, Fleet, Sandboxes):
+class Store(Runs, Ledger, Stream, Dispatch, Fleet, Sandboxes, SeriesStore):
     """Typed access to the farm's Redis keys: ``Store.from_url(url)``."""

@@ -5,7 +5,8 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
     {r}:manifest               STRING JSON: plan, seed, snippets (code included), settings, versions
                                       (farm/manifest.py: the Manifest model)
     {r}:status                 HASH   state, planned, done, ok, failed, created_ns, finished_ns, label,
-                                      incomplete, missing_count, missing, finish_reason, schedule
+                                      incomplete, missing_count, missing, finish_reason, schedule,
+                                      changepoints ("checked": new change points announced, farm/notify.py)
     {r}:samples                STREAM one entry per committed sample (layout: farm/samples.py)
     {r}:done                   SET    members ("provider|snippet|rep") already committed: exactly-once
                                       (deleted when the run finishes: 'finished' refuses late commits)
@@ -20,6 +21,8 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
     {r}:sweep                  HASH   "<provider>:reclaimed" -> sandboxes a sweep deleted for this run
     {r}:sandboxes              HASH   sandbox id -> "<member>|<worker>|<created ns>": created by an attempt
                                       and not yet destroyed (left by an interrupted attempt = leaked)
+    {r}:summary                STRING JSON per-series summary of a finished run (n, p50/p95/p99 with
+                                      intervals), written once by farm/series.py; a cache, rebuilt if gone
 
 Farm-wide:
 
@@ -38,6 +41,8 @@ Farm-wide:
                                       period = "m<YYYYmmddHHMM>" (cron, UTC) or "i<bucket>" (every_s)
     farm:assumptions           HASH   provider -> JSON verdicts of `farm doctor --live` (farm/live.py)
     farm:counter:<name>        STRING INCR counter for harness processes (bench's bare Celery baseline)
+    farm:changepoints:<series> HASH   run id where a change point starts -> JSON of what the webhook was
+                                      sent (HSETNX: announced once); series = provider|snippet|scenario|phase|digest
 
 Celery's own keys (the queues ``farm.<provider>``, ``unacked``, ``_kombu.*``) belong to kombu; the
 farm only reads a queue's messages to recognise task titles (dispatch.queued_titles).
@@ -78,6 +83,10 @@ def lock_key(name: str) -> str:
 
 def schedule_guard_key(schedule: str, period: str) -> str:
     return f"farm:schedule:{schedule}:{period}"
+
+
+def changepoints_key(series: str) -> str:
+    return f"farm:changepoints:{series}"
 
 
 def counter_key(name: str) -> str:

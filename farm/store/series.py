@@ -1,0 +1,41 @@
+"""Nightly series: each finished run's summary (cached once) and the change points already announced."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from farm.store.base import StoreBase
+from farm.store.keys import changepoints_key
+
+
+class SeriesStore(StoreBase):
+    def run_summary(self, run_id: str) -> dict[str, Any] | None:
+        """The cached per-series summary of a finished run (farm/series.py writes it), or None."""
+        raw = self.r.get(self.key(run_id, "summary"))
+        return json.loads(raw) if raw else None
+
+    def save_run_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        self.r.set(self.key(run_id, "summary"), json.dumps(summary, separators=(",", ":")))
+
+    def mark_changepoints_checked(self, run_id: str) -> bool:
+        """True for the first process to check a finished run for new change points."""
+        return bool(self.r.hsetnx(self.key(run_id, "status"), "changepoints", "checked"))
+
+    def clear_changepoints_checked(self, run_id: str) -> None:
+        self.r.hdel(self.key(run_id, "status"), "changepoints")
+
+    def changepoints_checked(self, run_id: str) -> bool:
+        return bool(self.r.hexists(self.key(run_id, "status"), "changepoints"))
+
+    def announced_change_points(self, series: str) -> dict[str, dict[str, Any]]:
+        """run id where a change point starts -> what was announced, for one series."""
+        return {k: json.loads(v) for k, v in self.r.hgetall(changepoints_key(series)).items()}
+
+    def claim_change_point(self, series: str, run_id: str, info: dict[str, Any]) -> bool:
+        """Take the right to announce a change point (HSETNX): True once per series and run."""
+        return bool(self.r.hsetnx(changepoints_key(series), run_id, json.dumps(info, default=str)))
+
+    def release_change_point(self, series: str, run_id: str) -> None:
+        """Give a claim back when its announcement failed, so a later check retries it."""
+        self.r.hdel(changepoints_key(series), run_id)
