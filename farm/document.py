@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 SCHEMA_VERSION = 1
-DOCUMENT_VERSION = 4
+DOCUMENT_VERSION = 5
 
 SampleSource = Callable[[], Iterable[dict[str, Any]]]
 

@@ -46,6 +46,17 @@ class PlanSpec(_Frozen):
     measured: int
 
 
+class HostFacts(_Frozen):
+    """One worker host as a run saw it (farm/hosts.py): usable CPUs, 1/5/15-minute load averages
+    before and after the run, and the farm's worker processes there (in total and per provider)."""
+
+    cpus: int | None = None
+    load_before: list[float] | None = None
+    load_after: list[float] | None = None  # filled in from {r}:hosts when a report is built
+    worker_processes: int | None = None
+    providers: dict[str, int] = {}
+
+
 @lru_cache(maxsize=64)
 def _expand(spec: PlanSpec) -> Plan:
     return Plan.build(spec.providers, spec.snippets, spec.once, spec.repetitions, spec.warmup, spec.seed)
@@ -72,11 +83,14 @@ class Manifest(_Frozen):
     snippets: dict[str, dict[str, Any]] = {}  # name -> Snippet.to_manifest()
     statistics: dict[str, Any] = {}
     scheduler: dict[str, Any] = {}  # farm version, Python, host and pid of the creating process
+    hosts: dict[str, HostFacts] = {}  # worker host -> facts when the run was created (farm/hosts.py)
+    gates: list[str] = []  # --fail-on expressions checked whenever the run is reported (farm/gates.py)
 
     @classmethod
     def assemble(cls, config: FarmConfig, run_id: str, providers: Sequence[str], snippets: Sequence[Snippet],
                  *, repetitions: int, warmup: int, concurrency: int, seed: int | None = None,
-                 label: str = "") -> "Manifest":
+                 label: str = "", hosts: dict[str, HostFacts] | None = None,
+                 gates: Sequence[str] = ()) -> "Manifest":
         """The manifest of a new run: its plan (seed drawn unless given) and the config it runs under."""
         seed = seed if seed is not None else (config.defaults.seed if config.defaults.seed is not None
                                               else secrets.randbelow(2**31))
@@ -98,7 +112,8 @@ class Manifest(_Frozen):
             snippets={s.name: s.to_manifest() for s in snippets},
             statistics=config.statistics.model_dump(),
             scheduler={"farm_version": __version__, "python": sys.version.split()[0],
-                       "host": platform.node(), "pid": os.getpid()})
+                       "host": platform.node(), "pid": os.getpid()},
+            hosts=hosts or {}, gates=list(gates))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Manifest":

@@ -13,12 +13,13 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from farm import compare
+from farm import compare, hosts
 from farm import render as formats
 from farm.aggregate import CDF_PROBS, aggregate_run
 from farm.config import FarmConfig, Statistics
 from farm.document import Document, Status
 from farm.error_messages import top_messages
+from farm.manifest import HostFacts
 from farm.samples import Batch
 from farm.series import run_change_points
 from farm.stats import warnings_for
@@ -88,6 +89,7 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
     rows = [row.to_dict() for row in agg.rows]
     base = compare.baseline_flags(store, run_id, stats, compare.RunData(run_id, agg, sample)) if prior else None
     leaks = leak_summary(store, run_id, leaked)
+    manifest = _manifest(store, run_id)
     return Document(
         run_id=run_id,
         status=Status(state=status.state, planned=status.planned, done=status.done, ok=status.ok,
@@ -95,7 +97,7 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
                       missing_count=status.missing_count, missing=status.missing or [],
                       finish_reason=status.finish_reason),
         leaks=leaks,
-        manifest=_manifest(store, run_id),
+        manifest=manifest,
         counts=agg.counts,
         errors_by_class=agg.errors_by_class,
         results=agg.rows,
@@ -103,7 +105,8 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
                     "DDSketch beyond", "intervals": "distribution-free order-statistic (binomial), "
                     "equal-tailed", "change_points": "E-divisive means over scheduled runs' p50s, permutation "
                     "test (farm/changepoints.py)", "cdf_probs": list(CDF_PROBS)},
-        warnings=_run_notes(status, leaks) + warnings_for(rows, stats.confidence) + agg.sketch_notes,
+        warnings=(_run_notes(status, leaks) + host_warnings(manifest) + warnings_for(rows, stats.confidence)
+                  + agg.sketch_notes),
         distributions=agg.distributions,
         baseline=base,
         cost=meter.report(config),
@@ -122,7 +125,15 @@ def _manifest(store: Store, run_id: str) -> dict[str, Any]:
     manifest["snippets"] = {name: {k: v for k, v in s.items() if k != "code"}
                             for name, s in manifest["snippets"].items()}
     manifest["environment"] = store.env_facts(run_id, manifest["plan"]["providers"])
+    manifest["hosts"] = {host: facts.model_dump(mode="json") for host, facts
+                         in hosts.merge(manifest.get("hosts") or {}, store.run_hosts(run_id)).items()}
     return manifest
+
+
+def host_warnings(manifest: dict[str, Any]) -> list[str]:
+    """The farm competing with itself, or load that moved, on a worker host (farm/hosts.py)."""
+    facts = {host: HostFacts.model_validate(f) for host, f in (manifest.get("hosts") or {}).items()}
+    return hosts.warnings(facts, manifest["plan"]["providers"])
 
 
 def build_document(store: Store, run_id: str, config: FarmConfig | None = None,

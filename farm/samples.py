@@ -23,12 +23,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+# PHASES (wire order), PHASE_ORDER (reading order, with the derived "tti") and INTERNAL live in
+# farm/phases.py, so light modules can name phases without numpy.
+from farm.phases import INTERNAL, PHASE_ORDER, PHASES  # noqa: F401
+
 SCHEMA_VERSION = 1
-# The measured phases, in wire order; every other phase is derived from them (see phase_values).
-PHASES = ("queue", "claim", "create", "ready", "setup", "run", "destroy", "total")
-# All phases in the order people read them; "tti" (time to interactive) = claim-or-create + ready.
-PHASE_ORDER = ("queue", "claim", "create", "ready", "tti", "setup", "run", "destroy", "total")
-INTERNAL = "internal."  # prefix of the sections a snippet timed itself: internal.<name>
 NUMBERS = ("started_ns", *(f"{p}_ns" for p in PHASES))
 GROUP = ("provider", "snippet", "warmup", "outcome", "error_class")
 KEYS = ("rep", "attempt", "retries", "exit_code", "warm", "leaked", "error_phase", "worker", "v")

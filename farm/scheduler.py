@@ -14,6 +14,7 @@ from typing import Sequence
 
 from celery import Celery
 
+from farm import hosts
 from farm.config import FarmConfig
 from farm.dispatch import Dispatcher
 from farm.manifest import Manifest, new_run_id
@@ -32,11 +33,13 @@ class Scheduler:
 
     def create_run(self, config: FarmConfig, providers: Sequence[str], snippets: Sequence[Snippet], *,
                    repetitions: int, warmup: int, concurrency: int, seed: int | None = None,
-                   label: str = "", run_id: str | None = None) -> str:
-        """Write the manifest and status to Redis, then dispatch the first window of tasks."""
+                   label: str = "", run_id: str | None = None, gates: Sequence[str] = ()) -> str:
+        """Write the manifest and status to Redis, then dispatch the first window of tasks. The
+        manifest records the worker hosts live now (their load before the run) and the run's gates."""
         manifest = Manifest.assemble(config, run_id or new_run_id(), providers, snippets,
                                      repetitions=repetitions, warmup=warmup, concurrency=concurrency,
-                                     seed=seed, label=label)
+                                     seed=seed, label=label, hosts=hosts.snapshot(self.store.live_workers()),
+                                     gates=gates)
         self.store.create_run(manifest.run_id, manifest.to_dict(), manifest.plan.total, label=label)
         self.dispatcher.remember(manifest)
         for provider in providers:

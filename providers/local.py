@@ -99,7 +99,8 @@ class LocalSettings(ProviderSettings):
         return self
 
 
-SPEC = ProviderSpec(name="local", adapter="providers.local:LocalProvider", settings=LocalSettings)
+SPEC = ProviderSpec(name="local", adapter="providers.local:LocalProvider", settings=LocalSettings,
+                    runs_on_worker_host=True)
 
 
 class LocalProvider(Provider):

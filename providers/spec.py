@@ -50,6 +50,7 @@ class ProviderSpec:
     extra: str | None = None                 # pip extra that installs the SDK
     sdk: tuple[str, ...] = ()                # distributions whose versions `farm doctor` and facts show
     sidecar: str | None = None               # "module:function(settings: dict, log_dir) -> context manager"
+    runs_on_worker_host: bool = False        # its phases use the worker host's CPU (farm/hosts.py warns)
 
     def validate(self, raw: Mapping[str, Any] | None) -> ProviderSettings:
         """The settings model for ``raw``; raises ValueError with one line naming the key."""

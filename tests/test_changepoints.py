@@ -165,7 +165,7 @@ def test_nightly_series_change_points_in_report_history_and_webhook(farm, monkey
     assert run_change_points(st, "n10", STATS) == []  # before the step: nothing to find yet
 
     doc = build(st, "n19")
-    assert doc.to_json()["change_points"] == points and doc.to_json()["document_version"] == 4
+    assert doc.to_json()["change_points"] == points and doc.to_json()["document_version"] >= 4
     table = render(doc, "table")
     assert "change point: local/hello/run (cold): p50 +" in table and "from run n12" in table
     assert build(st, "manual").change_points is None

@@ -38,6 +38,9 @@ def _manifest(run_id: str, seed: int) -> dict:
         "snippets": {name: {**snippet, "name": name} for name in SNIPPETS},
         "statistics": config.statistics.model_dump(),
         "scheduler": {"farm_version": "0.0.0", "python": "3.11.0", "host": "golden", "pid": 1},
+        "hosts": {"golden": {"cpus": 2, "load_before": [0.25, 0.5, 0.75], "worker_processes": 4,
+                             "providers": {"local": 2, "sim": 2}}},
+        "gates": ["error-rate>50%"],
     }
 
 
@@ -78,6 +81,9 @@ def _commit_run(store, run_id: str, seed: int, slow: float) -> None:
                 sample = _sample(rng, provider, snippet, rep - WARMUP if not warmup else rep, warmup, slow)
                 assert store.commit(run_id, sample) in (1, 2)
     store.add_env_facts(run_id, "local", {"cpus": "2", "python": "3.11.2"})
+    store.note_run_host(run_id, "local@golden:1", {"host": "golden", "cpus": 2, "provider": "local", "processes": 2,
+                                                   "first_load": [0.5, 0.5, 0.75], "first_ts": 1,
+                                                   "last_load": [7.5, 3.0, 1.25], "ts": 2})
 
 
 @pytest.fixture

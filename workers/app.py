@@ -19,6 +19,7 @@ from celery import signals
 
 from farm.celery_app import LEASE_MS, SAMPLE_TASK, make_app
 from farm.config import load_config
+from farm.hosts import heartbeat_facts
 from farm.manifest import Manifest
 from farm.redact import redact
 from farm.samples import Sample
@@ -255,21 +256,49 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
 _stop_background = threading.Event()
 
 
-def _background(hostname: str) -> None:
-    me = f"{hostname}:{os.getpid()}"
+_me: list[str] = []  # this worker's heartbeat id, once ready
+
+
+def _beat(processes: int | None) -> dict[str, Any]:
+    """The heartbeat: provider, time, and the host's facts (CPUs, load, this worker's pool size)."""
+    return {**heartbeat_facts(os.environ.get("FARM_PROVIDER", ""), processes), "ts": time.time_ns()}
+
+
+def _background(me: str, processes: int | None) -> None:
+    first: dict[str, tuple[Any, int]] = {}  # run id -> (load, ns) when this worker first saw it active
     while not _stop_background.wait(3):
         try:
-            store().heartbeat(me, {"provider": os.environ.get("FARM_PROVIDER", ""), "ts": time.time_ns()})
+            beat = _beat(processes)
+            store().heartbeat(me, beat)
+            note_active_runs(me, beat, first)
             scheduler().reconcile_active(owner=me)
         except Exception:  # Redis restarting: try again on the next tick
             continue
 
 
+def note_active_runs(me: str, beat: dict[str, Any], first: dict[str, tuple[Any, int]]) -> None:
+    """File this host's facts into every active run: the last write before a run finishes is its
+    load after the run (farm/hosts.py)."""
+    active = set(store().active_runs())
+    for run_id in list(first):
+        if run_id not in active:
+            del first[run_id]
+    for run_id in active:
+        load, since = first.setdefault(run_id, (beat["load"], beat["ts"]))
+        store().note_run_host(run_id, me, {"host": beat["host"], "cpus": beat["cpus"], "provider": beat["provider"],
+                                           "processes": beat["processes"], "first_load": load,
+                                           "first_ts": since, "last_load": beat["load"], "ts": beat["ts"]})
+
+
 @signals.worker_ready.connect
 def _on_ready(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", socket.gethostname())
-    store().heartbeat(f"{hostname}:{os.getpid()}", {"provider": os.environ.get("FARM_PROVIDER", "")})
-    threading.Thread(target=_background, args=(hostname,), name="farm-heartbeat", daemon=True).start()
+    processes = getattr(getattr(sender, "controller", None), "concurrency", None)
+    processes = processes if isinstance(processes, int) else None
+    me = f"{hostname}:{os.getpid()}"
+    _me.append(me)
+    store().heartbeat(me, _beat(processes))
+    threading.Thread(target=_background, args=(me, processes), name="farm-heartbeat", daemon=True).start()
 
 
 @signals.worker_process_shutdown.connect
@@ -283,6 +312,11 @@ def _flush_sketches(**_: Any) -> None:
 @signals.worker_shutdown.connect
 def _on_shutdown(**_: Any) -> None:
     _stop_background.set()
+    try:  # a stopped worker no longer shares its host: do not count it for 15 more seconds
+        for me in _me:
+            store().forget_worker(me)
+    except Exception:
+        pass
 
 
 @signals.worker_process_shutdown.connect

@@ -33,6 +33,7 @@ class StoreBase:
         self._reserve = client.register_script(scripts.RESERVE)
         self._reset_slots = client.register_script(scripts.RESET_SLOTS_IF_IDLE)
         self._file_facts = client.register_script(scripts.FILE_FACTS)
+        self._note_host = client.register_script(scripts.NOTE_HOST)
         self._register_sandbox = client.register_script(scripts.REGISTER_SANDBOX)
 
     @classmethod

@@ -14,6 +14,10 @@ class Fleet(StoreBase):
     def heartbeat(self, worker: str, info: dict[str, Any], ttl_s: int = 15) -> None:
         self.r.set(worker_key(worker), json.dumps(info), ex=ttl_s)
 
+    def forget_worker(self, worker: str) -> None:
+        """A worker shutting down drops its heartbeat at once (instead of after its TTL)."""
+        self.r.delete(worker_key(worker))
+
     def live_workers(self) -> dict[str, dict[str, Any]]:
         keys = list(self.r.scan_iter(f"{WORKER_PREFIX}*", count=500))
         values = self.r.mget(keys) if keys else []

@@ -17,6 +17,9 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
     {r}:lease:<member>         STRING worker id, PX lease; refreshed while the sample runs
     {r}:facts                  HASH   provider -> JSON facts (SDK version, region, confinement), first writer wins
     {r}:env:<provider>         HASH   FARM_FACT key -> value that snippets reported (CPUs, memory, OS)
+    {r}:hosts                  HASH   worker id -> JSON {host, cpus, provider, processes, first_load,
+                                      first_ts, last_load, ts}: written every heartbeat while the run is
+                                      active (farm/hosts.py: load after the run, hosts that joined late)
     {r}:sketches               HASH   "<provider>|<snippet>|<phase>|<writer>" -> JSON sketch (farm/sketch.py)
     {r}:sweep                  HASH   "<provider>:reclaimed" -> sandboxes a sweep deleted for this run
     {r}:sandboxes              HASH   sandbox id -> "<member>|<worker>|<created ns>": created by an attempt
@@ -34,7 +37,8 @@ Farm-wide:
     farm:sandboxes             HASH   sandbox id -> run id, for each {r}:sandboxes entry (sweep's look-up)
     farm:sandboxes:dead        HASH   sandbox id -> ns a sweep first saw its attempt dead (grace period)
     farm:sweep:last            HASH   provider -> JSON {ts_ns, found, deleted, error} of its last sweep
-    farm:worker:<worker>       STRING JSON {provider, ts} heartbeat of a live worker (TTL 15 s)
+    farm:worker:<worker>       STRING JSON {provider, ts, host, cpus, load, processes} heartbeat of a
+                                      live worker (TTL 15 s; deleted when the worker shuts down)
     farm:lock:<name>           STRING owner, PX: "reconciler" lets one process reconcile per interval
     farm:schedule:<name>:<period>
                                STRING "1", EX 3 periods: the schedule fired in this period (farm/beat.py);

@@ -98,6 +98,15 @@ class Runs(StoreBase):
     def provider_facts(self, run_id: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self.r.hgetall(self.key(run_id, "facts")).items()}
 
+    def note_run_host(self, run_id: str, worker: str, facts: dict[str, Any]) -> None:
+        """A worker's host facts while the run is active (farm/hosts.py); the last write wins. A run
+        whose status is gone (Redis emptied) gets nothing written."""
+        self._note_host(keys=[self.key(run_id, "status"), self.key(run_id, "hosts")], args=[worker, json.dumps(facts)])
+
+    def run_hosts(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Worker id -> the host facts it last wrote into the run."""
+        return {k: json.loads(v) for k, v in self.r.hgetall(self.key(run_id, "hosts")).items()}
+
     def add_env_facts(self, run_id: str, provider: str, facts: dict[str, str]) -> None:
         """Facts a snippet reported about its sandbox (``FARM_FACT`` lines: CPUs, memory, OS)."""
         self.r.hset(self.key(run_id, f"env:{provider}"), mapping=facts)

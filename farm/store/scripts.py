@@ -137,6 +137,12 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end
 return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
 """
 
+# KEYS: status, run hosts   ARGV: worker id, JSON facts  -> 1 | 0 | RUN_GONE (a heartbeat's host facts)
+NOTE_HOST = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end
+return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+"""
+
 # KEYS: status, run sandboxes, farm sandboxes   ARGV: sandbox_id, entry, run_id  -> 1 | RUN_GONE
 REGISTER_SANDBOX = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -3 end

@@ -1,0 +1,9 @@
+"""Phase names, in a module without numpy so config validation and CLI flags can check them cheaply."""
+
+from __future__ import annotations
+
+# The measured phases, in wire order; every other phase is derived from them (see farm/samples.py).
+PHASES = ("queue", "claim", "create", "ready", "setup", "run", "destroy", "total")
+# All phases in the order people read them; "tti" (time to interactive) = claim-or-create + ready.
+PHASE_ORDER = ("queue", "claim", "create", "ready", "tti", "setup", "run", "destroy", "total")
+INTERNAL = "internal."  # prefix of the sections a snippet timed itself: internal.<name>
