@@ -27,6 +27,11 @@ MIN_MODE_MASS = 0.05
 MIN_MODE_COUNT = 5
 # Log-scale spread below this (0.1 %) is flat enough that "two modes" would mean nothing.
 MIN_LOG_SD = 1e-3
+# Kernel bandwidth floor on the log scale (2 %): clusters closer than this are one duration measured
+# through a clock's tick or a sleep's overshoot, not two populations.
+MIN_LOG_BANDWIDTH = 0.02
+# Peaks closer than this ratio are one mode (a 15 % difference is not "warm vs cold").
+MIN_MODE_RATIO = 1.15
 
 
 def _tail(confidence: float) -> float:
@@ -77,9 +82,12 @@ def quantile_ci(sorted_values: np.ndarray, q: float, confidence: float) -> tuple
 def modes(values_ms: np.ndarray, weights: np.ndarray | None = None) -> list[float] | None:
     """Significant modes (ms) of a latency distribution, from a kernel density of ln(value).
 
-    Gaussian kernel, Silverman's bandwidth, on a 256-point grid. Two neighbouring peaks count as
-    separate modes only if the valley between them is below MAX_VALLEY of the smaller peak and
-    each side holds at least MIN_MODE_MASS of the samples (and MIN_MODE_COUNT samples). None when
+    Gaussian kernel, Silverman's bandwidth (never below MIN_LOG_BANDWIDTH: a timer's tick or a
+    sleep's overshoot makes clusters a fraction of a percent apart, which are one duration), on a
+    256-point grid. The density is cut at its valleys into segments, one peak each; neighbouring
+    segments are one mode when the valley between them is not deep (above MAX_VALLEY of the smaller
+    peak) or their peaks are less than MIN_MODE_RATIO apart, and a segment holding less than
+    MIN_MODE_MASS of the samples (or MIN_MODE_COUNT samples) joins its neighbour. None when
     n < MIN_N_SHAPE. ``weights`` lets a sketch pass its bins (representative value, count).
     """
     x = np.asarray(values_ms, dtype=np.float64)
@@ -97,26 +105,50 @@ def modes(values_ms: np.ndarray, weights: np.ndarray | None = None) -> list[floa
     mean = float(np.average(x, weights=w))
     sd = math.sqrt(float(np.average((x - mean) ** 2, weights=w)))
     iqr = float(xs[np.searchsorted(cw, 0.75)] - xs[np.searchsorted(cw, 0.25)])
-    h = 0.9 * (min(sd, iqr / 1.34) or sd) * n ** -0.2
+    h = max(0.9 * (min(sd, iqr / 1.34) or sd) * n ** -0.2, MIN_LOG_BANDWIDTH)
     edges = np.linspace(lo - 3 * h, hi + 3 * h, GRID + 1)
     step = edges[1] - edges[0]
     hist, _ = np.histogram(x, bins=edges, weights=w)
     width = max(h / step, 1.0)
     k = np.arange(-int(4 * width) - 1, int(4 * width) + 2)
-    dens = np.convolve(hist, np.exp(-0.5 * (k / width) ** 2), mode="same")
-    mass = np.cumsum(hist) / n
-    need = max(MIN_MODE_MASS, MIN_MODE_COUNT / n)
-    peaks = [i for i in range(1, GRID - 1) if dens[i] > dens[i - 1] and dens[i] >= dens[i + 1]]
-    found: list[int] = peaks[:1]
-    for p in peaks[1:]:
-        prev = found[-1]
-        valley = prev + int(np.argmin(dens[prev:p + 1]))
-        if dens[valley] < MAX_VALLEY * min(dens[prev], dens[p]) and need <= mass[valley] <= 1 - need:
-            found.append(p)
-        elif dens[p] > dens[prev]:
-            found[-1] = p  # a shallow dip: the same mode, whose top is further on
+    # "full" and slice: "same" returns the longer input's length, the kernel's when it outgrows the grid
+    dens = np.convolve(hist, np.exp(-0.5 * (k / width) ** 2), mode="full")[k.size // 2: k.size // 2 + GRID]
     centers = (edges[:-1] + edges[1:]) / 2
-    return [float(math.exp(centers[i])) for i in found]
+    peaks = [i for i in range(1, GRID - 1) if dens[i] > dens[i - 1] and dens[i] >= dens[i + 1]]
+    if len(peaks) < 2:
+        return [float(math.exp(centers[int(np.argmax(dens))]))]
+    cum = np.concatenate(([0.0], np.cumsum(hist) / n))
+    # Segments between valleys: [start bin, end bin, peak bin]; the first and last reach the grid's ends.
+    valleys = [a + int(np.argmin(dens[a:b + 1])) for a, b in zip(peaks, peaks[1:])]
+    bounds = [0, *valleys, GRID]
+    segs = [[bounds[i], bounds[i + 1], p] for i, p in enumerate(peaks)]
+    need = max(MIN_MODE_MASS, MIN_MODE_COUNT / n)
+
+    def join(i: int) -> None:  # segment i and i + 1 become one, its peak the higher of the two
+        a, b = segs[i], segs.pop(i + 1)
+        a[1], a[2] = b[1], a[2] if dens[a[2]] >= dens[b[2]] else b[2]
+
+    def weak(i: int) -> float:  # > 0: the boundary after segment i does not separate two modes
+        a, b = segs[i], segs[i + 1]
+        valley = float(dens[a[1]]) / min(dens[a[2]], dens[b[2]])
+        close = centers[b[2]] - centers[a[2]] < math.log(MIN_MODE_RATIO)
+        return max(valley - MAX_VALLEY, 0.0) + (1.0 if close else 0.0)
+
+    while len(segs) > 1:
+        worst = max(range(len(segs) - 1), key=weak)
+        if weak(worst) > 0:
+            join(worst)
+            continue
+        masses = [cum[e] - cum[s] for s, e, _ in segs]
+        small = min(range(len(segs)), key=lambda i: masses[i])
+        if masses[small] >= need:
+            break
+        # a thin segment joins the neighbour it is least separated from (the higher valley)
+        if small == 0 or (small < len(segs) - 1 and dens[segs[small][1]] >= dens[segs[small - 1][1]]):
+            join(small)
+        else:
+            join(small - 1)
+    return [float(math.exp(centers[p])) for _, _, p in segs]
 
 
 def shape_flags(n: int, mean: float | None, stdev: float | None, modes_ms: list[float] | None

@@ -139,3 +139,61 @@ def test_modes_false_positive_rate_is_low_on_unimodal_latency():
     flagged = sum(len(modes(40 + rng.exponential(5, 100))) > 1 for _ in range(200))
     assert flagged <= 10  # <= 5 % on a shifted exponential, the classic latency shape
     assert modes(np.array([5.0] * 19)) is None  # too few samples to say anything
+
+
+# Ground truth for the mode test: what a fixed sleep looks like through real clocks, noisy unimodal
+# latency, and true mixtures. n=100 is a typical run; every draw seeded.
+def _fixed_20ms(rng, n):
+    return {
+        "sleep overshoot": 20 + rng.exponential(0.05, n),
+        "timer ticks": 20.05 + 0.05 * rng.geometric(0.6, n),
+        "two ticks": np.where(rng.random(n) < 0.3, 20.12, 20.06) + rng.normal(0, 0.002, n),
+        "rare hiccups": np.where(rng.random(n) < 0.01, 20 + rng.uniform(1, 30, n), 20.06 + rng.exponential(0.02, n)),
+        "jitter ±1%": 20 * rng.lognormal(0, 0.01, n),
+    }
+
+
+def _unimodal_noisy(rng, n):
+    return {"lognormal σ0.5": rng.lognormal(4, 0.5, n), "gamma": rng.gamma(2, 10, n),
+            "shifted exponential": 50 + rng.exponential(10, n), "pareto": 10 * (1 + rng.pareto(2.5, n)),
+            "normal": rng.normal(50, 5, n)}
+
+
+def _bimodal(rng, n):
+    def mix(p, a, b, s):
+        return np.where(rng.random(n) < p, rng.lognormal(np.log(b), s, n), rng.lognormal(np.log(a), s, n))
+    return {"90/10 warm/cold ×5": mix(0.1, 50, 250, 0.2), "50/50 ×2": mix(0.5, 50, 100, 0.1),
+            "70/30 ×1.5": mix(0.3, 100, 150, 0.05), "80/20 ×10": mix(0.2, 50, 500, 0.3)}
+
+
+def _flag_rates(make, n, reps=40, seed=11):
+    rng = np.random.default_rng(seed)
+    rates: dict[str, float] = {}
+    for _ in range(reps):
+        for name, values in make(rng, n).items():
+            rates[name] = rates.get(name, 0.0) + (len(modes(values)) > 1) / reps
+    return rates
+
+
+@pytest.mark.parametrize("n", [20, 100, 1000])
+def test_a_fixed_phase_is_never_bimodal(n):
+    assert _flag_rates(_fixed_20ms, n) == {name: 0.0 for name in _fixed_20ms(np.random.default_rng(0), 1)}
+
+
+def test_noisy_unimodal_is_rarely_and_mixtures_almost_always_bimodal():
+    noisy = _flag_rates(_unimodal_noisy, 100)
+    assert max(noisy.values()) <= 0.05, noisy
+    mixed = _flag_rates(_bimodal, 100)
+    assert min(mixed.values()) >= 0.95, mixed
+
+
+def test_fixed_20ms_row_through_aggregate_and_sketch_has_no_bimodal_flag():
+    from farm.sketch import LatencySketch
+
+    values = _fixed_20ms(np.random.default_rng(3), 500)["timer ticks"]
+    row = aggregate(samples(values * 1e6)).rows[0]
+    assert "bimodal" not in row.flags and len(row.modes_ms) == 1
+    assert row.modes_ms[0] == pytest.approx(20.1, rel=0.01)
+    sketch = LatencySketch(0.01)
+    sketch.add_many(values)
+    assert len(sketch.modes()) == 1
