@@ -15,7 +15,7 @@ import click
 
 from farm import __version__
 from farm.errors import ConfigError, FarmError
-from farm.render import FORMATS, default_output, write
+from farm.render import FORMATS, TABLE_FORMATS, default_output, write
 from farm.render import render as render_document
 
 if TYPE_CHECKING:
@@ -81,6 +81,21 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj["config"] = load_config(config_path)
 
 
+COLUMNS_HELP = ("summary table columns: 'default' (fits 120 characters), 'all', a list (p50,p95,max) or "
+                "additions (+max,+mean); see docs/results-format.md")
+
+
+def _columns(spec: str | None, as_json: bool = False) -> tuple[str, ...] | None:
+    """--columns checked before any work starts (a typo must not cost a run)."""
+    if spec is None:
+        return None
+    if as_json:
+        raise click.UsageError("--columns chooses the table's columns; --json prints the whole document")
+    from farm.render.summary import parse_columns
+
+    return parse_columns(spec)
+
+
 @cli.command("run")
 @click.option("--providers", help="comma-separated providers (default: plan.providers in config)")
 @click.option("--snippets", help="comma-separated snippet names, or 'all' (default: plan.snippets)")
@@ -91,11 +106,13 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 @click.option("--seed", type=int, help="seed for the interleaving order (recorded in the manifest)")
 @click.option("--label", default="", help="a label stored with the run")
 @click.option("--json", "as_json", is_flag=True, help="print the results document as JSON")
+@click.option("--columns", "columns_spec", metavar="LIST", help=COLUMNS_HELP)
 @click.pass_context
 def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, snippets_dir: str | None,
             repetitions: int | None, warmup: int | None, concurrency: int | None, seed: int | None,
-            label: str, as_json: bool) -> None:
+            label: str, as_json: bool, columns_spec: str | None) -> None:
     """Schedule a benchmark, follow its progress, and print the results."""
+    columns = _columns(columns_spec, as_json)
     from farm.snippets import check_env_vars, library, select
     from providers import check_name
 
@@ -124,21 +141,23 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
 
     progress = Progress()
     run_id, doc = runner.run(config, options, on_progress=progress, on_started=started, on_notice=progress.notice)
-    click.echo(render_document(doc, "json" if as_json else "table"))
+    click.echo(render_document(doc, "json" if as_json else "table", columns))
 
 
 @cli.command("watch")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="print the results document as JSON")
+@click.option("--columns", "columns_spec", metavar="LIST", help=COLUMNS_HELP)
 @click.pass_context
-def watch_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
+def watch_cmd(ctx: click.Context, run_id: str, as_json: bool, columns_spec: str | None) -> None:
     """Re-attach to a run (after Ctrl-C, or from another terminal) and print its results."""
+    columns = _columns(columns_spec, as_json)
     from farm import runner
 
     progress = Progress()
     doc = runner.watch(_config(ctx), run_id, on_progress=progress, config_path=ctx.obj["config_path"],
                        on_notice=progress.notice)
-    click.echo(render_document(doc, "json" if as_json else "table"))
+    click.echo(render_document(doc, "json" if as_json else "table", columns))
 
 
 @cli.command("worker")
@@ -191,15 +210,20 @@ def _with_store(ctx: click.Context, fn: Any) -> Any:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", "-o", metavar="PATH",
               help="write to PATH instead of stdout ('-' = stdout); html defaults to farm-report-RUN.html")
+@click.option("--columns", "columns_spec", metavar="LIST", help=COLUMNS_HELP + " (table, markdown, html)")
 @click.pass_context
-def report_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None) -> None:
+def report_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None, columns_spec: str | None) -> None:
     """Print a run's results again, in any format; html is written to a self-contained file."""
+    if columns_spec is not None and fmt not in TABLE_FORMATS:
+        raise click.UsageError(f"--columns chooses the summary table's columns: use it with --format "
+                               f"{', '.join(TABLE_FORMATS)}, not {fmt}")
+    columns = _columns(columns_spec)
     from farm.cli_stats import require_run
     from farm.report import render
 
     def show(store: Any) -> str:
         require_run(store, run_id)
-        return render(store, run_id, fmt, _config(ctx))
+        return render(store, run_id, fmt, _config(ctx), columns)
 
     text = _with_store(ctx, show)
     target = output or default_output(run_id, fmt)

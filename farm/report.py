@@ -9,7 +9,7 @@ and changelog are in docs/results-format.md.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -142,10 +142,12 @@ def build_document(store: Store, run_id: str, config: FarmConfig | None = None,
     return build(store, run_id, config, baseline).to_json()
 
 
-def render(store: Store, run_id: str, fmt: str, config: FarmConfig | None = None) -> str:
+def render(store: Store, run_id: str, fmt: str, config: FarmConfig | None = None,
+           columns: Sequence[str] | None = None) -> str:
     """A stored run in one of ``farm.render.FORMATS``; ``config`` supplies statistics settings and
-    prices (defaults without). The csv of raw samples needs no baseline comparison."""
-    return formats.render(build(store, run_id, config, baseline=fmt != "csv"), fmt)
+    prices (defaults without), ``columns`` the summary table's columns. The csv of raw samples
+    needs no baseline comparison."""
+    return formats.render(build(store, run_id, config, baseline=fmt != "csv"), fmt, columns)
 
 
 def count_leaks(batch: Batch, leaked: Counter[str]) -> None:

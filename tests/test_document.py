@@ -44,10 +44,10 @@ def test_a_v1_document_renders_in_every_format_but_csv():
     doc = Document.from_json(V1)
     table = render(doc, "table")
     assert table.splitlines()[0] == "run 20261101-020000-abcdef  finished  3 ok / 1 failed of 4"
-    assert "local     hello    run" in table and "errors local/hello: snippet_failed=1" in table
-    assert "n<" in table  # no interval in a v1 row: the cell says how many samples it needs
+    assert "local · hello — 1 of 4 failed (25.0%)" in table and "errors local/hello: snippet_failed=1" in table
+    assert "— n≥" in table  # no interval in a v1 row: the cell says how many samples it needs
     assert "schedule:nightly" in render(doc, "html")
-    assert "| local | hello | run |" in render(doc, "markdown")
+    assert "| local | hello | 25.0 | run |" in render(doc, "markdown")
     assert json.loads(render(doc, "json"))["document_version"] == 5
     with pytest.raises(DocumentError, match="no samples attached"):
         render(doc, "csv")  # raw samples live in Redis, never in the document

@@ -68,16 +68,21 @@ def test_document_keeps_old_fields_and_adds_statistics(reported):
     json.dumps(doc)  # the versioned format stays JSON-serialisable
 
 
-def test_terminal_table_has_one_unit_per_column(reported):
+def test_terminal_table_has_a_unit_per_row_and_fits_120_columns(reported):
     doc, _ = reported
     text = table.render(Document.from_json(doc))
-    header = text.splitlines()[1]
-    for col in ("p50 [", "p50 95% CI [", "p95 [", "p99 [", "min [", "max [", "mean [", "stdev ["):
-        assert col in header
-    assert " unit" not in header  # the unit lives in each column's header, not per row
-    assert "estimate from configured prices" in text and "warning: p99 from" in text
+    lines = text.splitlines()
+    header = lines[1]
+    for col in (" n ", " unit ", " p50 ", " p50 CI ", " p90 ", " p95 ", " p95 CI ", " p99 ", " flags"):
+        assert col in header + " ", col
+    body = lines[1:lines.index(next(ln for ln in lines if ln.startswith("note: ")))]
+    assert max(len(ln) for ln in body) <= 120
+    assert "local · hello — 0 failed" in body and "local · boom — 12 of 12 failed (100.0%)" in body
+    units = {ln.split()[0]: ln.split()[2] for ln in body if ln.startswith("  ") and len(ln.split()) > 3}
+    assert units["run"] in ("µs", "ms", "s") and "queue (wall)" in text
+    assert "estimate from configured prices" in text and "— n≥368" in text
     md = markdown.render(Document.from_json(doc))
-    assert "| local | hello | run |" in md and "p50 95% CI [" in md
+    assert "| local | hello | 0.0 | queue (wall) |" in md and "| p50 CI |" in md
 
 
 def test_html_is_self_contained_and_escaped(reported):

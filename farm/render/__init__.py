@@ -3,13 +3,14 @@
 
     table, json, markdown, csv, html   the formats
     summary                            what table, markdown and html show alike
-    units                              one unit per column, alignment
+    units                              units and digits per row, alignment
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Sequence
 
 from farm.document import Document
 from farm.errors import FarmError
@@ -17,11 +18,21 @@ from farm.errors import FarmError
 FORMATS = ("table", "json", "markdown", "csv", "html")
 
 
-def render(doc: Document, fmt: str) -> str:
-    """The document in one of FORMATS."""
+# The formats that show the summary table, and so take ``columns`` (farm/render/summary.py COLUMNS).
+TABLE_FORMATS = ("table", "markdown", "html")
+
+
+def render(doc: Document, fmt: str, columns: Sequence[str] | None = None) -> str:
+    """The document in one of FORMATS; ``columns`` chooses the summary table's columns."""
     if fmt not in FORMATS:
         raise FarmError(f"unknown report format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    return importlib.import_module(f"farm.render.{fmt}").render(doc)
+    module = importlib.import_module(f"farm.render.{fmt}")
+    if columns is None:
+        return module.render(doc)
+    if fmt not in TABLE_FORMATS:
+        raise FarmError(f"--columns chooses the summary table's columns: use it with --format "
+                        f"{', '.join(TABLE_FORMATS)}, not {fmt}")
+    return module.render(doc, columns)
 
 
 def default_output(run_id: str, fmt: str) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from html import escape
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from farm.document import SCHEMA_VERSION, Document, Row
 from farm.render.summary import confidence, table, warnings
@@ -174,9 +174,10 @@ def _messages_html(doc: Document) -> str:
     return _table_html(["provider/snippet", "class", "samples", "message"], rows, 4) if rows else ""
 
 
-def _table_html(headers: list[str], rows: list[list[str]], left: int = 3) -> str:
-    head = "".join(f'<th class="{"l" if i < left else ""}">{_e(h)}</th>' for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_e(c)}</td>' for i, c in enumerate(r))
+def _table_html(headers: list[str], rows: list[list[str]], left: int | Collection[int] = 3) -> str:
+    lefts = set(range(left)) if isinstance(left, int) else set(left)
+    head = "".join(f'<th class="{"l" if i in lefts else ""}">{_e(h)}</th>' for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f'<td class="{"l" if i in lefts else ""}">{_e(c)}</td>' for i, c in enumerate(r))
                    + "</tr>" for r in rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
@@ -255,12 +256,12 @@ def _baseline_html(doc: Document) -> str:
              else '<p class="ok">No significant change against the baseline.</p>'))
 
 
-def render(doc: Document) -> str:
+def render(doc: Document, columns: Sequence[str] | None = None) -> str:
     """The whole report as one HTML string."""
     st = doc.status
     conf = confidence(doc)
     tti = [r for r in doc.results if r.phase == "tti"]
-    headers, rows = table(doc)
+    summary = table(doc, columns)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
@@ -272,9 +273,8 @@ def render(doc: Document) -> str:
 {(' · label ' + _e(st.label)) if st.label else ''} · schema v{SCHEMA_VERSION}</p>
 {_warnings_html(doc)}
 <h2>Summary</h2>
-<p class="meta">Percentiles with {conf * 100:g}% distribution-free intervals; "n&lt;N" = too few samples for
-an interval at that quantile (N needed). Each column has one unit.</p>
-{_table_html(headers, rows)}
+<p class="meta">{"<br>".join(_e(line) for line in summary.notes)}</p>
+{_table_html(summary.headers, summary.rows, summary.left)}
 <h2>Time to interactive</h2>
 <p class="meta">create (or warm claim) + first successful execution: bar = p50, black whisker = its interval,
 red tick = p95.</p>

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from farm.document import Document
 from farm.error_messages import message_lines
 from farm.render.summary import cost_lines, error_counts, table, warnings
 
 
-def render(doc: Document) -> str:
-    headers, rows = table(doc)
+def render(doc: Document, columns: Sequence[str] | None = None) -> str:
+    summary = table(doc, columns)
     out = [f"### Sandbox Farm run `{doc.run_id}`", "",
-           "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+           "| " + " | ".join(summary.headers) + " |",
+           "|" + "|".join(":--" if i in summary.left else "--:" for i in range(len(summary.headers))) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in summary.rows]
+    out += [""] + [f"{line}  " for line in summary.notes]
     if doc.errors_by_class:
         out.append("\n**Errors by class:** " + "; ".join(error_counts(doc)))
         out += [f"- `{line}`" if i else f"\n- `{line}`" for i, line in enumerate(message_lines(doc.error_messages))]

@@ -1,60 +1,199 @@
-"""What the table, markdown and html formats share: the summary table's columns and cells, the
-warnings to show, and the cost lines. Built from the document only."""
+"""What the table, markdown and html formats share: the summary table's columns and cells, its
+legend, the warnings to show, and the cost lines. Built from the document only.
+
+The summary table, one row per provider × snippet × phase:
+
+* each row in its own unit (from its p50) and with its own decimals (see farm/render/units.py);
+* p50 and p95 with their intervals, p90 plain; p99 only where its order-statistic interval
+  exists at the report's confidence (n ≥ 368 at 95 %), else ``— n≥368``: a p99 from fewer samples
+  is one of the largest values, not a percentile anyone can use; an interval that needs more
+  samples reads ``— n≥N`` the same way;
+* the error rate once per provider × snippet (it is the pair's: a failed sample fails every phase);
+* the queue phase labelled ``queue (wall)``: it is the only phase taken from wall clocks of two
+  processes (enqueue in the scheduler, start in the worker, maybe two hosts), clamped at 0.
+
+``--columns`` picks the columns (COLUMNS); the default fits a 120-column terminal.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 from farm.document import Document, Row
-from farm.render.units import MISSING, interval, number, pick_unit
+from farm.errors import FarmError
+from farm.render.units import MISSING, RowFormat, row_format
+from farm.phases import WALL_CLOCK_PHASES
 from farm.stats import min_n
 
-# (source column, quantile whose interval follows it or None), in the order they are shown.
-STAT_CELLS = (("p50_ms", 50), ("p95_ms", None), ("p99_ms", 99), ("min_ms", None), ("max_ms", None),
-              ("mean_ms", None), ("stdev_ms", None))
 FLAG_MARKS = {"high_variance": "CV", "bimodal": "bimodal"}
-
-
-def _ci_cell(row: Row, q: int, scale: float, confidence: float) -> str:
-    ci = interval(getattr(row, f"p{q}_ci_ms"), scale)
-    if ci:
-        return ci
-    if row.n:
-        return f"n<{min_n(q / 100, confidence)}"  # insufficient n: never a made-up interval
-    return MISSING
-
-
-def _flag_cell(row: Row) -> str:
-    flags = [FLAG_MARKS[f] for f in row.flags if f in FLAG_MARKS]
-    if row.method == "sketch":
-        flags.append(f"sketch±{(row.relative_error or 0) * 100:g}%")
-    return ",".join(flags)
+QUANTILES = (50, 90, 95, 99)
+# Only shown where its own interval exists: below that n a p99 is an extreme, not a percentile.
+GATED_QUANTILES = (99,)
 
 
 def confidence(doc: Document) -> float:
     return doc.statistics.get("confidence", 0.95)
 
 
-def table(doc: Document) -> tuple[list[str], list[list[str]]]:
-    """Headers (with one unit per numeric column) and cells of the summary table."""
+def phase_label(phase: str) -> str:
+    return f"{phase} (wall)" if phase in WALL_CLOCK_PHASES else phase
+
+
+def row_format_of(row: Row) -> RowFormat:
+    """The row's unit, from its p50 (its mean when it has none)."""
+    return row_format(row.p50_ms if row.p50_ms is not None else row.mean_ms)
+
+
+def _needs(row: Row, q: int, conf: float) -> str:
+    return f"{MISSING} n≥{min_n(q / 100, conf)}" if row.n else MISSING
+
+
+def _quantile(q: int) -> Callable[[Row, RowFormat, float], str]:
+    def cell(row: Row, fmt: RowFormat, conf: float) -> str:
+        value = getattr(row, f"p{q}_ms")
+        ci = getattr(row, f"p{q}_ci_ms")
+        if q in GATED_QUANTILES and value is not None and ci is None:
+            return _needs(row, q, conf)
+        return fmt.estimate(value, ci)
+    return cell
+
+
+def _interval(q: int) -> Callable[[Row, RowFormat, float], str]:
+    def cell(row: Row, fmt: RowFormat, conf: float) -> str:
+        return fmt.interval(getattr(row, f"p{q}_ci_ms"), getattr(row, f"p{q}_ms")) or _needs(row, q, conf)
+    return cell
+
+
+def _plain(field: str) -> Callable[[Row, RowFormat, float], str]:
+    return lambda row, fmt, conf: fmt.number(getattr(row, field))
+
+
+def _flags(row: Row, fmt: RowFormat, conf: float) -> str:
+    flags = [FLAG_MARKS[f] for f in row.flags if f in FLAG_MARKS]
+    if row.method == "sketch":
+        flags.append(f"sketch±{(row.relative_error or 0) * 100:g}%")
+    return ",".join(flags)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str    # as given to --columns
+    header: str
+    cell: Callable[[Row, RowFormat, float], str]
+    left: bool = False
+    timed: bool = True  # printed in the row's unit
+
+
+# Every selectable column in the order shown; provider, snippet and phase always come first.
+COLUMNS = (
+    Column("err", "err%", lambda r, f, c: f"{100 * r.error_rate:.1f}", timed=False),  # placed with the pair
+    Column("n", "n", lambda r, f, c: str(r.n), timed=False),
+    Column("p50", "p50", _quantile(50)), Column("p50_ci", "p50 CI", _interval(50)),
+    Column("p90", "p90", _quantile(90)), Column("p90_ci", "p90 CI", _interval(90)),
+    Column("p95", "p95", _quantile(95)), Column("p95_ci", "p95 CI", _interval(95)),
+    Column("p99", "p99", _quantile(99)), Column("p99_ci", "p99 CI", _interval(99)),
+    Column("min", "min", _plain("min_ms")), Column("max", "max", _plain("max_ms")),
+    Column("mean", "mean", _plain("mean_ms")), Column("stdev", "stdev", _plain("stdev_ms")),
+    Column("cv", "cv", lambda r, f, c: MISSING if r.cv is None else f"{r.cv:.2f}", timed=False),
+    Column("flags", "flags", _flags, left=True, timed=False),
+)
+BY_NAME = {c.name: c for c in COLUMNS}
+DEFAULT_COLUMNS = ("err", "n", "p50", "p50_ci", "p90", "p95", "p95_ci", "p99", "flags")
+IDENTITY = ("provider", "snippet", "phase")
+
+
+def parse_columns(spec: str | None) -> tuple[str, ...]:
+    """``--columns``: None or "default" → DEFAULT_COLUMNS; "all"; "p50,p95,max" (exactly those);
+    "+max,+mean" (the default and those). Unknown names: one line with what exists."""
+    if spec is None or spec.strip() in ("", "default"):
+        return DEFAULT_COLUMNS
+    if spec.strip() == "all":
+        return tuple(c.name for c in COLUMNS)
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    adding = all(n.startswith("+") for n in names)
+    if not adding and any(n.startswith("+") for n in names):
+        raise FarmError(f"--columns {spec!r}: either list the columns or add to the default with +name, not both")
+    wanted = [n.lstrip("+") for n in names if n.lstrip("+") not in IDENTITY]
+    for name in wanted:
+        if name not in BY_NAME:
+            close = difflib.get_close_matches(name, list(BY_NAME), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise FarmError(f"unknown column {name!r} in --columns: {hint}choose from "
+                            f"{', '.join(BY_NAME)}, 'default' or 'all' (provider, snippet, phase are always shown)")
+    chosen = set(wanted) | (set(DEFAULT_COLUMNS) if adding else set())
+    return tuple(c.name for c in COLUMNS if c.name in chosen)
+
+
+@dataclass
+class SummaryTable:
+    """Headers and cells; ``group_rows`` maps the index of each provider × snippet's first row to
+    (provider, snippet, error-rate text) so a renderer can show the pair once."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    left: set[int]
+    groups: dict[int, tuple[str, str, str | None]]
+    notes: list[str]
+
+
+def _error_text(row: Row) -> str:
+    if not row.errors:
+        return "0 failed"
+    attempts = round(row.errors / row.error_rate) if row.error_rate else row.errors
+    return f"{row.errors} of {attempts} failed ({100 * row.error_rate:.1f}%)"
+
+
+def table(doc: Document, columns: Sequence[str] | None = None, grouped: bool = False) -> SummaryTable:
+    """The summary table. ``grouped`` (the terminal): provider, snippet and the error rate go in
+    a line above each pair's rows (``groups``) instead of columns; otherwise provider, snippet and
+    err% are printed on a pair's first row only."""
+    conf = confidence(doc)
+    chosen = [BY_NAME[n] for n in (columns or DEFAULT_COLUMNS)]
+    with_err = any(c.name == "err" for c in chosen)
+    chosen = [c for c in chosen if c.name != "err"]  # the pair's, not the phase's: shown with the pair
+    unit_at = next((i for i, c in enumerate(chosen) if c.timed), None)
+    headers = ([] if grouped else ["provider", "snippet"] + (["err%"] if with_err else [])) + ["phase"]
+    first_col = len(headers)
+    headers += [c.header for c in chosen]
+    if unit_at is not None:
+        headers.insert(first_col + unit_at, "unit")
+    rows: list[list[str]] = []
+    groups: dict[int, tuple[str, str, str | None]] = {}
+    last = None
+    for r in doc.results:
+        fmt = row_format_of(r)
+        first = (r.provider, r.snippet) != last
+        last = (r.provider, r.snippet)
+        if first:
+            groups[len(rows)] = (r.provider, r.snippet, _error_text(r) if with_err else None)
+        cells = [] if grouped else [r.provider, r.snippet] if first else ["", ""]
+        if with_err and not grouped:
+            cells.append(f"{100 * r.error_rate:.1f}" if first else "")
+        cells.append(("  " if grouped else "") + phase_label(r.phase))
+        cells += [c.cell(r, fmt, conf) for c in chosen]
+        if unit_at is not None:
+            cells.insert(first_col + unit_at, fmt.unit if r.n else "")
+        rows.append(cells)
+    left = {i for i, h in enumerate(headers) if h in ("provider", "snippet", "phase", "unit", "flags")}
+    return SummaryTable(headers, rows, left, groups, legend(doc, columns or DEFAULT_COLUMNS))
+
+
+def legend(doc: Document, columns: Sequence[str]) -> list[str]:
+    """What the table's notation means, for the columns shown."""
     conf = confidence(doc)
     pct = f"{conf * 100:g}%"
-    cols: list[tuple[str, Callable[[Row], str]]] = [
-        ("provider", lambda r: r.provider), ("snippet", lambda r: r.snippet), ("phase", lambda r: r.phase),
-        ("n", lambda r: str(r.n)), ("err%", lambda r: f"{100 * r.error_rate:.1f}")]
-    for column, q in STAT_CELLS:
-        unit, scale = pick_unit([getattr(r, column) for r in doc.results])
-        name = column[:-3]
-        cols.append((f"{name} [{unit}]", lambda r, c=column, s=scale: number(getattr(r, c), s)))
-        if q:
-            cols.append((f"{name} {pct} CI [{unit}]", lambda r, q=q, s=scale: _ci_cell(r, q, s, conf)))
-    cols.append(("flags", _flag_cell))
-    return [h for h, _ in cols], [[cell(r) for _, cell in cols] for r in doc.results]
-
-
-def left_columns(headers: list[str]) -> set[int]:
-    """provider, snippet, phase and flags read left-aligned; numbers right-aligned."""
-    return {0, 1, 2, len(headers) - 1}
+    out = [f"each row in its own unit · CI: {pct} order-statistic interval · "
+           "— n≥N: needs N samples"]
+    if "p99" in columns:
+        out[0] += f" · p99 only where n ≥ {min_n(0.99, conf)}"
+    if "err" in columns:
+        out.append("err%: failed samples of the provider × snippet, shown once per pair (a failure fails every phase)")
+    if any(r.phase in WALL_CLOCK_PHASES for r in doc.results):
+        out.append("queue (wall): enqueue → worker start on two processes' wall clocks (two hosts if distributed), "
+                   "clamped at 0")
+    return out
 
 
 def warnings(doc: Document) -> list[str]:
