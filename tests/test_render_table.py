@@ -139,3 +139,18 @@ def test_columns_choice():
     assert summary.headers == ["provider", "snippet", "phase", "unit", "p50", "max"]
     with pytest.raises(FarmError, match="--columns .* table, markdown, html"):
         render(doc, "csv", ("p50",))
+
+
+def test_cli_rejects_bad_columns_in_one_line_before_any_work(tmp_path):
+    from tests.harness import farm_cli
+
+    for args in (["run", "--columns", "p59"], ["report", "20261127-033512-bbbbbb", "--columns", "p59"],
+                 ["watch", "20261127-033512-bbbbbb", "--columns", "+p50,max"]):
+        out = farm_cli(*args, cwd=tmp_path)
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "--columns" in out.stderr, out.stderr
+        assert not (tmp_path / ".farm").exists()  # refused before a Redis or a run was started
+    out = farm_cli("report", "x", "--format", "csv", "--columns", "p50", cwd=tmp_path)
+    assert out.returncode == 2 and "use it with --format table, markdown, html" in out.stderr
+    out = farm_cli("run", "--json", "--columns", "p50", cwd=tmp_path)
+    assert out.returncode == 2 and "--json prints the whole document" in out.stderr
