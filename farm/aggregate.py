@@ -1,7 +1,9 @@
 """Percentiles per (provider, snippet, phase) from a run's samples, with their uncertainty.
 
 Only successful, measured (non-warm-up) samples contribute values; failures are counted in
-``errors`` and never turned into zeros. Up to ``statistics.exact_limit`` values per series the
+``errors`` and never turned into zeros. A sample whose sandbox was ``reused`` (seen before in the
+run: workers/reuse.py) is not a cold sample: it is counted per provider in ``reused`` and left out
+of every series and error rate. Up to ``statistics.exact_limit`` values per series the
 quantiles are exact (numpy's linear interpolation); beyond it a series uses a DDSketch: the
 workers' merged sketches when their count equals the committed count, otherwise one rebuilt from
 the stream in batches. Samples are streamed once (twice when a rebuild is needed); no more than
@@ -78,6 +80,7 @@ class Aggregate:
     counts: dict[str, int]                      # ok, error, timeout, skipped, warmup
     distributions: dict[str, list[float]] = field(default_factory=dict)  # "p/s/phase" -> CDF_PROBS values
     sketch_notes: list[str] = field(default_factory=list)
+    reused: dict[str, int] = field(default_factory=dict)  # provider -> samples in a reused sandbox
 
 
 class _Acc:
@@ -122,6 +125,8 @@ def _rebuild(rebatch: Callable[[], Iterable[Batch]], wanted: dict[Series, int],
     sketches = {k: LatencySketch(alpha) for k in wanted}
     taken = dict.fromkeys(wanted, 0)
     for batch in rebatch():
+        if batch.reused is not None:  # as the first pass: reused samples are in no series
+            batch = batch.where(~batch.reused)
         for (provider, snippet, *_), _count, rows in batch_values(batch):
             if rows is None:
                 continue
@@ -163,8 +168,13 @@ class _Tally:
     by_class: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     counts: Counter[str] = field(default_factory=Counter)
     accs: dict[Series, _Acc] = field(default_factory=dict)
+    reused: Counter[str] = field(default_factory=Counter)
 
     def add(self, batch: Batch, limit: int, alpha: float, inline: bool) -> None:
+        if batch.reused is not None:  # not cold samples: counted, kept out of every series
+            self.reused.update(batch.providers()[batch.reused].tolist())
+            self.counts["reused"] += int(batch.reused.sum())
+            batch = batch.where(~batch.reused)
         for (provider, snippet, warmup, outcome, error_class), count, rows in batch_values(batch):
             if warmup:
                 self.counts["warmup"] += count
@@ -256,7 +266,8 @@ def aggregate_batches(batches: Iterable[Batch], stats: Statistics | None = None,
             rows.append(row)
             if cdf:
                 dists["/".join(key)] = cdf
-    return Aggregate(rows, {k: dict(v) for k, v in sorted(tally.by_class.items())}, dict(tally.counts), dists, notes)
+    return Aggregate(rows, {k: dict(v) for k, v in sorted(tally.by_class.items())}, dict(tally.counts), dists, notes,
+                     dict(sorted(tally.reused.items())))
 
 
 def aggregate_run(store: Any, run_id: str, stats: Statistics | None = None,

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 SCHEMA_VERSION = 1
-DOCUMENT_VERSION = 5
+DOCUMENT_VERSION = 6
 
 SampleSource = Callable[[], Iterable[dict[str, Any]]]
 
@@ -110,6 +110,8 @@ class Document:
     # Change points of the nightly series a scheduled run belongs to (farm/series.py); None for a
     # run that is no point of a nightly series (version 4)
     change_points: list[dict[str, Any]] | None = None
+    # provider -> samples whose sandbox was seen before in the run, kept out of results (version 6)
+    reused: dict[str, int] = field(default_factory=dict)
     samples: SampleSource | None = field(default=None, repr=False, compare=False)
 
     def iter_samples(self) -> Iterator[dict[str, Any]]:
@@ -131,6 +133,7 @@ class Document:
             "counts": self.counts,
             "errors_by_class": self.errors_by_class,
             "error_messages": self.error_messages,
+            "reused": self.reused,
             "results": [row.to_dict() for row in self.results],
             "statistics": self.statistics,
             "warnings": self.warnings,
@@ -166,7 +169,7 @@ class Document:
 
 
 _OPTIONAL = ("leaks", "statistics", "warnings", "distributions", "baseline", "cost", "error_messages",
-             "change_points")
+             "change_points", "reused")
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

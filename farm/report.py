@@ -105,13 +105,15 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
                     "DDSketch beyond", "intervals": "distribution-free order-statistic (binomial), "
                     "equal-tailed", "change_points": "E-divisive means over scheduled runs' p50s, permutation "
                     "test (farm/changepoints.py)", "cdf_probs": list(CDF_PROBS)},
-        warnings=(_run_notes(status, leaks) + host_warnings(manifest) + warnings_for(rows, stats.confidence)
+        warnings=(_run_notes(status, leaks) + host_warnings(manifest) + _reuse_notes(agg.reused)
+                  + warnings_for(rows, stats.confidence)
                   + agg.sketch_notes),
         distributions=agg.distributions,
         baseline=base,
         cost=meter.report(config),
         error_messages=top_messages(store.iter_entries(run_id)) if agg.errors_by_class else {},
         change_points=run_change_points(store, run_id, stats) if baseline else None,
+        reused=agg.reused,
         samples=lambda: store.iter_samples(run_id),
     )
 
@@ -183,6 +185,13 @@ def _run_notes(status: Any, leaks: dict[str, Any]) -> list[str]:
         notes.append(f"{count} {provider} sandbox(es) could not be destroyed; {reclaimed} reclaimed by "
                      f"`farm sweep` so far" + ("" if reclaimed >= count else f": run `farm sweep --provider {provider}`"))
     return notes
+
+
+def _reuse_notes(reused: dict[str, int]) -> list[str]:
+    """One line per provider that handed out a sandbox the run had already seen."""
+    return [f"{count} {provider} sample(s) ran in a sandbox already seen in this run (farm marker, sandbox "
+            "id or boot identity: `reused` in the samples): left out of the statistics, which are cold only"
+            for provider, count in reused.items()]
 
 
 def _tap(batches: Iterable[Batch], meter: CostMeter, leaked: Counter[str], sample: Any) -> Iterator[Batch]:

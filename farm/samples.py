@@ -3,7 +3,8 @@
 Every stream entry has the same five fields, so Redis stores their names once per node:
 
     g  group:   provider, snippet, warmup, outcome, error_class      (joined by \\x1f)
-    k  keys:    rep, attempt, retries, exit_code, warm, leaked, error_phase, worker, v
+    k  keys:    rep, attempt, retries, exit_code, warm, leaked, error_phase, worker, v, reused
+                (an entry written before ``reused`` existed has one key fewer: read as None)
     n  numbers: started_ns and the eight phase durations, little-endian int64; -1 = not measured
     i  internal timings the snippet reported: "name=ns,name=ns" ("" when none)
     x  JSON of the free text: error, output, retry_log, sandbox ("" when all empty); ``sandbox`` is
@@ -30,11 +31,11 @@ from farm.phases import INTERNAL, PHASE_ORDER, PHASES  # noqa: F401
 SCHEMA_VERSION = 1
 NUMBERS = ("started_ns", *(f"{p}_ns" for p in PHASES))
 GROUP = ("provider", "snippet", "warmup", "outcome", "error_class")
-KEYS = ("rep", "attempt", "retries", "exit_code", "warm", "leaked", "error_phase", "worker", "v")
+KEYS = ("rep", "attempt", "retries", "exit_code", "warm", "leaked", "error_phase", "worker", "v", "reused")
 TEXT = ("error", "output", "retry_log", "sandbox")
 INT_KEYS = {"rep", "attempt", "retries", "exit_code", "v"}
 SEP = "\x1f"
-_SEP_BYTES, _LEAKED = SEP.encode(), KEYS.index("leaked")
+_SEP_BYTES, _LEAKED, _REUSED = SEP.encode(), KEYS.index("leaked"), KEYS.index("reused")
 _PACK = struct.Struct(f"<{len(NUMBERS)}q")
 
 
@@ -57,6 +58,7 @@ class Sample:
     warm: bool | str | None = None         # a warm claim; read back from the stream as "1" / "0"
     exit_code: int | None = None
     leaked: str | None = None              # the sandbox id whose destroy failed
+    reused: str | None = None              # the sandbox was seen before in the run: "marker,boot,..."
     retries: int | None = None             # failed create attempts before the timed one
     started_ns: int | None = None          # wall clock at task start
     queue_ns: int | None = None
@@ -185,6 +187,7 @@ class Batch:
     numbers: np.ndarray           # int64, shape (n, len(NUMBERS)); -1 = not measured
     internal: list[str]           # "name=ns,..." per sample ("" when none)
     leaked: np.ndarray            # bool: the sample's sandbox could not be destroyed
+    reused: np.ndarray | None = None  # bool: the sandbox was seen before in the run (None: none was)
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -199,7 +202,8 @@ class Batch:
     def where(self, mask: np.ndarray) -> "Batch":
         """The rows where ``mask`` is true."""
         rows = np.flatnonzero(mask)
-        return Batch(self.groups[rows], self.numbers[rows], [self.internal[i] for i in rows], self.leaked[rows])
+        return Batch(self.groups[rows], self.numbers[rows], [self.internal[i] for i in rows], self.leaked[rows],
+                     None if self.reused is None else self.reused[rows])
 
     def providers(self) -> np.ndarray:
         """The provider of each sample."""
@@ -211,21 +215,26 @@ class Batch:
         fixed places because every entry is written with the same fields in the same order; one
         join and one frombuffer give all the numbers."""
         numbers = np.frombuffer(b"".join(f[5] for _, f in entries), dtype="<i8")
-        leaked = np.array([f[3].split(_SEP_BYTES)[_LEAKED] != b"" for _, f in entries], dtype=bool)
+        keys = [f[3].split(_SEP_BYTES) for _, f in entries]
+        leaked = np.array([k[_LEAKED] != b"" for k in keys], dtype=bool)
+        reused = np.array([len(k) > _REUSED and k[_REUSED] != b"" for k in keys], dtype=bool)
         return cls(np.array([f[1].decode() for _, f in entries], dtype=object),
-                   numbers.reshape(-1, len(NUMBERS)), [f[7].decode() for _, f in entries], leaked)
+                   numbers.reshape(-1, len(NUMBERS)), [f[7].decode() for _, f in entries], leaked,
+                   reused if reused.any() else None)
 
     @classmethod
     def from_samples(cls, samples: Iterable[Mapping[str, Any]]) -> "Batch":
         """From sample dicts (tests, in-memory data): the same columns the stream gives."""
-        groups, rows, internal, leaked = [], [], [], []
+        groups, rows, internal, leaked, reused = [], [], [], [], []
         for s in samples:
             groups.append(SEP.join(_clean(s.get(f)) for f in GROUP))
             rows.append([-1 if s.get(n) is None else int(s[n]) for n in NUMBERS])
             internal.append(format_internal(s.get("internal")))
             leaked.append(bool(s.get("leaked")))
+            reused.append(bool(s.get("reused")))
         numbers = np.asarray(rows, dtype=np.int64).reshape(-1, len(NUMBERS))
-        return cls(np.array(groups, dtype=object), numbers, internal, np.array(leaked, dtype=bool))
+        return cls(np.array(groups, dtype=object), numbers, internal, np.array(leaked, dtype=bool),
+                   np.array(reused, dtype=bool) if any(reused) else None)
 
 
 def split_group(group: str) -> tuple[str, str, bool, str, str | None]:

@@ -13,6 +13,13 @@ Settings (``providers.sim`` in config.yml), all optional:
     fail_phases: [create]        # where failures are injected (create, run, destroy)
     seed: 1
     ledger_dir: /path            # records create/destroy/injected failures, for leak accounting
+    reuse: {probability: 0.5, keep_id: true, keep_marker: true}
+                                 # hand out a sandbox this process destroyed before (a provider that
+                                 # reuses sandboxes); keep_id false gives it a new id, keep_marker
+                                 # false wipes its files: only its boot identity gives it away
+
+Sim answers the farm's identity probe (workers/identity.py) with a boot id of its own per sandbox,
+the uptime since its create, and the marker written into it; a reused sandbox keeps all three.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from providers.base import ERROR_CLASSES, Provider, ProviderError, RunResult, Sa
 from providers.spec import ProviderSettings, ProviderSpec
 
 PHASES = ("create", "ready", "run", "destroy")
+IDENTITY_PROBE = "# farm-identity "  # the first line of workers/identity.py's probe
 
 
 class Distribution(ProviderSettings):
@@ -53,6 +61,14 @@ class Distribution(ProviderSettings):
         return self
 
 
+class Reuse(ProviderSettings):
+    """How often, and how, sim hands out a sandbox it destroyed before."""
+
+    probability: float = Field(0.0, ge=0, le=1)
+    keep_id: bool = True
+    keep_marker: bool = True
+
+
 class SimSettings(ProviderSettings):
     create: Distribution | None = None
     ready: Distribution | None = None
@@ -63,6 +79,7 @@ class SimSettings(ProviderSettings):
     fail_phases: list[Literal["create", "run", "destroy"]] = ["create"]
     seed: int | None = None
     ledger_dir: str | None = Field(None, description="records create/destroy/injected failures")
+    reuse: Reuse = Field(default_factory=Reuse)
 
     @model_validator(mode="after")
     def _probabilities(self) -> "SimSettings":
@@ -97,6 +114,7 @@ class SimProvider(Provider):
         self.fail_phases = set(self.settings.fail_phases)
         self.ledger = Path(self.settings.ledger_dir) if self.settings.ledger_dir else None
         self._lock = threading.Lock()
+        self._destroyed: list[Sandbox] = []  # what a reusing sim may hand out again
 
     def facts(self) -> dict[str, Any]:
         return {"simulated": True,
@@ -129,14 +147,39 @@ class SimProvider(Provider):
     def create(self, spec: SandboxSpec) -> Sandbox:
         self._wait("create")
         self._maybe_fail("create", spec.labels)
-        sandbox = Sandbox(id=f"sim-{uuid.uuid4().hex[:12]}", info={"labels": dict(spec.labels)})
+        sandbox = self._reused(spec) or Sandbox(id=f"sim-{uuid.uuid4().hex[:12]}", info={
+            "labels": dict(spec.labels), "boot_id": str(uuid.uuid4()), "booted": time.monotonic()})
         self._log("created", id=sandbox.id, labels=dict(spec.labels))
         return sandbox
+
+    def _reused(self, spec: SandboxSpec) -> Sandbox | None:
+        """A sandbox destroyed before, handed out again (``reuse.probability``), else None."""
+        reuse = self.settings.reuse
+        with self._lock:
+            if not self._destroyed or self.rng.random() >= reuse.probability:
+                return None
+            old = self._destroyed.pop(0)
+        info = {**old.info, "labels": dict(spec.labels)}
+        if not reuse.keep_marker:
+            info.pop("marker", None)
+        return Sandbox(id=old.id if reuse.keep_id else f"sim-{uuid.uuid4().hex[:12]}", info=info)
+
+    def _identity(self, sandbox: Sandbox, code: str) -> RunResult:
+        """The probe's answer: this sandbox's boot id and uptime, the marker found, the new one kept."""
+        token = code[len(IDENTITY_PROBE):].split("\n", 1)[0]
+        found, sandbox.info["marker"] = sandbox.info.get("marker"), token
+        line = {"boot_id": sandbox.info["boot_id"], "machine_id": None, "ns": {}, "init_start": None,
+                "hostname": sandbox.id if self.settings.reuse.keep_id else None,
+                "uptime_s": round(time.monotonic() - sandbox.info["booted"], 6),
+                "kernel": "sim", "marker": {"found": found, "folder": "/sim"}}
+        return RunResult(exit_code=0, stdout="FARM_IDENTITY " + json.dumps(line) + "\n")
 
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
         if code.startswith("print('farm-ready')"):
             self._wait("ready")
             return RunResult(exit_code=0, stdout="farm-ready\n")
+        if code.startswith(IDENTITY_PROBE):
+            return self._identity(sandbox, code)
         self._wait("run")
         self._maybe_fail("run", sandbox.info["labels"])
         return RunResult(exit_code=0, stdout="simulated\n")
@@ -145,6 +188,9 @@ class SimProvider(Provider):
         self._wait("destroy")
         self._maybe_fail("destroy", sandbox.info["labels"])
         self._log("destroyed", id=sandbox.id)
+        if self.settings.reuse.probability:
+            with self._lock:
+                self._destroyed.append(sandbox)
 
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
         """Sandboxes the ledger saw created and never destroyed."""

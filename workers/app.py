@@ -30,6 +30,7 @@ from providers import get_provider
 from providers.base import Provider, ProviderError, SandboxSpec, sandbox_labels
 from workers import sketches
 from workers.measure import measure
+from workers.reuse import ReuseCheck
 
 
 def _redis_url() -> str:
@@ -228,7 +229,8 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                                    timeout_s=manifest.timeouts["create"])
                 record.update(measure(prov, spec, snip, env, manifest.timeouts,
                                       retries=manifest.retries, backoff_s=manifest.backoff_s,
-                                      register=Register(st, run_id, member, me)))
+                                      register=Register(st, run_id, member, me),
+                                      reuse=ReuseCheck(st, run_id, member, attempt)))
             except Exception as exc:  # a provider that cannot even start is a recorded failure
                 cls = exc.error_class if isinstance(exc, ProviderError) else "provider_error"
                 record.update(outcome="error", error_class=cls, error_phase="create",
@@ -243,6 +245,9 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
         sketches.after_commit(st, run_id, manifest, record, result)
     except Exception:  # sketches only save the aggregator work: a short one is rebuilt from the stream
         pass
+    isolation = ((record.get("sandbox") or {}).get("identity") or {}).get("isolation")
+    if result and isolation:  # what the probe recognised from inside: a fact about the provider
+        env_facts = {**(env_facts or {}), "isolation": isolation}
     if result and env_facts:
         st.add_env_facts(run_id, provider, env_facts)
     if result and record.get("leaked"):  # `farm sweep` credits the run when it reclaims this one

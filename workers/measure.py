@@ -1,5 +1,8 @@
 """The one place phases are timed: create/claim, ready, setup, run, destroy, total.
 
+The identity probe (workers/identity.py, reuse.py) runs after ``ready`` and before ``setup``,
+outside every timed phase but ``total``; its own duration is recorded as ``sandbox.identity.probe_ms``.
+
 Each phase is ``perf_counter_ns`` around exactly one provider call (``_timed``). Package installs
 are the ``setup`` phase, never part of ``run``; queue wait is measured by the caller from wall
 clocks, because enqueue and start happen in different processes.
@@ -17,6 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from farm.redact import redact
 from farm.snippets import Snippet, parse_facts, parse_internal_timings
 from providers.base import Provider, ProviderError, RunResult, Sandbox, SandboxSpec
+from workers import identity
 
 T = TypeVar("T")
 READY_CODE = "print('farm-ready')"
@@ -87,6 +91,31 @@ class _Sample:
                                 f"{_last_line(ready, 'no output')}")
         self.out["ready_ns"] = elapsed
 
+    def identify(self, sandbox: Sandbox, reuse: "ReuseVerdict") -> None:
+        """Untimed: read the sandbox's boot identity and marker, and ask whether the run saw it before.
+        A probe that fails is recorded, never a failed sample: the snippet's run still decides that."""
+        start = time.perf_counter_ns()
+        try:
+            result = self.provider.run(sandbox, identity.probe_code(reuse.token), {}, self.timeouts["ready"])
+            ident = identity.parse(result.stdout, identity.host_identity()) if result.ok else None
+            error = None if ident is not None else f"no identity line (exit {result.exit_code})"
+        except ProviderError as exc:
+            ident, error = None, redact(str(exc))[:200]
+        facts: dict[str, Any] = ident.facts() if ident is not None else {"error": error}
+        facts["probe_ms"] = round((time.perf_counter_ns() - start) / 1e6, 3)
+        try:
+            signals, found = reuse.verdict(sandbox.id, ident)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Redis gone: the check is lost, not the sample
+            signals, found = [], {"check_error": redact(f"{type(exc).__name__}: {exc}")[:200]}
+        facts.update(found)
+        if ident is not None and ident.evidence:
+            facts["evidence"] = ident.evidence
+        self.out.setdefault("sandbox", {})["identity"] = facts
+        if signals:
+            self.out["reused"] = ",".join(signals)
+
     def setup(self, sandbox: Sandbox) -> None:
         if not self.snippet.packages:
             return
@@ -129,6 +158,14 @@ class _Sample:
                         error_class=exc.error_class, error_phase=phase, error=redact(str(exc))[:300])
 
 
+class ReuseVerdict(Protocol):
+    """workers/reuse.py's ReuseCheck: the marker token to write, and the verdict on what the probe read."""
+
+    token: str
+
+    def verdict(self, sandbox_id: str, ident: identity.Identity | None) -> tuple[list[str], dict[str, Any]]: ...
+
+
 class SandboxRegister(Protocol):
     """Where a worker records the sandboxes it holds (farm/store/sandboxes.py); never raises."""
 
@@ -140,10 +177,11 @@ class SandboxRegister(Protocol):
 
 def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mapping[str, str],
             timeouts: Mapping[str, float], retries: int = 0, backoff_s: float = 1.0,
-            register: SandboxRegister | None = None) -> dict[str, Any]:
+            register: SandboxRegister | None = None, reuse: ReuseVerdict | None = None) -> dict[str, Any]:
     """Run one sample's lifecycle and return its fields; never raises for provider failures.
     ``register`` hears of the sandbox right after create and after destroy, outside every timed
-    phase but ``total`` (so a sample killed in between leaves a record of its sandbox)."""
+    phase but ``total`` (so a sample killed in between leaves a record of its sandbox). With
+    ``reuse``, the identity probe runs after ``ready`` (untimed) and may flag the sample ``reused``."""
     missing = set(snippet.needs) - set(provider.capabilities)
     if missing:
         return {"outcome": "skipped", "error": f"provider {provider.name} cannot offer {', '.join(sorted(missing))}"}
@@ -154,6 +192,8 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
         if register is not None:
             register.created(sandbox.id)
         sample.ready(sandbox)
+        if reuse is not None:
+            sample.identify(sandbox, reuse)
         sample.setup(sandbox)
         sample.run(sandbox)
     except ProviderError as exc:

@@ -41,8 +41,9 @@ def _local() -> _Buffer:
 
 def after_commit(store: Any, run_id: str, manifest: Manifest, sample: dict[str, Any],
                  committed: int) -> None:
-    """Call after ``store.commit``: fold a committed (1 or 2), measured, ok sample in, then flush."""
-    if committed not in (1, 2) or sample.get("warmup") or sample.get("outcome") != "ok":
+    """Call after ``store.commit``: fold a committed (1 or 2), measured, ok, cold (not reused) sample
+    in, then flush."""
+    if committed not in (1, 2) or sample.get("warmup") or sample.get("outcome") != "ok" or sample.get("reused"):
         return
     enabled, alpha = sketching_enabled(manifest)
     if not enabled:

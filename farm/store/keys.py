@@ -26,6 +26,8 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
                                       and not yet destroyed (left by an interrupted attempt = leaked)
     {r}:summary                STRING JSON per-series summary of a finished run (n, p50/p95/p99 with
                                       intervals), written once by farm/series.py; a cache, rebuilt if gone
+    {r}:seen                   HASH   "sandbox:<id>" / "boot:<fingerprint>" -> JSON {member, sandbox, uptime_s, ns}:
+                                      the first sample that saw a sandbox id or boot identity (workers/reuse.py)
 
 Farm-wide:
 

@@ -49,6 +49,20 @@ class Sandboxes(StoreBase):
         pipe.hdel(SANDBOXES_DEAD, sandbox_id)
         pipe.execute()
 
+    def first_sighting(self, run_id: str, what: str, value: str) -> str | None:
+        """Record ``value`` as the first sighting of ``what`` (a sandbox id or boot identity) in the
+        run, unless one is there: return the earlier sighting, or None when this is the first."""
+        key = self.key(run_id, "seen")
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hsetnx(key, what, value)
+        pipe.hget(key, what)
+        first, stored = pipe.execute()
+        return None if first else stored
+
+    def sandbox_alive(self, run_id: str, sandbox_id: str) -> bool:
+        """The sandbox is registered (created by an attempt and not yet destroyed)."""
+        return bool(self.r.hexists(self.key(run_id, "sandboxes"), sandbox_id))
+
     def first_seen_dead(self, sandbox_id: str, now_ns: int, record: bool = True) -> int:
         """When a sweep first saw this sandbox's attempt dead (``now_ns`` if never, recorded unless
         ``record`` is False): the start of its grace period."""

@@ -103,6 +103,8 @@ class FakeE2B:
         self.boot_ms = 0
         self.answer = "usable"           # when the create answer leaves: "usable" | "at_once"
         self.page_size: int | None = None  # None: the client's limit decides
+        self.recycle = 0                 # hand out this many killed sandboxes again (same id, same files)
+        self._parked: list[FakeSandbox] = []
         self._lock = threading.Lock()
         self._procs: set[subprocess.Popen] = set()
         self._server: ThreadingHTTPServer | None = None
@@ -173,6 +175,13 @@ class FakeE2B:
 
     def _new_sandbox(self, template: str, metadata: dict[str, str], env: dict[str, str], arrived: float,
                      lifetime_s: int) -> FakeSandbox:
+        with self._lock:
+            if self.recycle > 0 and self._parked:  # a provider that reuses sandboxes: the same one again
+                self.recycle -= 1
+                sbx = self._parked.pop(0)
+                sbx.metadata, sbx.env, sbx.usable_at = dict(metadata), dict(env), arrived + self.boot_ms / 1000
+                self.sandboxes[sbx.id] = sbx
+                return sbx
         sid = f"i{secrets.token_hex(8)}"
         home = os.path.join(self._root, sid)
         with self._lock:
@@ -304,7 +313,11 @@ class _Handler(BaseHTTPRequestHandler):
         if sbx is None:
             return self._error(404, f"sandbox '{sid}' not found")
         self.fake.killed.append(sid)
-        shutil.rmtree(sbx.home, ignore_errors=True)
+        if self.fake.recycle > 0:  # kept, files and all, for a later create
+            with self.fake._lock:
+                self.fake._parked.append(sbx)
+        else:
+            shutil.rmtree(sbx.home, ignore_errors=True)
         self._send(204)
 
     def _do_snapshot(self, sid: str, _: Any, __: Any) -> None:
