@@ -135,11 +135,16 @@ def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, lim
         unit, scale = pick_unit([e["p50_ms"] for e in entries])
         headers = ["run", "created", "label", "n", f"p50 [{unit}]", f"p50 CI [{unit}]", f"p95 [{unit}]",
                    f"p99 [{unit}]", "vs previous", "change point"]
+        from farm.stats import min_n
+
         rows = []
         for e in entries:
-            ci = interval(e["p50_ci_ms"], scale) or ("n too small" if e["n"] else MISSING)
+            ci = interval(e["p50_ci_ms"], scale) or (f"{MISSING} n≥{min_n(0.5, stats.confidence)}" if e["n"] else MISSING)
+            # a p99 without its own interval is one of the largest values, not a percentile
+            p99 = number(e["p99_ms"], scale) if e["p99_ci_ms"] or e["p99_ms"] is None \
+                else f"{MISSING} n≥{min_n(0.99, stats.confidence)}"
             rows.append([e["run_id"], e["created"][:19], e["label"] or "", str(e["n"]), number(e["p50_ms"], scale),
-                         ci, number(e["p95_ms"], scale), number(e["p99_ms"], scale), e["vs_previous"] or "",
+                         ci, number(e["p95_ms"], scale), p99, e["vs_previous"] or "",
                          _change_cell(e["change_point"])])
         trend = sparkline([e["p50_ms"] for e in entries])
         return "\n".join([f"{provider}/{snippet}/{phase}: p50 trend {trend}", *aligned(headers, rows, {0, 1, 2, 8, 9}),

@@ -114,6 +114,9 @@ def compare_data(a: RunData, b: RunData, stats: Statistics, incomparable: frozen
                                  "n_a": ra.n, "n_b": rb.n}
         for q in CHANGE_QUANTILES:
             entry[f"p{q}_a_ms"], entry[f"p{q}_b_ms"] = getattr(ra, f"p{q}_ms"), getattr(rb, f"p{q}_ms")
+        # percentiles of either run without an interval of their own: no change in them means anything
+        entry["insufficient"] = [f"p{q}_{side}" for q in CHANGE_QUANTILES if q != 50
+                                 for side, row in (("a", ra), ("b", rb)) if row.n and getattr(row, f"p{q}_ci_ms") is None]
         out.append(entry)
     return out
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from farm.phases import WALL_CLOCK_PHASES
+
 SCHEMA_VERSION = 1
-DOCUMENT_VERSION = 6
+DOCUMENT_VERSION = 7
 
 SampleSource = Callable[[], Iterable[dict[str, Any]]]
 
@@ -57,6 +59,12 @@ class Row:
     cv: float | None = None
     modes_ms: list[float] | None = None                      # density modes; 2+ = "bimodal" flag
     flags: list[str] = field(default_factory=list)
+    # "wall": from two processes' wall clocks, clamped at 0 (queue); "monotonic": one perf_counter
+    # interval in one process (version 7; derived from the phase, so older documents get it too)
+    clock: str = ""
+
+    def __post_init__(self) -> None:
+        self.clock = self.clock or ("wall" if self.phase in WALL_CLOCK_PHASES else "monotonic")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +120,9 @@ class Document:
     change_points: list[dict[str, Any]] | None = None
     # provider -> samples whose sandbox was seen before in the run, kept out of results (version 6)
     reused: dict[str, int] = field(default_factory=dict)
+    # Providers side by side (farm/headline.py): per snippet, each provider's tti p50 as a multiple of
+    # the fastest's, with its interval (version 7)
+    headline: list[dict[str, Any]] = field(default_factory=list)
     samples: SampleSource | None = field(default=None, repr=False, compare=False)
 
     def iter_samples(self) -> Iterator[dict[str, Any]]:
@@ -141,6 +152,7 @@ class Document:
             "baseline": self.baseline,
             "cost": self.cost,
             "change_points": self.change_points,
+            "headline": self.headline,
         }
 
     @classmethod
@@ -169,7 +181,7 @@ class Document:
 
 
 _OPTIONAL = ("leaks", "statistics", "warnings", "distributions", "baseline", "cost", "error_messages",
-             "change_points", "reused")
+             "change_points", "reused", "headline")
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from farm.aggregate import CDF_PROBS, aggregate_run
 from farm.config import FarmConfig, Statistics
 from farm.document import Document, Status
 from farm.error_messages import top_messages
+from farm.headline import PhaseSample, headline
 from farm.manifest import HostFacts
 from farm.samples import Batch
 from farm.series import run_change_points
@@ -78,12 +79,13 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
     meter = CostMeter()
     leaked: Counter[str] = Counter()
     sample = compare.Reservoir(stats.exact_limit)
+    versus = PhaseSample(stats.exact_limit)
     passes = [0]
 
     def batches() -> Iterable[Batch]:
         passes[0] += 1
-        return _tap(store.iter_batches(run_id), meter, leaked, sample if prior else None) if passes[0] == 1 \
-            else store.iter_batches(run_id)
+        return _tap(store.iter_batches(run_id), meter, leaked, sample if prior else None, versus) \
+            if passes[0] == 1 else store.iter_batches(run_id)
 
     agg = aggregate_run(store, run_id, stats, batches)
     rows = [row.to_dict() for row in agg.rows]
@@ -114,6 +116,7 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
         error_messages=top_messages(store.iter_entries(run_id)) if agg.errors_by_class else {},
         change_points=run_change_points(store, run_id, stats) if baseline else None,
         reused=agg.reused,
+        headline=headline(versus, agg.rows, stats.compare_alpha, stats.compare_threshold),
         samples=lambda: store.iter_samples(run_id),
     )
 
@@ -194,13 +197,14 @@ def _reuse_notes(reused: dict[str, int]) -> list[str]:
             for provider, count in reused.items()]
 
 
-def _tap(batches: Iterable[Batch], meter: CostMeter, leaked: Counter[str], sample: Any) -> Iterator[Batch]:
-    """Pass batches through, feeding the cost meter, the leak count (and the baseline sample)."""
+def _tap(batches: Iterable[Batch], meter: CostMeter, leaked: Counter[str], *samples: Any) -> Iterator[Batch]:
+    """Pass batches through, feeding the cost meter, the leak count and the samples (baseline, headline)."""
     for batch in batches:
         meter.add_batch(batch)
         count_leaks(batch, leaked)
-        if sample is not None:
-            sample.add_batch(batch)
+        for sample in samples:
+            if sample is not None:
+                sample.add_batch(batch)
         yield batch
 
 

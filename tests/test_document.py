@@ -32,11 +32,12 @@ def test_a_v1_document_loads_with_absent_keys_empty():
     assert doc.status.incomplete is False and doc.status.missing == [] and doc.status.missing_count == 0
     (row,) = doc.results
     assert isinstance(row, Row) and row.p50_ms == 12.0 and row.p50_ci_ms is None and row.flags == []
-    assert row.method == "exact"
+    assert row.method == "exact" and row.clock == "monotonic"  # version 7's clock, derived from the phase
+    assert doc.headline == []  # version 7: absent in older documents means empty
     assert doc.statistics == {} and doc.warnings == [] and doc.distributions == {}
     assert doc.baseline is None and doc.cost is None and doc.leaks == {"leaked": {}, "reclaimed": {}}
     upgraded = doc.to_json()  # written back as the current version, the original values kept
-    assert upgraded["schema_version"] == SCHEMA_VERSION and upgraded["document_version"] == DOCUMENT_VERSION == 6
+    assert upgraded["schema_version"] == SCHEMA_VERSION and upgraded["document_version"] == DOCUMENT_VERSION == 7
     assert upgraded["reused"] == {}  # version 6: a v1 document had no reused sandboxes to say of
     assert upgraded["results"][0]["stdev_ms"] == 2.0 and upgraded["counts"] == V1["counts"]
 
@@ -49,7 +50,7 @@ def test_a_v1_document_renders_in_every_format_but_csv():
     assert "— n≥" in table  # no interval in a v1 row: the cell says how many samples it needs
     assert "schedule:nightly" in render(doc, "html")
     assert "| local | hello | 25.0 | run |" in render(doc, "markdown")
-    assert json.loads(render(doc, "json"))["document_version"] == 6
+    assert json.loads(render(doc, "json"))["document_version"] == 7
     with pytest.raises(DocumentError, match="no samples attached"):
         render(doc, "csv")  # raw samples live in Redis, never in the document
     assert set(FORMATS) == {"table", "json", "markdown", "csv", "html"}

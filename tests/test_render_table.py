@@ -154,3 +154,61 @@ def test_cli_rejects_bad_columns_in_one_line_before_any_work(tmp_path):
     assert out.returncode == 2 and "use it with --format table, markdown, html" in out.stderr
     out = farm_cli("run", "--json", "--columns", "p50", cwd=tmp_path)
     assert out.returncode == 2 and "--json prints the whole document" in out.stderr
+
+
+def _tti_samples(provider, snippet, scale, n, seed):
+    rng = np.random.default_rng(seed)
+    return [{"provider": provider, "snippet": snippet, "rep": i, "warmup": False, "outcome": "ok",
+             "create_ns": int(scale * rng.lognormal(np.log(300), 0.2) * 1e6),
+             "ready_ns": int(scale * rng.lognormal(np.log(40), 0.2) * 1e6)} for i in range(n)]
+
+
+def _headline_doc(samples):
+    from farm.aggregate import as_batches
+    from farm.headline import PhaseSample, headline
+
+    sample = PhaseSample(100_000)
+    for batch in as_batches(samples):
+        sample.add_batch(batch)
+    doc = _doc(samples)
+    doc.headline = headline(sample, doc.results, 0.05, 0.02)
+    doc.statistics["compare_threshold"] = 0.02
+    return doc
+
+
+def test_summary_line_compares_providers_with_an_interval_that_holds_the_truth():
+    from farm.render.summary import headline_lines
+
+    doc = _headline_doc(_tti_samples("daytona", "hello", 1.0, 200, 1) + _tti_samples("e2b", "hello", 1.8, 200, 2)
+                        + _tti_samples("local", "hello", 1.0, 200, 3) + _tti_samples("e2b", "io", 1.0, 3, 4))
+    by = {(h["snippet"], h["provider"]): h for h in doc.headline}
+    assert set(by) == {("hello", "e2b"), ("hello", "local")}  # io was measured on one provider only
+    e2b = by[("hello", "e2b")]
+    assert e2b["reference"] in ("daytona", "local") and e2b["verdict"] == "slower"
+    assert e2b["ratio_ci"][0] < 1.8 < e2b["ratio_ci"][1] and e2b["ratio"] == pytest.approx(1.8, rel=0.05)
+    same = by[("hello", "local" if e2b["reference"] == "daytona" else "daytona")]
+    assert same["ratio_ci"][0] < 1.0 < same["ratio_ci"][1]  # the same distribution: no difference shown
+    lines = headline_lines(doc)
+    (line,) = [ln for ln in lines if ln.startswith("hello: e2b")]
+    # the level is the FCR-adjusted one of the BH family: 97.5 % here, one of two lines selected
+    assert e2b["level"] == pytest.approx(0.975)
+    assert f"e2b tti p50 {e2b['ratio']:.2f}× {e2b['reference']}'s, 97.5 % CI " in line and line.endswith("(n 200 and 200)")
+    for fmt in ("table", "markdown", "html"):
+        assert "e2b tti p50" in render(doc, fmt)
+    assert _headline_doc(_tti_samples("daytona", "hello", 1.0, 50, 1)).headline == []  # one provider: nothing
+
+
+def test_compare_marks_percentiles_that_small_n_cannot_carry():
+    from farm.aggregate import as_batches
+    from farm.compare import Reservoir, RunData, compare_data
+    from farm.config import Statistics
+
+    def run(run_id, n, scale, seed):
+        s = _samples("local", "hello", {"run": np.random.default_rng(seed).lognormal(3, 0.3, n) * scale})
+        return RunData(run_id, aggregate(s), Reservoir(1000).feed_batches(as_batches(s)))
+
+    (small,) = compare_data(run("a", 15, 1.0, 1), run("b", 15, 9.0, 2), Statistics())
+    assert small["insufficient"] == ["p95_a", "p95_b", "p99_a", "p99_b"]  # a Δp99 from 15 samples is no change
+    assert small["p95_ratio"] is None and small["verdict"] == "slower"  # the p50 ratio still decides
+    (big,) = compare_data(run("a", 400, 1.0, 1), run("b", 400, 1.0, 2), Statistics())
+    assert big["insufficient"] == [] and big["p95_ratio"] is not None

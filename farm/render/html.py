@@ -13,7 +13,7 @@ from html import escape
 from typing import Any, Collection, Sequence
 
 from farm.document import SCHEMA_VERSION, Document, Row
-from farm.render.summary import confidence, table, warnings
+from farm.render.summary import confidence, headline_lines, table, warnings
 from farm.render.units import MISSING
 from farm.render.units import short_ms as _nice_ms
 from farm.samples import phase_key
@@ -246,6 +246,11 @@ def _warnings_html(doc: Document) -> str:
     return '<div class="warn"><strong>Warnings</strong><ul>' + "".join(f"<li>{_e(w)}</li>" for w in warn) + "</ul></div>"
 
 
+def _headline_html(doc: Document) -> str:
+    lines = headline_lines(doc)
+    return ('<ul class="headline">' + "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>") if lines else ""
+
+
 def _baseline_html(doc: Document) -> str:
     base = doc.baseline
     if not base:
@@ -274,6 +279,7 @@ def render(doc: Document, columns: Sequence[str] | None = None) -> str:
 {_warnings_html(doc)}
 <h2>Summary</h2>
 <p class="meta">{"<br>".join(_e(line) for line in summary.notes)}</p>
+{_headline_html(doc)}
 {_table_html(summary.headers, summary.rows, summary.left)}
 <h2>Time to interactive</h2>
 <p class="meta">create (or warm claim) + first successful execution: bar = p50, black whisker = its interval,

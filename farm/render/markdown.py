@@ -6,7 +6,7 @@ from typing import Sequence
 
 from farm.document import Document
 from farm.error_messages import message_lines
-from farm.render.summary import cost_lines, error_counts, table, warnings
+from farm.render.summary import cost_lines, error_counts, headline_lines, table, warnings
 
 
 def render(doc: Document, columns: Sequence[str] | None = None) -> str:
@@ -16,6 +16,8 @@ def render(doc: Document, columns: Sequence[str] | None = None) -> str:
            "|" + "|".join(":--" if i in summary.left else "--:" for i in range(len(summary.headers))) + "|"]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in summary.rows]
     out += [""] + [f"{line}  " for line in summary.notes]
+    if doc.headline:
+        out += ["", "**Providers side by side:**", *(f"- {line}" for line in headline_lines(doc))]
     if doc.errors_by_class:
         out.append("\n**Errors by class:** " + "; ".join(error_counts(doc)))
         out += [f"- `{line}`" if i else f"\n- `{line}`" for i, line in enumerate(message_lines(doc.error_messages))]

@@ -180,6 +180,29 @@ def table(doc: Document, columns: Sequence[str] | None = None, grouped: bool = F
     return SummaryTable(headers, rows, left, groups, legend(doc, columns or DEFAULT_COLUMNS))
 
 
+def headline_lines(doc: Document) -> list[str]:
+    """Providers side by side, one line per snippet × provider other than the fastest:
+    ``hello: e2b tti p50 1.80× daytona's, 95 % CI 1.62–2.01×``."""
+    threshold = doc.statistics.get("compare_threshold")
+    out = []
+    for h in doc.headline:
+        head = f"{h['snippet']}: {h['provider']} {h['phase']} p50"
+        if h["ratio"] is None or not h["ratio_ci"]:
+            out.append(f"{head} against {h['reference']}'s: {MISSING} (too few positive samples for an interval)")
+            continue
+        lo, hi = h["ratio_ci"]
+        fmt = RowFormat("", 1.0)
+        d = fmt.decimals([h["ratio"], lo, hi])
+        line = (f"{head} {fmt.number(h['ratio'], d)}× {h['reference']}'s, {h['level'] * 100:.3g} % CI "
+                f"{fmt.number(lo, d)}–{fmt.number(hi, d)}× (n {h['n']} and {h['n_reference']})")
+        if h["verdict"] == "equivalent" and threshold is not None:
+            line += f": equivalent within ±{threshold * 100:g} %"
+        elif h["verdict"] == "inconclusive":
+            line += ": no difference shown"
+        out.append(line)
+    return out
+
+
 def legend(doc: Document, columns: Sequence[str]) -> list[str]:
     """What the table's notation means, for the columns shown."""
     conf = confidence(doc)
@@ -189,7 +212,7 @@ def legend(doc: Document, columns: Sequence[str]) -> list[str]:
     if "p99" in columns:
         out[0] += f" · p99 only where n ≥ {min_n(0.99, conf)}"
     if "err" in columns:
-        out.append("err%: failed samples of the provider × snippet, shown once per pair (a failure fails every phase)")
+        out.append("error rate (err%): failed samples of the provider × snippet, once per pair (a failure fails every phase)")
     if any(r.phase in WALL_CLOCK_PHASES for r in doc.results):
         out.append("queue (wall): enqueue → worker start on two processes' wall clocks (two hosts if distributed), "
                    "clamped at 0")

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from farm.document import Document
 from farm.error_messages import message_lines
-from farm.render.summary import cost_lines, error_counts, table, warnings
+from farm.render.summary import cost_lines, error_counts, headline_lines, table, warnings
 from farm.render.units import aligned
 
 
@@ -30,6 +30,7 @@ def render(doc: Document, columns: Sequence[str] | None = None) -> str:
     st = doc.status
     out = [f"run {doc.run_id}  {st.state}  {st.ok} ok / {st.failed} failed of {st.planned}",
            *table_lines(doc, columns)]
+    out += [f"summary: {line}" for line in headline_lines(doc)]
     out += [f"note: {line}" for line in table(doc, columns).notes]
     out += [f"errors {line}" for line in error_counts(doc)]
     out += [f"  {line}" for line in message_lines(doc.error_messages)]
