@@ -267,9 +267,9 @@ def snippets_cmd(ctx: click.Context, snippets_dir: str | None) -> None:
 
 
 def _register_commands() -> None:
-    from farm import cli_ops, cli_stats
+    from farm import cli_ops, cli_ramp, cli_stats
 
-    for command in (*cli_ops.COMMANDS, *cli_stats.COMMANDS):
+    for command in (*cli_ops.COMMANDS, *cli_stats.COMMANDS, *cli_ramp.COMMANDS):
         cli.add_command(command)
 
 

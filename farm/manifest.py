@@ -90,8 +90,9 @@ class Manifest(_Frozen):
     def assemble(cls, config: FarmConfig, run_id: str, providers: Sequence[str], snippets: Sequence[Snippet],
                  *, repetitions: int, warmup: int, concurrency: int, seed: int | None = None,
                  label: str = "", hosts: dict[str, HostFacts] | None = None,
-                 gates: Sequence[str] = ()) -> "Manifest":
-        """The manifest of a new run: its plan (seed drawn unless given) and the config it runs under."""
+                 gates: Sequence[str] = (), window: int | None = None) -> "Manifest":
+        """The manifest of a new run: its plan (seed drawn unless given) and the config it runs under;
+        ``window`` (tasks in flight per provider) defaults to twice the concurrency, at least 4."""
         seed = seed if seed is not None else (config.defaults.seed if config.defaults.seed is not None
                                               else secrets.randbelow(2**31))
         plan = Plan.build(providers, [s.name for s in snippets],
@@ -102,7 +103,7 @@ class Manifest(_Frozen):
             plan=PlanSpec(providers=tuple(providers), snippets=tuple(s.name for s in snippets),
                           once=tuple(sorted(plan.once)), repetitions=repetitions, warmup=warmup,
                           seed=seed, total=plan.total, measured=plan.measured),
-            concurrency=concurrency, window=max(2 * concurrency, 4),
+            concurrency=concurrency, window=window if window is not None else max(2 * concurrency, 4),
             max_attempts=config.defaults.max_attempts, retries=config.defaults.retries,
             backoff_s=config.defaults.backoff_s, deadline_s=config.defaults.deadline_s,
             lost_after_s=config.defaults.lost_after_s, timeouts=timeouts.model_dump(),

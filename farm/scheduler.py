@@ -33,13 +33,16 @@ class Scheduler:
 
     def create_run(self, config: FarmConfig, providers: Sequence[str], snippets: Sequence[Snippet], *,
                    repetitions: int, warmup: int, concurrency: int, seed: int | None = None,
-                   label: str = "", run_id: str | None = None, gates: Sequence[str] = ()) -> str:
+                   label: str = "", run_id: str | None = None, gates: Sequence[str] = (),
+                   window: int | None = None) -> str:
         """Write the manifest and status to Redis, then dispatch the first window of tasks. The
-        manifest records the worker hosts live now (their load before the run) and the run's gates."""
+        manifest records the worker hosts live now (their load before the run) and the run's gates.
+        ``window`` (tasks in flight per provider) defaults to twice the concurrency; `farm ramp`
+        sets it to the level, so exactly that many samples are in flight."""
         manifest = Manifest.assemble(config, run_id or new_run_id(), providers, snippets,
                                      repetitions=repetitions, warmup=warmup, concurrency=concurrency,
                                      seed=seed, label=label, hosts=hosts.snapshot(self.store.live_workers()),
-                                     gates=gates)
+                                     gates=gates, window=window)
         self.store.create_run(manifest.run_id, manifest.to_dict(), manifest.plan.total, label=label)
         self.dispatcher.remember(manifest)
         for provider in providers:

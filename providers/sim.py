@@ -17,6 +17,10 @@ Settings (``providers.sim`` in config.yml), all optional:
                                  # hand out a sandbox this process destroyed before (a provider that
                                  # reuses sandboxes); keep_id false gives it a new id, keep_marker
                                  # false wipes its files: only its boot identity gives it away
+    capacity: {in_flight: 8, slowdown: 3.0, reject: 0.5}
+                                 # a provider with a capacity: above 8 of a run's sandboxes alive at
+                                 # once (counted across this host's processes), a create takes 3x as
+                                 # long, or (probability 0.5) is refused with a 429
 
 Sim answers the farm's identity probe (workers/identity.py) with a boot id of its own per sandbox,
 the uptime since its create, and the marker written into it; a reused sandbox keeps all three.
@@ -28,6 +32,7 @@ import json
 import math
 import os
 import random
+import tempfile
 import threading
 import time
 import uuid
@@ -69,6 +74,15 @@ class Reuse(ProviderSettings):
     keep_marker: bool = True
 
 
+class Capacity(ProviderSettings):
+    """What sim serves at once before it degrades: a run's sandboxes alive on this host."""
+
+    in_flight: int = Field(ge=1)
+    slowdown: float = Field(3.0, ge=1, description="create takes this many times longer above in_flight")
+    reject: float = Field(0.5, ge=0, le=1, description="probability a create above in_flight gets a 429")
+    state_dir: str | None = Field(None, description="where sandboxes in flight are counted (default: temp folder)")
+
+
 class SimSettings(ProviderSettings):
     create: Distribution | None = None
     ready: Distribution | None = None
@@ -80,6 +94,7 @@ class SimSettings(ProviderSettings):
     seed: int | None = None
     ledger_dir: str | None = Field(None, description="records create/destroy/injected failures")
     reuse: Reuse = Field(default_factory=Reuse)
+    capacity: Capacity | None = None
 
     @model_validator(mode="after")
     def _probabilities(self) -> "SimSettings":
@@ -139,18 +154,48 @@ class SimProvider(Provider):
                 raise ProviderError(error_class, f"sim: injected {error_class} in {phase}")
             roll -= probability
 
-    def _wait(self, phase: str) -> None:
-        ms = draw_ms(getattr(self.settings, phase), self.rng)
+    def _wait(self, phase: str, factor: float = 1.0) -> None:
+        ms = draw_ms(getattr(self.settings, phase), self.rng) * factor
         if ms > 0:
             time.sleep(ms / 1000)
 
     def create(self, spec: SandboxSpec) -> Sandbox:
-        self._wait("create")
-        self._maybe_fail("create", spec.labels)
+        token, in_flight = self._enter(spec.labels)
+        try:
+            self._wait("create", self._over_capacity(in_flight))
+            self._maybe_fail("create", spec.labels)
+        except BaseException:
+            _leave(token)
+            raise
         sandbox = self._reused(spec) or Sandbox(id=f"sim-{uuid.uuid4().hex[:12]}", info={
             "labels": dict(spec.labels), "boot_id": str(uuid.uuid4()), "booted": time.monotonic()})
+        sandbox.info["in_flight_token"] = token
         self._log("created", id=sandbox.id, labels=dict(spec.labels))
         return sandbox
+
+    def _enter(self, labels: Mapping[str, str]) -> tuple[Path | None, int]:
+        """Count this create in the run's sandboxes in flight on this host (capacity only): a file
+        per sandbox in a folder per farm and run, so every worker process sees the same count."""
+        cap = self.settings.capacity
+        if cap is None:
+            return None, 0
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in
+                       f"{labels.get('farm-id', '')}-{labels.get('farm-run', '')}")
+        folder = Path(cap.state_dir or tempfile.gettempdir()) / "farm-sim-in-flight" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        token = folder / uuid.uuid4().hex
+        token.touch()
+        return token, len(os.listdir(folder))
+
+    def _over_capacity(self, in_flight: int) -> float:
+        """The create's slowdown factor; above capacity a create may be refused with a 429 instead."""
+        cap = self.settings.capacity
+        if cap is None or in_flight <= cap.in_flight:
+            return 1.0
+        if self.rng.random() < cap.reject:
+            raise ProviderError("rate_limited", f"sim: {in_flight} sandboxes in flight, capacity "
+                                f"{cap.in_flight} (429)", status=429)
+        return cap.slowdown
 
     def _reused(self, spec: SandboxSpec) -> Sandbox | None:
         """A sandbox destroyed before, handed out again (``reuse.probability``), else None."""
@@ -185,6 +230,7 @@ class SimProvider(Provider):
         return RunResult(exit_code=0, stdout="simulated\n")
 
     def destroy(self, sandbox: Sandbox) -> None:
+        _leave(sandbox.info.pop("in_flight_token", None))
         self._wait("destroy")
         self._maybe_fail("destroy", sandbox.info["labels"])
         self._log("destroyed", id=sandbox.id)
@@ -209,3 +255,12 @@ class SimProvider(Provider):
 
     def delete_by_id(self, sandbox_id: str) -> None:
         self._log("destroyed", id=sandbox_id, swept=True)
+
+
+def _leave(token: Path | None) -> None:
+    """This sandbox no longer counts as in flight."""
+    if token is not None:
+        try:
+            token.unlink()
+        except FileNotFoundError:
+            pass

@@ -46,6 +46,7 @@ Farm-wide:
                                STRING "1", EX 3 periods: the schedule fired in this period (farm/beat.py);
                                       period = "m<YYYYmmddHHMM>" (cron, UTC) or "i<bucket>" (every_s)
     farm:assumptions           HASH   provider -> JSON verdicts of `farm doctor --live` (farm/live.py)
+    farm:ramp:<ramp_id>        STRING JSON of a finished `farm ramp`: levels, their runs, statistics, knee (farm/ramp.py)
     farm:counter:<name>        STRING INCR counter for harness processes (bench's bare Celery baseline)
     farm:changepoints:<series> HASH   run id where a change point starts -> JSON of what the webhook was
                                       sent (HSETNX: announced once); series = provider|snippet|scenario|phase|digest
@@ -81,6 +82,10 @@ def lease_key(run_id: str, member: str) -> str:
 
 def worker_key(worker: str) -> str:
     return f"{WORKER_PREFIX}{worker}"
+
+
+def ramp_key(ramp_id: str) -> str:
+    return f"farm:ramp:{ramp_id}"
 
 
 def lock_key(name: str) -> str:

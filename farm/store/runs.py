@@ -9,7 +9,7 @@ from typing import Any
 
 from farm.printable import printable
 from farm.store.base import StoreBase
-from farm.store.keys import ACTIVE, RUNS
+from farm.store.keys import ACTIVE, RUNS, ramp_key
 
 
 @dataclass
@@ -94,6 +94,14 @@ class Runs(StoreBase):
         filed = self._file_facts(keys=[self.key(run_id, "status"), self.key(run_id, "facts")],
                                  args=[provider, json.dumps(facts, default=str)])
         return int(filed) == 1
+
+    def save_ramp(self, ramp_id: str, result: dict[str, Any]) -> None:
+        """A finished `farm ramp`: its levels' runs, statistics and knee (farm/ramp.py)."""
+        self.r.set(ramp_key(ramp_id), json.dumps(result, separators=(",", ":")))
+
+    def ramp(self, ramp_id: str) -> dict[str, Any] | None:
+        text = self.r.get(ramp_key(ramp_id))
+        return json.loads(text) if text else None
 
     def provider_facts(self, run_id: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self.r.hgetall(self.key(run_id, "facts")).items()}
