@@ -124,9 +124,9 @@ class FarmBeatScheduler(PersistentScheduler):
         try:
             fired = fire(ctx["store"], ctx["scheduler"], ctx["config"], entry.args[0])
             if fired.run_id:
-                log.warning("schedule %s started run %s", fired.schedule, fired.run_id)
+                log.info("schedule %s started run %s", fired.schedule, fired.run_id)
             elif fired.swept is not None:
-                log.warning("schedule %s swept %d sandboxes", fired.schedule, fired.swept)
+                log.info("schedule %s swept %d sandboxes", fired.schedule, fired.swept)
             else:
                 log.info("schedule %s: %s", fired.schedule, fired.skipped)
         except Exception as exc:  # one failed firing must not stop beat

@@ -52,7 +52,9 @@ def sweep_cmd(ctx: click.Context, providers: tuple[str, ...], run_id: str | None
               "(creates one or two sandboxes per provider, always cleaned up; needs --provider)")
 @click.pass_context
 def doctor_cmd(ctx: click.Context, providers: tuple[str, ...], timeout: float, live: bool) -> None:
-    """Per provider: SDK and version, credentials present (never printed), endpoint, reachability."""
+    """Per provider: SDK and version, credentials present (never printed), endpoint, reachability.
+
+    Exits 1 when a provider named with --provider is not ready (without --provider: a survey, exit 0)."""
     from farm.ops import doctor, doctor_live
     from providers import check_name
 
@@ -71,9 +73,15 @@ def doctor_cmd(ctx: click.Context, providers: tuple[str, ...], timeout: float, l
         if any(v.verdict != "held" for v in verdicts):
             ctx.exit(1)
         return
+    from farm.render.grid import grid
+
     rows = doctor(ctx.obj["config"], names, timeout)
-    for r in rows:
-        click.echo(f"{r.provider:12} {r.sdk:34} {r.credentials:36} {r.endpoint:30} {r.verdict}")
+    table = [[r.provider, r.sdk, r.credentials, r.endpoint, r.verdict] for r in rows]
+    for line in grid(["provider", "sdk", "credentials", "endpoint", "verdict"], table, wrap={1, 2, 3, 4}):
+        click.echo(line)
+    not_ready = [r.provider for r in rows if not r.ready]
+    if names and not_ready:  # a named provider is one the caller means to use: a script must see it fail
+        raise FarmError(f"not ready: {', '.join(not_ready)} (the verdict column says why)")
 
 
 @click.command("beat")

@@ -98,6 +98,7 @@ class DoctorRow:
     credentials: str
     endpoint: str
     verdict: str
+    ready: bool = False  # SDK present, credentials set, configured, and reachable where it can tell
 
 
 def doctor(config: FarmConfig, providers: Iterable[str] | None = None, timeout_s: float = 5.0) -> list[DoctorRow]:
@@ -120,7 +121,7 @@ def doctor(config: FarmConfig, providers: Iterable[str] | None = None, timeout_s
         missing = [v for v in needed if not os.environ.get(v)]
         creds = "not needed" if not needed else \
             ("set: " + ", ".join(needed) if not missing else "missing: " + ", ".join(missing))
-        endpoint, verdict = "-", "ok"
+        endpoint, verdict, ready = "-", "ok", False
         try:
             provider = cls(config.providers.get(name, {}))
             endpoint = str(provider.endpoint() or "-")
@@ -129,11 +130,12 @@ def doctor(config: FarmConfig, providers: Iterable[str] | None = None, timeout_s
             reached = provider.ping(timeout_s)
             verdict = (f"reachable in {1000 * (time.perf_counter() - start):.0f} ms" if reached
                        else "ok (no reachability check for this provider)")
+            ready = True
         except ProviderError as exc:
             verdict = f"{exc.error_class}: {redact(str(exc))}"
         except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
             verdict = f"error: {type(exc).__name__}: {redact(str(exc))[:200]}"
-        rows.append(DoctorRow(name, sdk, creds, redact(endpoint), verdict))
+        rows.append(DoctorRow(name, sdk, creds, redact(endpoint), verdict, ready))
     return rows
 
 

@@ -52,7 +52,11 @@ def test_two_beats_fire_each_period_once_and_runs_complete(farm, tmp_path):
     store = farm.store
     runs = [r for r in store.recent_runs(100) if store.status(r).label == "schedule:tick"]
     guards = sorted(int(k.rsplit(":i", 1)[1]) for k in store.r.scan_iter("farm:schedule:tick:*"))
-    assert len(runs) >= 3, [b.stderr.read() for b in beats]
+    logs = [b.stderr.read() for b in beats]
+    assert len(runs) >= 3, logs
+    fired_lines = [line for log in logs for line in log.splitlines() if "schedule tick started run" in line]
+    assert len(fired_lines) >= 3, logs  # a normal firing is logged at INFO, never as a WARNING
+    assert all(" INFO/" in line and "WARNING" not in line for line in fired_lines), fired_lines
     # one run per fired period, never two; a period whose guard was taken just as SIGTERM arrived
     # may have no run (the stop landed inside that firing), so at most one guard more than runs
     assert len(runs) <= len(guards) <= len(runs) + 1

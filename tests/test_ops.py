@@ -64,10 +64,21 @@ def test_cli_sweep_and_doctor(tmp_path):
     swept = farm_cli("sweep", "--provider", "local", cwd=tmp_path)
     assert swept.returncode == 0 and swept.stdout.split()[:5] == ["local", "found", "1", "deleted", "1"]
     assert sorted(p.name for p in root.iterdir()) == ["farm-sbx-elsewhere", "farm-sbx-unlabelled"]
-    doc = farm_cli("doctor", "--provider", "local", "--provider", "sim", cwd=tmp_path)
+    doc = farm_cli("doctor", "--provider", "local", "--provider", "sim", cwd=tmp_path, env={"COLUMNS": "200"})
     assert doc.returncode == 0, doc.stderr
     lines = doc.stdout.splitlines()
-    assert lines[0].startswith("local") and "built in" in lines[0] and lines[0].endswith(
+    assert lines[0].split() == ["provider", "sdk", "credentials", "endpoint", "verdict"] and set(lines[1]) == {"-", " "}
+    assert lines[2].startswith("local") and "built in" in lines[2] and lines[2].endswith(
         "ok (no reachability check for this provider)")
+    # a named provider that is not ready fails the command; long verdicts wrap within the terminal
+    no_key = {"COLUMNS": "80", "E2B_API_KEY": ""}
+    doc = farm_cli("doctor", "--provider", "e2b", "--provider", "local", cwd=tmp_path, env=no_key)
+    assert doc.returncode == 1 and doc.stderr.strip() == "farm: not ready: e2b (the verdict column says why)"
+    assert all(len(line) <= 80 for line in doc.stdout.splitlines()), doc.stdout
+    lines = doc.stdout.splitlines()
+    at = lines[0].index("verdict")  # the verdict column's text, continuation lines included
+    assert "E2B_API_KEY is not set: create a key" in " ".join(line[at:].strip() for line in lines[2:]), doc.stdout
+    survey = farm_cli("doctor", cwd=tmp_path, env=no_key)  # no provider named: a survey, exit 0
+    assert survey.returncode == 0 and "e2b" in survey.stdout, survey.stderr
     bad = farm_cli("doctor", "--provider", "daytonna", cwd=tmp_path)
     assert bad.returncode == 2 and "did you mean 'daytona'" in bad.stderr
