@@ -233,23 +233,6 @@ def report_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None, co
         click.echo(text)
 
 
-@cli.command("runs")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-@click.pass_context
-def runs_cmd(ctx: click.Context, limit: int) -> None:
-    """List recent runs with their status."""
-
-    def show(store: Any) -> str:
-        lines = []
-        for run_id in store.recent_runs(limit):
-            st = store.status(run_id)
-            lines.append(f"{run_id}  {st.state:9}  {st.done}/{st.planned} done  {st.failed} failed"
-                         + (f"  [{st.label}]" if st.label else ""))
-        return "\n".join(lines) or "no runs yet: start one with `farm run`"
-
-    click.echo(_with_store(ctx, show))
-
-
 @cli.command("snippets")
 @click.option("--snippets-dir", type=click.Path(), help="extra folder of snippets")
 @click.pass_context
@@ -267,9 +250,9 @@ def snippets_cmd(ctx: click.Context, snippets_dir: str | None) -> None:
 
 
 def _register_commands() -> None:
-    from farm import cli_ops, cli_ramp, cli_stats
+    from farm import cli_ops, cli_ramp, cli_runs, cli_stats
 
-    for command in (*cli_ops.COMMANDS, *cli_stats.COMMANDS, *cli_ramp.COMMANDS):
+    for command in (cli_runs.runs_cmd, *cli_ops.COMMANDS, *cli_stats.COMMANDS, *cli_ramp.COMMANDS):
         cli.add_command(command)
 
 

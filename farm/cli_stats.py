@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import click
 
-from farm.errors import FarmError
+from farm.errors import FarmError, NothingInCommon
 from farm.render.units import MISSING, aligned, interval, number, pick_unit
 
 
@@ -25,11 +25,18 @@ def _connect(ctx: click.Context, fn: Callable[[Any], Any]) -> Any:
 
 
 def require_run(store: Any, run_id: str) -> None:
-    """One actionable line when a run id is unknown."""
+    """One actionable line when a run id is unknown, or its samples were pruned."""
     if not store.run_exists(run_id):
         recent = store.recent_runs(5)
         hint = f"; recent runs: {', '.join(recent)}" if recent else "; no runs recorded yet"
         raise FarmError(f"no run {run_id!r} in this Redis{hint}")
+    pruned_ns = store.status(run_id).pruned_ns
+    if pruned_ns:
+        from datetime import datetime, timezone
+
+        when = datetime.fromtimestamp(pruned_ns / 1e9, timezone.utc).isoformat(timespec="seconds")
+        raise FarmError(f"run {run_id!r} was pruned at {when}: its samples are deleted; `farm history` "
+                        "still shows its summary")
 
 
 def _ratio(value: float | None, ci: list[float] | None) -> str:
@@ -89,21 +96,28 @@ def render_compare(result: dict[str, Any], alpha: float, threshold: float) -> st
 @click.option("--json", "as_json", is_flag=True, help="print the comparison as JSON")
 @click.pass_context
 def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
-    """Compare RUN_B against RUN_A per provider/snippet/phase: ratios B/A with intervals, FDR-controlled."""
+    """Compare RUN_B against RUN_A per provider/snippet/phase: ratios B/A with intervals, FDR-controlled.
+
+    Exits 4 when the runs have no provider/snippet/phase in common (nothing was compared)."""
     from farm.compare import compare_runs
 
     stats = ctx.obj["config"].statistics
 
-    def go(store: Any) -> str:
+    def go(store: Any) -> tuple[str, bool]:
         for run_id in (run_a, run_b):
             require_run(store, run_id)
         result = compare_runs(store, run_a, run_b, stats)
         if as_json:
-            return json.dumps({**result, "alpha": stats.compare_alpha, "fdr_method": "Benjamini-Hochberg",
+            text = json.dumps({**result, "alpha": stats.compare_alpha, "fdr_method": "Benjamini-Hochberg",
                                "threshold": stats.compare_threshold}, indent=2)
-        return render_compare(result, stats.compare_alpha, stats.compare_threshold)
+        else:
+            text = render_compare(result, stats.compare_alpha, stats.compare_threshold)
+        return text, bool(result["series"])
 
-    click.echo(_connect(ctx, go))
+    text, compared = _connect(ctx, go)
+    click.echo(text)
+    if not compared:  # a script must not read "no change" into a comparison that compared nothing
+        raise NothingInCommon(f"runs {run_a} and {run_b} have no provider/snippet/phase in common: nothing compared")
 
 
 @click.command("history")
@@ -144,7 +158,7 @@ def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, lim
             p99 = number(e["p99_ms"], scale) if e["p99_ci_ms"] or e["p99_ms"] is None \
                 else f"{MISSING} n≥{min_n(0.99, stats.confidence)}"
             rows.append([e["run_id"], e["created"][:19], e["label"] or "", str(e["n"]), number(e["p50_ms"], scale),
-                         ci, number(e["p95_ms"], scale), p99, e["vs_previous"] or "",
+                         ci, number(e["p95_ms"], scale), p99, e["vs_previous"] or ("pruned: summary" if e["pruned"] else ""),
                          _change_cell(e["change_point"])])
         trend = sparkline([e["p50_ms"] for e in entries])
         return "\n".join([f"{provider}/{snippet}/{phase}: p50 trend {trend}", *aligned(headers, rows, {0, 1, 2, 8, 9}),

@@ -199,14 +199,22 @@ def history(store: Any, provider: str, snippet: str, phase: str, stats: Statisti
         plan = manifest["plan"]
         if provider not in plan["providers"] or snippet not in plan["snippets"]:
             continue
-        data = load_run(store, run_id, stats, only=(provider, snippet))
-        row = data.rows().get((provider, snippet, phase))
         entry = {"run_id": run_id, "created": manifest.get("created", ""), "label": st.label,
-                 "state": st.state, "n": row.n if row else 0, "errors": row.errors if row else 0}
-        for q in CHANGE_QUANTILES:
-            entry[f"p{q}_ms"] = getattr(row, f"p{q}_ms") if row else None
-            entry[f"p{q}_ci_ms"] = getattr(row, f"p{q}_ci_ms") if row else None
-        entry["_sample"] = data.sample.array((provider, snippet, phase))
+                 "state": st.state, "pruned": bool(st.pruned_ns)}
+        if st.pruned_ns:  # its samples are gone: the summary farm/prune.py kept, and no test against it
+            kept = (store.run_summary(run_id) or {}).get("series", {}).get(f"{provider}|{snippet}|{phase}") or {}
+            entry.update(n=kept.get("n", 0), errors=kept.get("errors", 0))
+            for q in CHANGE_QUANTILES:
+                entry[f"p{q}_ms"], entry[f"p{q}_ci_ms"] = kept.get(f"p{q}_ms"), kept.get(f"p{q}_ci_ms")
+            entry["_sample"] = np.empty(0)
+        else:
+            data = load_run(store, run_id, stats, only=(provider, snippet))
+            row = data.rows().get((provider, snippet, phase))
+            entry.update(n=row.n if row else 0, errors=row.errors if row else 0)
+            for q in CHANGE_QUANTILES:
+                entry[f"p{q}_ms"] = getattr(row, f"p{q}_ms") if row else None
+                entry[f"p{q}_ci_ms"] = getattr(row, f"p{q}_ci_ms") if row else None
+            entry["_sample"] = data.sample.array((provider, snippet, phase))
         out.append(entry)
     # Each run against the previous one that has data: the same test `farm compare` uses.
     prev = None

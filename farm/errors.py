@@ -19,3 +19,9 @@ class RedisUnavailable(FarmError):
     """The configured Redis cannot be reached."""
 
     exit_code = 3
+
+
+class NothingInCommon(FarmError):
+    """``farm compare``: the two runs share no provider/snippet/phase, so nothing was compared."""
+
+    exit_code = 4

@@ -25,7 +25,10 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
     {r}:sandboxes              HASH   sandbox id -> "<member>|<worker>|<created ns>": created by an attempt
                                       and not yet destroyed (left by an interrupted attempt = leaked)
     {r}:summary                STRING JSON per-series summary of a finished run (n, p50/p95/p99 with
-                                      intervals), written once by farm/series.py; a cache, rebuilt if gone
+                                      intervals), written once by farm/series.py; a cache, rebuilt if gone,
+                                      except for a run `farm runs --prune` pruned (farm/prune.py): it
+                                      deletes samples, done, cursor, slots, inflight:*, lease:*,
+                                      sandboxes, sweep, sets status pruned_ns, and the summary stays
     {r}:seen                   HASH   "sandbox:<id>" / "boot:<fingerprint>" -> JSON {member, sandbox, uptime_s, ns}:
                                       the first sample that saw a sandbox id or boot identity (workers/reuse.py)
 

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from farm.printable import printable
 from farm.store.base import StoreBase
 from farm.store.keys import ACTIVE, RUNS, ramp_key
@@ -27,6 +29,7 @@ class RunStatus:
     missing_count: int = 0
     missing: list[str] | None = None
     finish_reason: str = ""
+    pruned_ns: int | None = None  # when `farm runs --prune` deleted its samples (a summary is kept)
 
     @property
     def remaining(self) -> int:
@@ -67,7 +70,8 @@ class Runs(StoreBase):
                          label=printable(h.get("label", "")), incomplete=h.get("incomplete") == "1",
                          missing_count=int(h.get("missing_count", 0)),
                          missing=json.loads(h["missing"]) if h.get("missing") else None,
-                         finish_reason=h.get("finish_reason", ""))
+                         finish_reason=h.get("finish_reason", ""),
+                         pruned_ns=int(h["pruned_ns"]) if h.get("pruned_ns") else None)
 
     def finalize_incomplete(self, run_id: str, missing: list[str], missing_count: int, reason: str) -> bool:
         """Close a run that cannot complete, naming what is missing; later commits are dropped."""
@@ -80,6 +84,36 @@ class Runs(StoreBase):
 
     def recent_runs(self, limit: int = 20) -> list[str]:
         return list(reversed(self.r.zrange(RUNS, -limit, -1)))
+
+    def runs_newest_first(self, since_s: float | None = None) -> list[tuple[str, float]]:
+        """(run id, created epoch s) of every run created at or after ``since_s``, newest first."""
+        return [(run_id, float(score)) for run_id, score in
+                self.r.zrevrangebyscore(RUNS, "+inf", "-inf" if since_s is None else since_s, withscores=True)]
+
+    # --- pruning: a finished run's samples go, its manifest, status, facts, sketches and summary stay
+    PRUNED_SUFFIXES = ("samples", "done", "cursor", "slots", "sandboxes", "sweep")
+
+    def prune_run(self, run_id: str, summary: dict[str, Any]) -> bool:
+        """Replace a finished run's samples by ``summary`` (farm/series.py's per-series summary, what
+        `farm history` shows of it); False, and nothing deleted, unless the run is finished and not
+        yet pruned."""
+        status_key = self.key(run_id, "status")
+        leftovers = [k for pattern in ("inflight:*", "lease:*")
+                     for k in self.r.scan_iter(self.key(run_id, pattern), count=500)]
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.watch(status_key)
+            state, pruned = pipe.hmget(status_key, "state", "pruned_ns")
+            if state != "finished" or pruned:
+                return False
+            pipe.multi()
+            pipe.set(self.key(run_id, "summary"), json.dumps(summary, separators=(",", ":")))
+            pipe.hset(status_key, "pruned_ns", time.time_ns())
+            pipe.delete(*[self.key(run_id, s) for s in self.PRUNED_SUFFIXES], *leftovers)
+            try:
+                pipe.execute()
+            except redis.WatchError:  # the status changed under us: leave the run as it is
+                return False
+        return True
 
     def active_runs(self) -> list[str]:
         return sorted(self.r.smembers(ACTIVE))
