@@ -257,7 +257,8 @@ def _bench_sketch_merge(count: int = 1000, per_sketch: int = 1000) -> None:
            direct_s * 1000, direct_s / merge_s, "", None, "ref: one sketch from the raw values in memory")
 
 
-SECTIONS = ("dispatch", "cli-dispatch", "scheduling", "fidelity", "cloud-fidelity", "aggregation", "memory", "bounded")
+SECTIONS = ("dispatch", "cli-dispatch", "scheduling", "fidelity", "cloud-fidelity", "aggregation", "memory", "bounded",
+            "publish")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             bench_memory(tmp, 10**4 if q else 10**5)
         if "bounded" in only:
             bench_bounded_broker(tmp, 10**6)
+        if "publish" in only:
+            from bench.publish import bench_publish
+
+            bench_publish(record, tmp, 60 if q else 365)
     Path(args.json).write_text(json.dumps({"machine": {"node": platform.node(), "cores": os.cpu_count(),
                                                        "python": platform.python_version()},
                                            "quick": q, "results": RESULTS}, indent=2))

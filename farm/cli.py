@@ -250,9 +250,10 @@ def snippets_cmd(ctx: click.Context, snippets_dir: str | None) -> None:
 
 
 def _register_commands() -> None:
-    from farm import cli_ops, cli_ramp, cli_runs, cli_stats
+    from farm import cli_ops, cli_publish, cli_ramp, cli_runs, cli_stats
 
-    for command in (cli_runs.runs_cmd, *cli_ops.COMMANDS, *cli_stats.COMMANDS, *cli_ramp.COMMANDS):
+    for command in (cli_runs.runs_cmd, *cli_ops.COMMANDS, *cli_stats.COMMANDS, *cli_ramp.COMMANDS,
+                    *cli_publish.COMMANDS):
         cli.add_command(command)
 
 

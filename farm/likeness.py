@@ -13,8 +13,10 @@ import hashlib
 import json
 from typing import Any, Mapping
 
-# Facts that vary from run to run without changing what is measured (pids, uids per process).
-VOLATILE_FACTS = frozenset({"sandbox_host_uid", "pid"})
+# Facts that vary from run to run without changing what is measured (pids, uids per process: on a
+# root farm below bwrap the local sandbox's uid is UID_BASE + the worker's pid, providers/confine.py,
+# so every run would otherwise differ; a real change of confinement shows in confinement_level).
+VOLATILE_FACTS = frozenset({"sandbox_host_uid", "sandbox_uid", "pid"})
 # Manifest fields that make up the scenario (besides the plan's providers and snippets).
 SCENARIO = ("repetitions", "warmup")
 RUN_SETTINGS = ("concurrency", "timeouts", "max_attempts", "retries")

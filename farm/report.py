@@ -70,9 +70,12 @@ def _statistics(config: FarmConfig | None) -> Statistics:
     return config.statistics if config is not None else Statistics()
 
 
-def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline: bool = True) -> Document:
+def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline: bool = True,
+          known_change_points: list[dict[str, Any]] | None = None) -> Document:
     """The run's manifest, status and aggregated results; its samples stay in the store, streamed
-    by ``Document.iter_samples``. ``baseline`` compares with previous runs of the same plan."""
+    by ``Document.iter_samples``. ``baseline`` compares with previous runs of the same plan (and
+    finds the change points of its nightly series, unless the caller already knows them:
+    ``known_change_points``, as farm publish does)."""
     stats = _statistics(config)
     status = store.status(run_id)
     prior = compare.previous_runs(store, run_id, stats.baseline_runs) if baseline else []
@@ -114,7 +117,8 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
         baseline=base,
         cost=meter.report(config),
         error_messages=top_messages(store.iter_entries(run_id)) if agg.errors_by_class else {},
-        change_points=run_change_points(store, run_id, stats) if baseline else None,
+        change_points=(known_change_points if known_change_points is not None else
+                       run_change_points(store, run_id, stats)) if baseline else None,
         reused=agg.reused,
         headline=headline(versus, agg.rows, stats.compare_alpha, stats.compare_threshold),
         samples=lambda: store.iter_samples(run_id),

@@ -40,10 +40,11 @@ def scenario_of(manifest: Mapping[str, Any]) -> str:
 
 
 def series_digest(manifest: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]] | None,
-                  provider: str, snippet: str) -> str:
+                  provider: str, snippet: str, described: Mapping[str, Any] | None = None) -> str:
     """Equal for runs that measured ``provider``/``snippet`` the same way: the provider's settings
-    and stable facts (SDK version, region, confinement), the host, and the snippet's code."""
-    described = likeness.describe(manifest, facts)
+    and stable facts (SDK version, region, confinement), the host, and the snippet's code.
+    ``described`` is ``likeness.describe(manifest, facts)`` when the caller has it already."""
+    described = described or likeness.describe(manifest, facts)
     code = (manifest.get("snippets") or {}).get(snippet) or {}
     part = {"provider_settings": described["provider_settings"].get(provider, {}),
             "provider_facts": described["provider_facts"].get(provider, {}),
@@ -119,28 +120,59 @@ def scheduled_runs(store: Any, scan: int, until: str | None = None) -> list[str]
 Wanted = Callable[[str, str, str], bool]  # (provider, snippet, phase) -> keep?
 
 
+# Finished runs never change: what collect read of one is kept for the process's next collect
+# (a report, then beat's check, then publish), up to this many runs.
+RunRows = tuple[str, str, list[tuple[str, str, str, str, dict[str, Any]]]]
+_RUN_CACHE: dict[tuple[str, str], RunRows] = {}
+_RUN_CACHE_SIZE = 4000
+
+
+def _server(store: Any) -> str:
+    kw = store.r.connection_pool.connection_kwargs
+    return f"{kw.get('path') or kw.get('host')}:{kw.get('port')}/{kw.get('db')}"
+
+
+def _run_rows(store: Any, run_id: str, stats: Statistics) -> RunRows:
+    """(created, scenario, [(provider, snippet, phase, digest, row)]) of one run."""
+    key = (_server(store), run_id)
+    if key in _RUN_CACHE:
+        return _RUN_CACHE[key]
+    manifest = store.manifest(run_id)
+    facts = store.provider_facts(run_id)
+    summary = run_summary(store, run_id, stats)
+    described = likeness.describe(manifest, facts)
+    digests: dict[tuple[str, str], str] = {}
+    rows = []
+    for name, row in summary.items():
+        provider, snippet, phase = name.split("|", 2)
+        if phase not in PHASE_ORDER:
+            continue
+        if (provider, snippet) not in digests:
+            digests[(provider, snippet)] = series_digest(manifest, facts, provider, snippet, described)
+        rows.append((provider, snippet, phase, digests[(provider, snippet)], row))
+    entry = (manifest.get("created", ""), scenario_of(manifest), rows)
+    if store.status(run_id).state == "finished":
+        if len(_RUN_CACHE) >= _RUN_CACHE_SIZE:
+            _RUN_CACHE.pop(next(iter(_RUN_CACHE)))
+        _RUN_CACHE[key] = entry
+    return entry
+
+
 def collect(store: Any, runs: Iterable[str], stats: Statistics, wanted: Wanted | None = None
             ) -> dict[str, Series]:
     """The series the runs form (each run one point per series it measured), by series id."""
     out: dict[str, Series] = {}
     for run_id in runs:
         try:
-            manifest = store.manifest(run_id)
-            facts = store.provider_facts(run_id)
-            summary = run_summary(store, run_id, stats)
+            created, scenario, rows = _run_rows(store, run_id, stats)
         except KeyError:
             continue
-        scenario = scenario_of(manifest)
-        digests: dict[tuple[str, str], str] = {}
-        for key, row in summary.items():
-            provider, snippet, phase = key.split("|", 2)
-            if phase not in PHASE_ORDER or (wanted and not wanted(provider, snippet, phase)):
+        for provider, snippet, phase, digest, row in rows:
+            if wanted and not wanted(provider, snippet, phase):
                 continue
-            if (provider, snippet) not in digests:
-                digests[(provider, snippet)] = series_digest(manifest, facts, provider, snippet)
-            s = Series(provider, snippet, scenario, phase, digests[(provider, snippet)])
+            s = Series(provider, snippet, scenario, phase, digest)
             s = out.setdefault(s.id, s)
-            s.points.append(Point(run_id=run_id, created=manifest.get("created", ""), **row))
+            s.points.append(Point(run_id=run_id, created=created, **row))
     return dict(sorted(out.items(), key=lambda kv: (kv[1].provider, kv[1].snippet, kv[1].scenario,
                                                     phase_key(kv[1].phase), kv[1].digest)))
 

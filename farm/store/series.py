@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from farm.store.base import StoreBase
-from farm.store.keys import changepoints_key
+from farm.store.keys import RUNS, changepoints_key
 
 
 class SeriesStore(StoreBase):
@@ -39,3 +39,7 @@ class SeriesStore(StoreBase):
     def release_change_point(self, series: str, run_id: str) -> None:
         """Give a claim back when its announcement failed, so a later check retries it."""
         self.r.hdel(changepoints_key(series), run_id)
+
+    def runs_since(self, since_s: float) -> list[str]:
+        """Run ids created at or after ``since_s`` (epoch seconds), oldest first."""
+        return list(self.r.zrangebyscore(RUNS, since_s, "+inf"))
