@@ -14,7 +14,8 @@ from typing import Any, Callable
 import click
 
 from farm.errors import FarmError, NothingInCommon
-from farm.render.units import MISSING, aligned, interval, number, pick_unit
+from farm.phases import phase_label
+from farm.render.units import MISSING, RowFormat, aligned, interval, number, pick_unit, row_format
 
 
 def _connect(ctx: click.Context, fn: Callable[[Any], Any]) -> Any:
@@ -39,10 +40,21 @@ def require_run(store: Any, run_id: str) -> None:
                         "still shows its summary")
 
 
-def _ratio(value: float | None, ci: list[float] | None) -> str:
+def _ratio(value: float | None, ci: list[float] | None, missing: str = MISSING) -> str:
+    """``1.12× (1.08–1.16)``, with the digits it takes to tell the three apart."""
     if value is None or ci is None:
-        return MISSING
-    return f"{value:.3g}× ({ci[0]:.3g}–{ci[1]:.3g})"
+        return missing
+    fmt = RowFormat("", 1.0)
+    d = fmt.decimals([value, ci[0], ci[1]])
+    return f"{fmt.number(value, d)}× ({fmt.number(ci[0], d)}–{fmt.number(ci[1], d)})"
+
+
+def _p95_missing(e: dict[str, Any]) -> str:
+    """Why a p95 ratio is absent: a side without a p95 interval of its own (effect._p95_ratio's rule)."""
+    from farm.stats import min_n
+
+    need = min_n(0.95, e["level"] or 0.95)
+    return f"{MISSING} n≥{need}" if min(e["n_a"], e["n_b"]) < need else MISSING
 
 
 def _decision(e: dict[str, Any]) -> str:
@@ -61,26 +73,25 @@ def render_compare(result: dict[str, Any], alpha: float, threshold: float) -> st
     top += [f"warning: {w}" for w in result["drift"]]
     if not entries:
         return "\n".join(top + [f"runs {run_a} and {run_b} have no provider/snippet/phase in common"])
-    units = {q: pick_unit([e[f"p{q}_a_ms"] for e in entries] + [e[f"p{q}_b_ms"] for e in entries])
-             for q in (50, 95)}
-    headers = ["provider", "snippet", "phase", "n A", "n B"]
+    headers = ["provider", "snippet", "phase", "n A", "n B", "unit"]
     for q in (50, 95):
-        headers += [f"p{q} A [{units[q][0]}]", f"p{q} B [{units[q][0]}]", f"p{q} B/A (CI)"]
+        headers += [f"p{q} A", f"p{q} B", f"p{q} B/A (CI)"]
     headers += ["verdict"]
     rows = []
     for e in entries:
-        row = [e["provider"], e["snippet"], e["phase"], str(e["n_a"]), str(e["n_b"])]
+        fmt = row_format(e["p50_a_ms"] if e["p50_a_ms"] is not None else e["p50_b_ms"])  # a unit per row
+        row = [e["provider"], e["snippet"], phase_label(e["phase"]), str(e["n_a"]), str(e["n_b"]), fmt.unit]
         for q, ratio in ((50, "ratio"), (95, "p95_ratio")):
-            scale = units[q][1]
-            row += [number(e[f"p{q}_a_ms"], scale), number(e[f"p{q}_b_ms"], scale),
-                    _ratio(e[ratio], e[f"{ratio}_ci"])]
+            row += [fmt.number(e[f"p{q}_a_ms"]), fmt.number(e[f"p{q}_b_ms"]),
+                    _ratio(e[ratio], e[f"{ratio}_ci"], _p95_missing(e) if q == 95 else MISSING)]
         row += [_decision(e)]
         rows.append(row)
     levels = [e["level"] for e in entries if e["level"] is not None]
     level = f"{min(levels):.4g}" if levels else "—"
     out = [*top, f"B = {run_b} against A = {run_a}: slower/faster when the whole p50-ratio interval lies beyond "
            f"±{threshold:.0%}, equivalent when inside; intervals at {level} (Benjamini–Hochberg FDR {alpha:g} "
-           f"across {len(entries)} rows)", *aligned(headers, rows, {0, 1, 2, len(headers) - 1})]
+           f"across {len(entries)} rows); each row in its own unit; — n≥N: a p95 ratio needs N samples per run",
+           *aligned(headers, rows, {0, 1, 2, 5, len(headers) - 1})]
     changed = [e for e in entries if e["verdict"] in ("faster", "slower")]
     counts = {v: sum(e["verdict"] == v for e in entries) for v in ("slower", "faster", "equivalent", "inconclusive")}
     out.append(f"{len(changed)} of {len(entries)} series changed ("

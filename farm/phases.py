@@ -10,3 +10,8 @@ PHASE_ORDER = ("queue", "claim", "create", "ready", "tti", "setup", "run", "dest
 # maybe on two hosts) and clamped at 0; every other phase is one perf_counter interval in one process.
 WALL_CLOCK_PHASES = ("queue",)
 INTERNAL = "internal."  # prefix of the sections a snippet timed itself: internal.<name>
+
+
+def phase_label(phase: str) -> str:
+    """A phase as tables print it: the wall-clock one says so."""
+    return f"{phase} (wall)" if phase in WALL_CLOCK_PHASES else phase

@@ -149,9 +149,12 @@ def test_compare_and_history_commands(farm, monkeypatch):
     out = runner.invoke(_cli(), ["compare", "a", "b"])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
-    assert "p50 A [ms]" in lines[1] and "p50 B/A (CI)" in lines[1] and "verdict" in lines[1]
+    assert " unit " in lines[1] and "p50 A" in lines[1] and "p50 B/A (CI)" in lines[1] and "verdict" in lines[1]
+    assert "each row in its own unit" in lines[0]
     run_line = next(line for line in lines if " run " in f" {line} " and line.startswith("local"))
-    assert run_line.rstrip().endswith("slower")
+    assert run_line.rstrip().endswith("slower") and run_line.split()[5] in ("µs", "ms", "s")
+    # alpha 0.01, FCR-adjusted: intervals above 99.6 %, where a p95 interval needs 125 samples per run, not 120
+    assert "— n≥125" in run_line
     as_json = json.loads(runner.invoke(_cli(), ["compare", "a", "b", "--json"]).output)
     assert as_json["alpha"] == 0.01 and any(s["verdict"] == "slower" for s in as_json["series"])
 

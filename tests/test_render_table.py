@@ -212,3 +212,11 @@ def test_compare_marks_percentiles_that_small_n_cannot_carry():
     assert small["p95_ratio"] is None and small["verdict"] == "slower"  # the p50 ratio still decides
     (big,) = compare_data(run("a", 400, 1.0, 1), run("b", 400, 1.0, 2), Statistics())
     assert big["insufficient"] == [] and big["p95_ratio"] is not None
+
+    from farm.cli_stats import render_compare
+
+    result = {"run_a": "a", "run_b": "b", "differences": [], "incomparable": [], "drift": [], "series": [small, big]}
+    lines = render_compare(result, 0.05, 0.02).splitlines()
+    small_line, big_line = [ln for ln in lines if ln.startswith("local")]
+    assert "— n≥72" in small_line and "— n≥" not in big_line  # the p95 ratio: absent, and why
+    assert small_line.split()[5] == "ms" and small_line.rstrip().endswith("slower")

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 from farm.document import Document, Row
 from farm.errors import FarmError
 from farm.render.units import MISSING, RowFormat, row_format
-from farm.phases import WALL_CLOCK_PHASES
+from farm.phases import WALL_CLOCK_PHASES, phase_label
 from farm.stats import min_n
 
 FLAG_MARKS = {"high_variance": "CV", "bimodal": "bimodal"}
@@ -35,10 +35,6 @@ GATED_QUANTILES = (99,)
 
 def confidence(doc: Document) -> float:
     return doc.statistics.get("confidence", 0.95)
-
-
-def phase_label(phase: str) -> str:
-    return f"{phase} (wall)" if phase in WALL_CLOCK_PHASES else phase
 
 
 def row_format_of(row: Row) -> RowFormat:
