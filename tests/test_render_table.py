@@ -220,3 +220,19 @@ def test_compare_marks_percentiles_that_small_n_cannot_carry():
     small_line, big_line = [ln for ln in lines if ln.startswith("local")]
     assert "— n≥72" in small_line and "— n≥" not in big_line  # the p95 ratio: absent, and why
     assert small_line.split()[5] == "ms" and small_line.rstrip().endswith("slower")
+
+
+def test_columns_through_the_cli_against_a_real_redis(farm, tmp_path):
+    from tests.harness import farm_cli
+    from tests.test_compare import make_run
+
+    make_run(farm.store, "cols", np.random.default_rng(9).lognormal(np.log(50), 0.2, 40))
+    env = {"REDIS_URL": farm.url}
+    md = farm_cli("report", "cols", "--format", "markdown", "--columns", "p50,max", cwd=tmp_path, env=env)
+    assert md.returncode == 0, md.stderr
+    assert "| provider | snippet | phase | unit | p50 | max |" in md.stdout and "p95" not in md.stdout.split("\n\n")[1]
+    table = farm_cli("report", "cols", "--columns", "+max", cwd=tmp_path, env=env)
+    assert table.returncode == 0, table.stderr
+    header = table.stdout.splitlines()[1].split()
+    assert header[:4] == ["phase", "n", "unit", "p50"] and header[-2:] == ["max", "flags"]
+    assert "local · hello — 0 failed" in table.stdout
