@@ -37,9 +37,18 @@ class PhaseSample:
                 continue
             for phase, values in batch.phases(rows):
                 if phase in self.phases:
-                    key: Series = (provider, snippet, phase)
-                    for ns in values.tolist():
-                        self.reservoir.add(key, ns / 1e6)
+                    self._add((provider, snippet, phase), (values / 1e6).tolist())
+
+    def _add(self, key: Series, values_ms: list[float]) -> None:
+        """Append while the reservoir has room (the common case: one list extend), sample beyond."""
+        res = self.reservoir
+        seen = res.seen.get(key, 0)
+        room = max(res.cap - seen, 0)
+        if room:
+            res.values.setdefault(key, []).extend(values_ms[:room])
+            res.seen[key] = seen + min(room, len(values_ms))
+        for value in values_ms[room:]:
+            res.add(key, value)
 
 
 def headline(sample: PhaseSample, rows: list[Row], alpha: float, threshold: float) -> list[dict[str, Any]]:

@@ -236,3 +236,16 @@ def test_columns_through_the_cli_against_a_real_redis(farm, tmp_path):
     header = table.stdout.splitlines()[1].split()
     assert header[:4] == ["phase", "n", "unit", "p50"] and header[-2:] == ["max", "flags"]
     assert "local · hello — 0 failed" in table.stdout
+
+
+def test_headline_sample_is_the_compare_reservoir_sample():
+    """The fast path (extend while there is room) keeps exactly what Reservoir.add keeps, past the cap too."""
+    from farm.compare import Reservoir
+    from farm.headline import PhaseSample
+
+    fast, slow = PhaseSample(100), Reservoir(100)
+    for chunk in np.random.default_rng(1).random((6, 37)).tolist():
+        fast._add(("p", "s", "tti"), chunk)
+        for value in chunk:
+            slow.add(("p", "s", "tti"), value)
+    assert fast.reservoir.values == slow.values and fast.reservoir.seen == slow.seen == {("p", "s", "tti"): 222}
