@@ -3,8 +3,8 @@
 A summary row carries its own unit, chosen from its p50 (queue in ms and run in s can share a
 table); each number shows three significant digits, and a percentile and its interval more where
 two different numbers would otherwise print the same (an interval 0.010982–0.011035 ms is
-``10.98–11.04`` µs, never ``11.0–11.0``). Comparison and history tables keep one unit per column,
-chosen from the column's median (as hyperfine and pyperf do).
+``10.98–11.04`` µs, never ``11.0–11.0``). ``farm compare`` rows do the same; history tables (one
+series) keep one unit per column, chosen from the column's median (as hyperfine and pyperf do).
 """
 
 from __future__ import annotations
