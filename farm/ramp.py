@@ -6,7 +6,10 @@ samples of a provider are in flight at once, if the workers offer L slots. They 
 the report says so. What was really achieved is measured, not assumed: the peak number of samples
 whose [task start, task start + total] intervals overlap (``peak_in_flight``). A peak below
 min(level, offered) means something else held concurrency down — a client-side cap, such as an
-SDK's connection pool or a sidecar's limit (a provider's declared ``client_pool`` fact is quoted).
+SDK's connection pool or a sidecar's limit. A provider may declare its client's pools as the fact
+``client_pool`` = {"per_process": n, "shared": m, "what": ...}: a prefork worker process runs one
+sample at a time, so a per-process pool of n ≥ 1 never binds; a pool shared by every worker process
+on a host (a sidecar) of m < level does, and the level says so before the peak shows it.
 
 Per provider and level: tti p50/p95/p99 with distribution-free intervals (farm/stats.py),
 throughput (successful samples per second of the level's wall time, first task start to last
@@ -121,11 +124,15 @@ def measure_level(level: int, run_id: str, provider: str, samples: Sequence[Mapp
     wall_s = (max(e for _, e in spans) - min(b for b, _ in spans)) / 1e9 if spans else 0.0
     peak = peak_overlap(spans)
     capped = []
+    shared = client_pool.get("shared") if isinstance(client_pool, dict) else None
+    if isinstance(shared, int) and shared < level:
+        capped.append(f"{provider}'s client shares a pool of {shared} connection(s) across the host's worker "
+                      f"processes ({client_pool.get('what', 'declared')}): fewer than level {level}")
     if offered is not None and offered < level:
         capped.append(f"the workers offer {offered} slot(s) for {provider}: level {level} ran at most {offered} at once")
     expected = min(level, offered) if offered is not None else level
     if len(mine) >= expected and peak < expected:
-        why = f"{provider} declares a client pool of {client_pool}" if client_pool else \
+        why = f"{provider}'s client pools: {client_pool.get('what', client_pool)}" if isinstance(client_pool, dict) else \
             "something between the farm and the provider (an SDK connection pool, a sidecar's limit)"
         capped.append(f"only {peak} sample(s) ran at once although {expected} could: {why} held it down")
     return Level(level=level, run_id=run_id, offered=offered, n=len(mine), ok=len(ok), errors=len(failed),

@@ -130,3 +130,21 @@ def test_a_level_above_what_the_workers_offer_is_run_capped_and_says_so(tmp_path
     top = result.providers[0].levels[-1]
     assert top.offered == 2 and top.peak_in_flight <= 2
     assert top.capped[0] == "the workers offer 2 slot(s) for sim: level 4 ran at most 2 at once"
+
+
+def test_a_declared_shared_client_pool_below_the_level_and_a_held_down_peak_are_stated():
+    from farm.ramp import measure_level
+
+    def sample(i, start_ms, total_ms):
+        return {"provider": "csb", "snippet": "hello", "outcome": "ok", "warmup": False, "started_ns": start_ms * 10**6,
+                "total_ns": total_ms * 10**6, "create_ns": 10**6, "ready_ns": 10**6, "rep": i}
+    # eight samples, never more than two at once, although eight slots were offered
+    samples = [sample(i, (i // 2) * 100, 90) for i in range(8)]
+    pool = {"per_process": 16, "shared": 2, "what": "a sidecar's pool of 2"}
+    lv = measure_level(8, "r", "csb", samples, offered=8, confidence=0.95, client_pool=pool)
+    assert lv.peak_in_flight == 2
+    assert lv.capped[0].startswith("csb's client shares a pool of 2 connection(s)")
+    assert "only 2 sample(s) ran at once although 8 could: csb's client pools: a sidecar's pool of 2" in lv.capped[1]
+    per_process = measure_level(8, "r", "csb", samples, offered=8, confidence=0.95,
+                                client_pool={"per_process": 16, "shared": None, "what": "x"})
+    assert not any("shares a pool" in c for c in per_process.capped)  # one sample per process: 16 never binds

@@ -22,6 +22,7 @@ from providers.codesandbox import SPEC
 from providers.codesandbox.assumptions import ASSUMPTIONS
 from providers.errors import Failure, classify_status, default_failure, header, retry_after_seconds
 
+CLIENT_CONNECTIONS = 16  # per worker process; a prefork process runs one sample at a time
 DEFAULT_URL = "http://127.0.0.1:8787"
 START_HINT = ("start it with: node node-csb/server.js (CSB_API_KEY and CSB_SERVICE_TOKEN in its "
               "environment), or point providers.codesandbox.service_url at it")
@@ -62,7 +63,7 @@ class CodeSandboxProvider(Provider):
             self._client = httpx.Client(
                 base_url=self.url, headers={"Authorization": f"Bearer {token}"} if token else {},
                 timeout=httpx.Timeout(30.0, connect=self.settings.connect_timeout_s), trust_env=False,
-                limits=httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=30))
+                limits=httpx.Limits(max_connections=CLIENT_CONNECTIONS, max_keepalive_connections=8, keepalive_expiry=30))
             self._client_pid = os.getpid()
         return self._client
 
@@ -127,6 +128,9 @@ class CodeSandboxProvider(Provider):
         sdk = health.get("sdk") or {}
         s = self.settings
         return {"service_url": self.url, "service": f"node-csb {health.get('version', '?')}",
+                "client_pool": {"per_process": CLIENT_CONNECTIONS, "shared": None,
+                                "what": f"an httpx pool of {CLIENT_CONNECTIONS} per worker process to node-csb, one "
+                                        "Node process per host serving them all (its own limits not declared)"},
                 "sdk": f"{sdk.get('name', '?')} {sdk.get('version', '?')}", "sdk_double": bool(sdk.get("double")),
                 "node": health.get("node"), "template": s.template or "SDK default", "vm_tier": s.vm_tier,
                 "destroy": s.destroy, "output": "stdout and stderr merged by the SDK",
