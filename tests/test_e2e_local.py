@@ -86,4 +86,5 @@ def test_cli_run_on_embedded_default_then_report_and_runs(tmp_path):
     listed = farm_cli("runs", cwd=tmp_path)
     assert run_id in listed.stdout and "finished" in listed.stdout
     md = farm_cli("report", run_id, "--format", "markdown", cwd=tmp_path)
-    assert md.returncode == 0 and f"`{run_id}`" in md.stdout and "| local | hello | run |" in md.stdout
+    assert md.returncode == 0 and f"`{run_id}`" in md.stdout and "| local | hello | 0.0 | queue (wall) |" in md.stdout
+    assert "|  |  |  | run | 3 |" in md.stdout  # the pair and its error rate once, on its first row
