@@ -27,6 +27,23 @@ def _config(ctx: click.Context) -> FarmConfig:
     return ctx.obj["config"]
 
 
+FAIL_ON_HELP = ("a CI gate, repeatable: exit 5 with a one-line reason when breached, e.g. error-rate>5%, "
+                "p95:tti>2s, p99:local/run>150ms, regression (see docs/statistics.md, Gates)")
+
+
+def fail_on_option(help_text: str = FAIL_ON_HELP) -> Any:
+    return click.option("--fail-on", "fail_on", multiple=True, metavar="GATE", help=help_text)
+
+
+def enforce_gates(outcomes: list[Any]) -> None:
+    """Exit 4 (GateBreach, one line) when a gate failed; otherwise say on stderr that they passed."""
+    from farm.gates import enforce
+
+    passed = enforce(outcomes)
+    if passed:
+        print(f"farm: {passed}", file=sys.stderr, flush=True)
+
+
 def _split(value: str | None, flag: str = "") -> list[str]:
     """A comma-separated flag as a list; a flag given but empty (``--snippets ','``) is an error,
     never the configured default."""
@@ -107,15 +124,19 @@ def _columns(spec: str | None, as_json: bool = False) -> tuple[str, ...] | None:
 @click.option("--label", default="", help="a label stored with the run")
 @click.option("--json", "as_json", is_flag=True, help="print the results document as JSON")
 @click.option("--columns", "columns_spec", metavar="LIST", help=COLUMNS_HELP)
+@fail_on_option(FAIL_ON_HELP + "; recorded with the run, so farm report and farm watch check it again")
 @click.pass_context
 def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, snippets_dir: str | None,
             repetitions: int | None, warmup: int | None, concurrency: int | None, seed: int | None,
-            label: str, as_json: bool, columns_spec: str | None) -> None:
+            label: str, as_json: bool, columns_spec: str | None, fail_on: tuple[str, ...]) -> None:
     """Schedule a benchmark, follow its progress, and print the results."""
+    from farm import gates
+
     columns = _columns(columns_spec, as_json)
     from farm.snippets import check_env_vars, library, select
     from providers import check_name
 
+    run_gates = gates.parse_all(fail_on)  # a bad gate is refused before anything runs
     config = _config(ctx)
     provider_names = _split(providers, "--providers") or config.plan.providers
     for name in provider_names:
@@ -133,7 +154,7 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
         repetitions=repetitions or config.defaults.repetitions,
         warmup=config.defaults.warmup if warmup is None else warmup,
         concurrency=concurrency or config.defaults.concurrency, seed=seed, label=label,
-        config_path=ctx.obj["config_path"])
+        config_path=ctx.obj["config_path"], gates=[g.text for g in run_gates])
 
     def started(run_id: str, mode: str) -> None:
         print(f"run {run_id} ({mode}): {len(provider_names)} provider(s) × {len(chosen)} snippet(s) × "
@@ -142,22 +163,27 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
     progress = Progress()
     run_id, doc = runner.run(config, options, on_progress=progress, on_started=started, on_notice=progress.notice)
     click.echo(render_document(doc, "json" if as_json else "table", columns))
+    enforce_gates(gates.judge(doc))  # the run's recorded gates: the --fail-on given above
 
 
 @cli.command("watch")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="print the results document as JSON")
 @click.option("--columns", "columns_spec", metavar="LIST", help=COLUMNS_HELP)
+@fail_on_option(FAIL_ON_HELP + "; the run's recorded gates are checked too")
 @click.pass_context
-def watch_cmd(ctx: click.Context, run_id: str, as_json: bool, columns_spec: str | None) -> None:
+def watch_cmd(ctx: click.Context, run_id: str, as_json: bool, columns_spec: str | None,
+              fail_on: tuple[str, ...]) -> None:
     """Re-attach to a run (after Ctrl-C, or from another terminal) and print its results."""
     columns = _columns(columns_spec, as_json)
-    from farm import runner
+    from farm import gates, runner
 
+    extra = gates.parse_all(fail_on)
     progress = Progress()
     doc = runner.watch(_config(ctx), run_id, on_progress=progress, config_path=ctx.obj["config_path"],
                        on_notice=progress.notice)
     click.echo(render_document(doc, "json" if as_json else "table", columns))
+    enforce_gates(gates.judge(doc, extra))
 
 
 @cli.command("worker")
@@ -211,26 +237,35 @@ def _with_store(ctx: click.Context, fn: Any) -> Any:
 @click.option("--output", "-o", metavar="PATH",
               help="write to PATH instead of stdout ('-' = stdout); html defaults to farm-report-RUN.html")
 @click.option("--columns", "columns_spec", metavar="LIST", help=COLUMNS_HELP + " (table, markdown, html)")
+@fail_on_option(FAIL_ON_HELP + "; gates recorded with the run (farm run --fail-on, a schedule's fail_on) "
+                "are checked too")
 @click.pass_context
-def report_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None, columns_spec: str | None) -> None:
+def report_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None, columns_spec: str | None,
+               fail_on: tuple[str, ...]) -> None:
     """Print a run's results again, in any format; html is written to a self-contained file."""
     if columns_spec is not None and fmt not in TABLE_FORMATS:
         raise click.UsageError(f"--columns chooses the summary table's columns: use it with --format "
                                f"{', '.join(TABLE_FORMATS)}, not {fmt}")
     columns = _columns(columns_spec)
+    from farm import gates
     from farm.cli_stats import require_run
-    from farm.report import render
 
-    def show(store: Any) -> str:
+    extra = gates.parse_all(fail_on)
+
+    def show(store: Any) -> tuple[str, list[Any]]:
+        from farm.report import build
+
         require_run(store, run_id)
-        return render(store, run_id, fmt, _config(ctx), columns)
+        doc = build(store, run_id, _config(ctx), baseline=fmt != "csv")  # raw samples need no baseline
+        return render_document(doc, fmt, columns), gates.judge(doc, extra)
 
-    text = _with_store(ctx, show)
+    text, outcomes = _with_store(ctx, show)
     target = output or default_output(run_id, fmt)
     if target and target != "-":
         click.echo(write(text, target), err=True)
     else:
         click.echo(text)
+    enforce_gates(outcomes)
 
 
 @cli.command("snippets")

@@ -105,30 +105,40 @@ def render_compare(result: dict[str, Any], alpha: float, threshold: float) -> st
 @click.argument("run_a")
 @click.argument("run_b")
 @click.option("--json", "as_json", is_flag=True, help="print the comparison as JSON")
+@click.option("--fail-on", "fail_on", multiple=True, metavar="GATE",
+              help="exit 5 with a one-line reason when a series of B is called slower than A: regression, "
+                   "or regression:PHASE / regression:PROVIDER/PHASE; repeatable (docs/statistics.md, Gates)")
 @click.pass_context
-def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
+def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool, fail_on: tuple[str, ...]) -> None:
     """Compare RUN_B against RUN_A per provider/snippet/phase: ratios B/A with intervals, FDR-controlled.
 
-    Exits 4 when the runs have no provider/snippet/phase in common (nothing was compared)."""
-    from farm.compare import compare_runs
+    Exits 4 when the runs have no provider/snippet/phase in common (nothing was compared), 5 when a
+    --fail-on gate is breached."""
+    from farm import gates
+    from farm.cli import enforce_gates
 
+    regression_gates = gates.parse_all(fail_on, only=("regression",), command="farm compare")
     stats = ctx.obj["config"].statistics
 
-    def go(store: Any) -> tuple[str, bool]:
+    def go(store: Any) -> tuple[str, list[Any], bool]:
+        from farm.compare import compare_runs
+
         for run_id in (run_a, run_b):
             require_run(store, run_id)
         result = compare_runs(store, run_a, run_b, stats)
+        outcomes = gates.check_comparison(result, regression_gates)
         if as_json:
             text = json.dumps({**result, "alpha": stats.compare_alpha, "fdr_method": "Benjamini-Hochberg",
                                "threshold": stats.compare_threshold}, indent=2)
         else:
             text = render_compare(result, stats.compare_alpha, stats.compare_threshold)
-        return text, bool(result["series"])
+        return text, outcomes, bool(result["series"])
 
-    text, compared = _connect(ctx, go)
+    text, outcomes, compared = _connect(ctx, go)
     click.echo(text)
     if not compared:  # a script must not read "no change" into a comparison that compared nothing
         raise NothingInCommon(f"runs {run_a} and {run_b} have no provider/snippet/phase in common: nothing compared")
+    enforce_gates(outcomes)
 
 
 @click.command("history")

@@ -139,11 +139,25 @@ class Schedule(Strict):
     repetitions: int | None = Field(None, ge=1, le=10_000_000)
     warmup: int | None = Field(None, ge=0, le=1000)
     concurrency: int | None = Field(None, ge=1, le=1024)
+    fail_on: list[str] = Field(default_factory=list, description="CI gates recorded with each run it starts "
+                               "(the --fail-on syntax); farm report exits 5 when one is breached")
+
+    @field_validator("fail_on")
+    @classmethod
+    def _gates(cls, expressions: list[str]) -> list[str]:
+        from farm.gates import parse
+
+        try:
+            return [parse(e).text for e in expressions]
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _one_trigger(self) -> "Schedule":
         if (self.cron is None) == (self.every_s is None):
             raise ValueError("give exactly one of cron or every_s")
+        if self.kind == "sweep" and self.fail_on:
+            raise ValueError("a sweep has no results to gate: fail_on belongs to kind: run")
         if self.cron is not None:
             from farm import cron
 

@@ -1,4 +1,8 @@
-"""User-facing errors: one line, an exit code, no traceback."""
+"""User-facing errors: one line, an exit code, no traceback.
+
+Exit codes (README, Commands): 1 a farm error, 2 configuration or flags, 3 Redis, 4 ``farm compare``
+compared nothing, 5 a ``--fail-on`` gate was breached, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -25,3 +29,9 @@ class NothingInCommon(FarmError):
     """``farm compare``: the two runs share no provider/snippet/phase, so nothing was compared."""
 
     exit_code = 4
+
+
+class GateBreach(FarmError):
+    """A ``--fail-on`` gate failed (farm/gates.py): the results were printed, the reason is one line."""
+
+    exit_code = 5

@@ -41,6 +41,7 @@ class RunOptions:
     label: str = ""
     config_path: str | None = None
     progress_every_s: float = 0.5
+    gates: Sequence[str] = ()  # --fail-on expressions, recorded in the manifest (farm/gates.py)
 
 
 @contextmanager
@@ -145,7 +146,7 @@ def run(config: FarmConfig, options: RunOptions,
                 scheduler.create_run(config, options.providers, options.snippets,
                                      repetitions=options.repetitions, warmup=options.warmup,
                                      concurrency=options.concurrency, seed=options.seed,
-                                     label=options.label, run_id=run_id)
+                                     label=options.label, run_id=run_id, gates=options.gates)
             if on_started:
                 on_started(run_id, "embedded" if embedded else "distributed")
             with redis_edges(store, run_id):

@@ -122,6 +122,20 @@ def test_changed_confinement_is_a_settings_difference_not_verdicts(farm):
         plan_key(st.manifest("after"), st.provider_facts("after"))
 
 
+def test_a_per_process_sandbox_uid_is_not_a_settings_difference(farm):
+    """A farm run as root gives each worker process's sandboxes a uid of their own (UID_BASE + pid):
+    two runs of the same plan differ in it, and must still compare (and pool into a baseline)."""
+    st = farm.store
+    make_run(st, "one", lognormal(50, 150), created_offset=1)
+    make_run(st, "two", lognormal(51, 150), created_offset=2)
+    for run_id, uid in (("one", 1000018125), ("two", 1000018609)):
+        st.file_provider_facts(run_id, "local", {"confinement": "own-dir+uid-drop+rlimits+host-network",
+                                                 "sandbox_uid": uid, "sandbox_host_uid": "per worker process"})
+    result = compare_runs(st, "one", "two", STATS)
+    assert result["differences"] == [] and result["incomparable"] == []
+    assert plan_key(st.manifest("one"), st.provider_facts("one")) == plan_key(st.manifest("two"), st.provider_facts("two"))
+
+
 def test_sparkline_keeps_gaps():
     assert sparkline([1, None, 8]) == "▁ █"
     assert sparkline([None]) == ""
