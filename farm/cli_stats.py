@@ -15,7 +15,8 @@ import click
 
 from farm.errors import FarmError, NothingInCommon
 from farm.phases import phase_label
-from farm.render.units import MISSING, RowFormat, aligned, interval, number, pick_unit, row_format
+from farm.digits import ratio_text
+from farm.render.units import MISSING, aligned, interval, number, pick_unit, row_format
 
 
 def _connect(ctx: click.Context, fn: Callable[[Any], Any]) -> Any:
@@ -44,9 +45,7 @@ def _ratio(value: float | None, ci: list[float] | None, missing: str = MISSING) 
     """``1.12× (1.08–1.16)``, with the digits it takes to tell the three apart."""
     if value is None or ci is None:
         return missing
-    fmt = RowFormat("", 1.0)
-    d = fmt.decimals([value, ci[0], ci[1]])
-    return f"{fmt.number(value, d)}× ({fmt.number(ci[0], d)}–{fmt.number(ci[1], d)})"
+    return ratio_text(value, ci[0], ci[1])
 
 
 def _p95_missing(e: dict[str, Any]) -> str:

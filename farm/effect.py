@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from farm import digits
 from farm.stats import ci_ranks, min_n
 
 # Pairwise differences grow as m·n: above this many values on either side, the ratio of sample medians.
@@ -242,4 +243,4 @@ def ratio_text(effect: Effect) -> str:
     """'1.12× (1.08–1.16)' or '—'."""
     if effect.ratio is None or effect.ratio_ci is None:
         return "—"
-    return f"{effect.ratio:.3g}× ({effect.ratio_ci[0]:.3g}–{effect.ratio_ci[1]:.3g})"
+    return digits.ratio_text(effect.ratio, *effect.ratio_ci)

@@ -249,3 +249,11 @@ def test_headline_sample_is_the_compare_reservoir_sample():
         for value in chunk:
             slow.add(("p", "s", "tti"), value)
     assert fast.reservoir.values == slow.values and fast.reservoir.seen == slow.seen == {("p", "s", "tti"): 222}
+
+
+def test_ratios_keep_different_numbers_different():
+    from farm.digits import ratio_text
+
+    assert ratio_text(1.0012, 0.998, 1.004) == "1.001× (0.998–1.004)"  # not "1× (0.998–1)"
+    assert ratio_text(1.4, 1.16, 1.76) == "1.40× (1.16–1.76)"
+    assert ratio_text(2547.3, 2023.1, 3171.9) == "2547× (2023–3172)"

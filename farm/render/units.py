@@ -9,13 +9,12 @@ series) keep one unit per column, chosen from the column's median (as hyperfine 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
+from farm.digits import distinct_decimals, sig_decimals
+
 MISSING = "—"  # a value that was not measured: never printed as 0
-# Decimals added at most to tell two different numbers apart (beyond that they are equal to print).
-MAX_EXTRA_DECIMALS = 4
 
 
 def unit_for(ref_ms: float | None) -> tuple[str, float]:
@@ -34,14 +33,6 @@ def pick_unit(values: Sequence[float | None]) -> tuple[str, float]:
     return unit_for(present[len(present) // 2] if present else None)
 
 
-def sig_decimals(value: float, digits: int = 3) -> int:
-    """Decimals that show ``value`` with ``digits`` significant digits (none for large values)."""
-    a = abs(value)
-    if a == 0 or not math.isfinite(a):
-        return 0
-    return max(0, digits - 1 - math.floor(math.log10(a)))
-
-
 @dataclass(frozen=True)
 class RowFormat:
     """How one row prints: its unit; each number with three significant digits, and an estimate
@@ -54,13 +45,7 @@ class RowFormat:
     def decimals(self, values_ms: Sequence[float]) -> int:
         """Decimals for numbers shown together: the first's three significant digits, more while two
         different ones print alike."""
-        scaled = [v / self.scale for v in values_ms]
-        base = sig_decimals(scaled[0]) if scaled else 0
-        decimals = base
-        while decimals < base + MAX_EXTRA_DECIMALS and any(
-                a != b and f"{a:.{decimals}f}" == f"{b:.{decimals}f}" for i, a in enumerate(scaled) for b in scaled[i + 1:]):
-            decimals += 1
-        return decimals
+        return distinct_decimals([v / self.scale for v in values_ms])
 
     def number(self, value_ms: float | None, decimals: int | None = None) -> str:
         if value_ms is None:
