@@ -256,7 +256,9 @@ def report_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None, co
         from farm.report import build
 
         require_run(store, run_id)
-        doc = build(store, run_id, _config(ctx), baseline=fmt != "csv")  # raw samples need no baseline
+        # raw samples need no baseline, unless a gate may judge a regression against it
+        gated = bool(extra) or bool(store.manifest(run_id).get("gates"))
+        doc = build(store, run_id, _config(ctx), baseline=fmt != "csv" or gated)
         return render_document(doc, fmt, columns), gates.judge(doc, extra)
 
     text, outcomes = _with_store(ctx, show)

@@ -50,6 +50,8 @@ def test_a_run_where_every_sample_failed_fails_its_gates_and_report_judges_them_
 
     more = farm_cli("report", run_id, "--fail-on", "p50:create>1h", cwd=workdir)
     assert more.returncode == 5 and _last(more).startswith("farm: 3 gates failed")
+    watched = farm_cli("watch", run_id, cwd=workdir)  # re-attaching judges the recorded gates too
+    assert watched.returncode == 5 and _last(watched).startswith("farm: 2 gates failed: error-rate>5%")
 
 
 def test_bad_gates_are_refused_in_one_line_before_anything_runs(workdir):
@@ -83,6 +85,7 @@ def test_compare_and_report_fail_on_a_real_regression_and_pass_otherwise(workdir
     assert reverse.returncode == 0, reverse.stderr
     assert _last(reverse) == f"farm: gates passed: regression:local/nap/run: no slower series among 1, {a} against {b}"
 
-    report = farm_cli("report", b, "--fail-on", "regression:run", cwd=workdir)  # b's baseline is a
-    assert report.returncode == 5, report.stderr
-    assert "local/nap/run slower" in _last(report) and "against the baseline of 1 run(s)" in _last(report)
+    for fmt in ("table", "csv"):  # the csv of raw samples still judges against the baseline
+        report = farm_cli("report", b, "--format", fmt, "--fail-on", "regression:run", cwd=workdir)  # b's baseline: a
+        assert report.returncode == 5, report.stderr
+        assert "local/nap/run slower" in _last(report) and "against the baseline of 1 run(s)" in _last(report)
