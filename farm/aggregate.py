@@ -1,4 +1,6 @@
-"""Percentiles per (provider, snippet, phase) from a run's samples, with their uncertainty.
+"""Percentiles per (provider, subject, phase) from a run's samples, with their uncertainty; the
+subject is the snippet, or ``snippet@scenario`` outside the default scenario (farm/scenarios.py),
+so scenarios never pool: each row is one provider × snippet × scenario × phase.
 
 Only successful, measured (non-warm-up) samples contribute values; failures are counted in
 ``errors`` and never turned into zeros. A sample whose sandbox was ``reused`` (seen before in the
@@ -22,6 +24,7 @@ import numpy as np
 from farm.config import Statistics
 from farm.document import Row
 from farm.samples import Batch, phase_key, split_group
+from farm.scenarios import split_subject
 from farm.sketch import LatencySketch
 from farm.sketch import load as load_sketches
 from farm.stats import ci_ranks, modes, quantile_ci, shape_flags
@@ -76,7 +79,7 @@ def sketch_stats(sk: LatencySketch, confidence: float) -> tuple[dict[str, Any], 
 @dataclass
 class Aggregate:
     rows: list[Row]
-    errors_by_class: dict[str, dict[str, int]]  # "provider/snippet" -> class -> count
+    errors_by_class: dict[str, dict[str, int]]  # "provider/subject" -> class -> count
     counts: dict[str, int]                      # ok, error, timeout, skipped, warmup
     distributions: dict[str, list[float]] = field(default_factory=dict)  # "p/s/phase" -> CDF_PROBS values
     sketch_notes: list[str] = field(default_factory=list)
@@ -238,8 +241,10 @@ def _row(key: Series, acc: _Acc | None, resolved: dict[Series, tuple[LatencySket
     cv, flags = shape_flags(n, values["mean_ms"], values["stdev_ms"], values["modes_ms"])
     short = [f"p{q}_ms" for q in QUANTILES if n and values[f"p{q}_ci_ms"] is None]
     flags += [f"insufficient_n:{s[:-3]}" for s in short]
-    return Row(*key, n, errors, errors / attempts if attempts else 0.0,
-               **values, insufficient=short, cv=cv, flags=flags, **extra), cdf
+    provider, subj, phase = key
+    snippet, scenario = split_subject(subj)
+    return Row(provider, snippet, phase, n, errors, errors / attempts if attempts else 0.0,
+               **values, insufficient=short, cv=cv, flags=flags, scenario=scenario, **extra), cdf
 
 
 def aggregate_batches(batches: Iterable[Batch], stats: Statistics | None = None,

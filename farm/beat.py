@@ -94,7 +94,7 @@ def fire(store: Store, scheduler: Scheduler, config: FarmConfig, name: str, now:
         repetitions=schedule.repetitions or config.defaults.repetitions,
         warmup=config.defaults.warmup if schedule.warmup is None else schedule.warmup,
         concurrency=schedule.concurrency or config.defaults.concurrency,
-        label=f"schedule:{name}", gates=schedule.fail_on)
+        label=f"schedule:{name}", gates=schedule.fail_on, scenarios=schedule.scenarios or config.plan.scenarios)
     store.set_status_fields(run_id, schedule=name)
     return Fired(name, run_id=run_id)
 

@@ -117,6 +117,8 @@ def _columns(spec: str | None, as_json: bool = False) -> tuple[str, ...] | None:
 @click.option("--providers", help="comma-separated providers (default: plan.providers in config)")
 @click.option("--snippets", help="comma-separated snippet names, or 'all' (default: plan.snippets)")
 @click.option("--snippets-dir", type=click.Path(), help="extra folder of snippets")
+@click.option("--scenario", "scenarios", help="comma-separated lifecycle scenarios: cold, resume, ... "
+              "(default: plan.scenarios; docs/scenarios.md)")
 @click.option("--repetitions", "-n", type=click.IntRange(1, 10_000_000), help="measured repetitions")
 @click.option("--warmup", type=click.IntRange(0, 1000), help="warm-up rounds (excluded from statistics)")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 1024), help="worker processes per provider")
@@ -127,8 +129,8 @@ def _columns(spec: str | None, as_json: bool = False) -> tuple[str, ...] | None:
 @fail_on_option(FAIL_ON_HELP + "; recorded with the run, so farm report and farm watch check it again")
 @click.pass_context
 def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, snippets_dir: str | None,
-            repetitions: int | None, warmup: int | None, concurrency: int | None, seed: int | None,
-            label: str, as_json: bool, columns_spec: str | None, fail_on: tuple[str, ...]) -> None:
+            scenarios: str | None, repetitions: int | None, warmup: int | None, concurrency: int | None,
+            seed: int | None, label: str, as_json: bool, columns_spec: str | None, fail_on: tuple[str, ...]) -> None:
     """Schedule a benchmark, follow its progress, and print the results."""
     from farm import gates
 
@@ -147,6 +149,12 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
     available = library(snippets_dir or config.snippets_dir)
     chosen = select(available, _split(snippets, "--snippets") or config.plan.snippets)
     check_env_vars(chosen, config.env_vars.pass_to_sandbox)
+    from farm import scenarios as scenario_registry
+
+    try:
+        scenario_names = scenario_registry.check_names(_split(scenarios, "--scenario") or config.plan.scenarios)
+    except ValueError as exc:
+        raise ConfigError(f"--scenario: {exc}") from None
     from farm import runner  # after the checks: a bad flag is refused before Redis and numpy load
 
     options = runner.RunOptions(
@@ -154,10 +162,11 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
         repetitions=repetitions or config.defaults.repetitions,
         warmup=config.defaults.warmup if warmup is None else warmup,
         concurrency=concurrency or config.defaults.concurrency, seed=seed, label=label,
-        config_path=ctx.obj["config_path"], gates=[g.text for g in run_gates])
+        scenarios=scenario_names, config_path=ctx.obj["config_path"], gates=[g.text for g in run_gates])
 
     def started(run_id: str, mode: str) -> None:
-        print(f"run {run_id} ({mode}): {len(provider_names)} provider(s) × {len(chosen)} snippet(s) × "
+        shown = "" if scenario_names == ("cold",) else f"{len(scenario_names)} scenario(s) ({', '.join(scenario_names)}) × "
+        print(f"run {run_id} ({mode}): {len(provider_names)} provider(s) × {len(chosen)} snippet(s) × {shown}"
               f"{options.repetitions} repetitions + {options.warmup} warm-up", file=sys.stderr, flush=True)
 
     progress = Progress()

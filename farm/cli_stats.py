@@ -62,6 +62,13 @@ def _decision(e: dict[str, Any]) -> str:
     return e["verdict"]
 
 
+def _series(entry: dict[str, Any]) -> str:
+    """The snippet column: the snippet, with ``@scenario`` outside the default (cold) scenario."""
+    from farm.scenarios import subject
+
+    return subject(entry["snippet"], entry.get("scenario"))
+
+
 def render_compare(result: dict[str, Any], alpha: float, threshold: float) -> str:
     """A terminal table of ``compare_runs`` output: what differs first, then ratios B/A with intervals."""
     run_a, run_b, entries = result["run_a"], result["run_b"], result["series"]
@@ -79,7 +86,7 @@ def render_compare(result: dict[str, Any], alpha: float, threshold: float) -> st
     rows = []
     for e in entries:
         fmt = row_format(e["p50_a_ms"] if e["p50_a_ms"] is not None else e["p50_b_ms"])  # a unit per row
-        row = [e["provider"], e["snippet"], phase_label(e["phase"]), str(e["n_a"]), str(e["n_b"]), fmt.unit]
+        row = [e["provider"], _series(e), phase_label(e["phase"]), str(e["n_a"]), str(e["n_b"]), fmt.unit]
         for q, ratio in ((50, "ratio"), (95, "p95_ratio")):
             row += [fmt.number(e[f"p{q}_a_ms"]), fmt.number(e[f"p{q}_b_ms"]),
                     _ratio(e[ratio], e[f"{ratio}_ci"], _p95_missing(e) if q == 95 else MISSING)]
@@ -95,7 +102,7 @@ def render_compare(result: dict[str, Any], alpha: float, threshold: float) -> st
     counts = {v: sum(e["verdict"] == v for e in entries) for v in ("slower", "faster", "equivalent", "inconclusive")}
     out.append(f"{len(changed)} of {len(entries)} series changed ("
                + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ")"
-               + (": " + ", ".join(f"{e['provider']}/{e['snippet']}/{e['phase']} {e['verdict']}" for e in changed)
+               + (": " + ", ".join(f"{e['provider']}/{_series(e)}/{e['phase']} {e['verdict']}" for e in changed)
                   if changed else ""))
     return "\n".join(out)
 
@@ -144,23 +151,31 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool, fail_
 @click.option("--provider", required=True, help="provider name")
 @click.option("--snippet", required=True, help="snippet name")
 @click.option("--phase", default="run", show_default=True, help="phase, e.g. create, tti, run, total")
+@click.option("--scenario", default="cold", show_default=True, help="lifecycle scenario, e.g. cold, resume")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="recent runs to scan")
 @click.option("--json", "as_json", is_flag=True, help="print the history as JSON")
 @click.pass_context
-def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, limit: int, as_json: bool) -> None:
+def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, scenario: str, limit: int,
+                as_json: bool) -> None:
     """Trend of one series across recent runs (scheduled ones included), oldest first."""
+    from farm import scenarios
     from farm.compare import history, sparkline
     from farm.series import history_change_points
 
     stats = ctx.obj["config"].statistics
+    try:
+        scenarios.get(scenario)
+    except ValueError as exc:
+        raise FarmError(f"--scenario: {exc}") from None
+    subject = scenarios.subject(snippet, scenario)
 
     def go(store: Any) -> str:
         check_series_names(store, provider, snippet, phase, limit)
-        entries = history(store, provider, snippet, phase, stats, limit)
+        entries = history(store, provider, snippet, phase, stats, limit, scenario=scenario)
         if not entries:
-            return (f"no run among the last {limit} measured {provider}/{snippet}: "
+            return (f"no run among the last {limit} measured {provider}/{subject}: "
                     "check the names with `farm runs` and `farm snippets`")
-        series, points = history_change_points(store, stats, provider, snippet, phase)
+        series, points = history_change_points(store, stats, provider, snippet, phase, scenario)
         at = {cp["run_id"]: cp for cp in points}
         for e in entries:
             e["change_point"] = at.get(e["run_id"])
@@ -181,7 +196,7 @@ def history_cmd(ctx: click.Context, provider: str, snippet: str, phase: str, lim
                          ci, number(e["p95_ms"], scale), p99, e["vs_previous"] or ("pruned: summary" if e["pruned"] else ""),
                          _change_cell(e["change_point"])])
         trend = sparkline([e["p50_ms"] for e in entries])
-        return "\n".join([f"{provider}/{snippet}/{phase}: p50 trend {trend}", *aligned(headers, rows, {0, 1, 2, 8, 9}),
+        return "\n".join([f"{provider}/{subject}/{phase}: p50 trend {trend}", *aligned(headers, rows, {0, 1, 2, 8, 9}),
                           *_change_lines(series, points, stats)])
 
     click.echo(_connect(ctx, go))

@@ -22,6 +22,7 @@ from farm.drift import drift_warnings
 from farm.document import Row
 from farm.effect import VERDICTS, compare_many, compare_one, ratio_text
 from farm.samples import SEP, Batch, phase_key
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO, split_subject, subject
 
 CHANGE_QUANTILES = (50, 95, 99)
 __all__ = ["VERDICTS", "compare_runs", "compare_data", "baseline_flags", "history", "plan_key"]
@@ -72,11 +73,18 @@ class RunData:
     sample: Reservoir
 
     def rows(self) -> dict[Series, Row]:
-        return {(r.provider, r.snippet, r.phase): r for r in self.agg.rows}
+        """Rows by series: (provider, subject, phase), the subject naming snippet and scenario."""
+        return {(r.provider, r.subject, r.phase): r for r in self.agg.rows}
+
+
+def _entry_key(key: Series) -> dict[str, str]:
+    """A series as the provider, snippet, scenario and phase fields of an output entry."""
+    snippet, scenario = split_subject(key[1])
+    return {"provider": key[0], "snippet": snippet, "scenario": scenario, "phase": key[2]}
 
 
 def load_run(store: Any, run_id: str, stats: Statistics, only: tuple[str, str] | None = None) -> RunData:
-    """Aggregate a run and keep a bounded sample of it for tests; ``only`` = (provider, snippet)."""
+    """Aggregate a run and keep a bounded sample of it for tests; ``only`` = (provider, subject)."""
     prefix = f"{only[0]}{SEP}{only[1]}{SEP}" if only else ""
 
     def batches() -> Iterable[Batch]:
@@ -110,8 +118,7 @@ def compare_data(a: RunData, b: RunData, stats: Statistics, incomparable: frozen
         else:
             effect = {**compare_one(a.sample.array(key), b.sample.array(key), stats.compare_alpha,
                                     stats.compare_threshold).as_dict(), "verdict": SETTINGS_DIFFER, "settle_n": None}
-        entry: dict[str, Any] = {"provider": key[0], "snippet": key[1], "phase": key[2], **effect,
-                                 "n_a": ra.n, "n_b": rb.n}
+        entry: dict[str, Any] = {**_entry_key(key), **effect, "n_a": ra.n, "n_b": rb.n}
         for q in CHANGE_QUANTILES:
             entry[f"p{q}_a_ms"], entry[f"p{q}_b_ms"] = getattr(ra, f"p{q}_ms"), getattr(rb, f"p{q}_ms")
         # percentiles of either run without an interval of their own: no change in them means anything
@@ -179,17 +186,19 @@ def baseline_flags(store: Any, run_id: str, stats: Statistics, current: RunData 
     effects = compare_many([(pooled.array(k), current.sample.array(k)) for k in keys],
                            stats.compare_alpha, stats.compare_threshold)
     for key, effect in zip(keys, effects):
-        changes.append({"provider": key[0], "snippet": key[1], "phase": key[2], **effect.as_dict()})
+        changes.append({**_entry_key(key), **effect.as_dict()})
         if effect.verdict in ("faster", "slower"):
             flags.append(f"{'/'.join(key)}: {effect.verdict} than the baseline of {len(runs)} run(s) "
                          f"(p50 ratio {ratio_text(effect)}, {effect.level * 100:.3g} % CI, BH FDR {stats.compare_alpha:g})")
     return {"runs": runs, "flags": flags, "changes": changes}
 
 
-def history(store: Any, provider: str, snippet: str, phase: str, stats: Statistics, limit: int = 20
-            ) -> list[dict[str, Any]]:
-    """The series' p50/p95/p99 (with intervals) in each recent run that measured it, oldest first."""
+def history(store: Any, provider: str, snippet: str, phase: str, stats: Statistics, limit: int = 20,
+            scenario: str = DEFAULT_SCENARIO) -> list[dict[str, Any]]:
+    """The series' p50/p95/p99 (with intervals) in each recent run that measured it under
+    ``scenario``, oldest first: a resume series never mixes with a cold one."""
     out: list[dict[str, Any]] = []
+    series = subject(snippet, scenario)
     for run_id in reversed(store.recent_runs(limit)):
         try:
             manifest = store.manifest(run_id)
@@ -197,24 +206,25 @@ def history(store: Any, provider: str, snippet: str, phase: str, stats: Statisti
         except KeyError:
             continue
         plan = manifest["plan"]
-        if provider not in plan["providers"] or snippet not in plan["snippets"]:
+        if provider not in plan["providers"] or snippet not in plan["snippets"] \
+                or scenario not in (plan.get("scenarios") or [DEFAULT_SCENARIO]):
             continue
         entry = {"run_id": run_id, "created": manifest.get("created", ""), "label": st.label,
                  "state": st.state, "pruned": bool(st.pruned_ns)}
         if st.pruned_ns:  # its samples are gone: the summary farm/prune.py kept, and no test against it
-            kept = (store.run_summary(run_id) or {}).get("series", {}).get(f"{provider}|{snippet}|{phase}") or {}
+            kept = (store.run_summary(run_id) or {}).get("series", {}).get(f"{provider}|{series}|{phase}") or {}
             entry.update(n=kept.get("n", 0), errors=kept.get("errors", 0))
             for q in CHANGE_QUANTILES:
                 entry[f"p{q}_ms"], entry[f"p{q}_ci_ms"] = kept.get(f"p{q}_ms"), kept.get(f"p{q}_ci_ms")
             entry["_sample"] = np.empty(0)
         else:
-            data = load_run(store, run_id, stats, only=(provider, snippet))
-            row = data.rows().get((provider, snippet, phase))
+            data = load_run(store, run_id, stats, only=(provider, series))
+            row = data.rows().get((provider, series, phase))
             entry.update(n=row.n if row else 0, errors=row.errors if row else 0)
             for q in CHANGE_QUANTILES:
                 entry[f"p{q}_ms"] = getattr(row, f"p{q}_ms") if row else None
                 entry[f"p{q}_ci_ms"] = getattr(row, f"p{q}_ci_ms") if row else None
-            entry["_sample"] = data.sample.array((provider, snippet, phase))
+            entry["_sample"] = data.sample.array((provider, series, phase))
         out.append(entry)
     # Each run against the previous one that has data: the same test `farm compare` uses.
     prev = None

@@ -73,9 +73,24 @@ class Defaults(Strict):
     timeouts: Timeouts = Timeouts()
 
 
+def _scenario_names(names: list[str] | None) -> list[str] | None:
+    """Registered lifecycle scenarios (farm/scenarios.py), with a did-you-mean for a misspelt one."""
+    if names is None:
+        return None
+    from farm import scenarios
+
+    return list(scenarios.check_names(names))
+
+
 class PlanDefaults(Strict):
     providers: list[str] = Field(["local"], min_length=1)
     snippets: list[str] = Field(["hello", "primes", "file_io"], min_length=1)
+    scenarios: list[str] = Field(["cold"], min_length=1, description="lifecycle scenarios (docs/scenarios.md)")
+
+    @field_validator("scenarios")
+    @classmethod
+    def _scenarios(cls, names: list[str] | None) -> list[str] | None:
+        return _scenario_names(names)
 
 
 class EnvVars(Strict):
@@ -136,6 +151,7 @@ class Schedule(Strict):
     timezone: str = "UTC"
     providers: list[str] | None = Field(None, min_length=1)
     snippets: list[str] | None = Field(None, min_length=1)
+    scenarios: list[str] | None = Field(None, min_length=1, description="default: plan.scenarios")
     repetitions: int | None = Field(None, ge=1, le=10_000_000)
     warmup: int | None = Field(None, ge=0, le=1000)
     concurrency: int | None = Field(None, ge=1, le=1024)
@@ -151,6 +167,11 @@ class Schedule(Strict):
             return [parse(e).text for e in expressions]
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("scenarios")
+    @classmethod
+    def _scenarios(cls, names: list[str] | None) -> list[str] | None:
+        return _scenario_names(names)
 
     @model_validator(mode="after")
     def _one_trigger(self) -> "Schedule":

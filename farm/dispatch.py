@@ -14,12 +14,14 @@ from celery import Celery
 from farm.celery_app import SAMPLE_TASK, queue_name
 from farm.manifest import Manifest
 from farm.plan import PlanItem
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO, subject
 from farm.store import Store, member_key
 
 
 def task_title(run_id: str, item: PlanItem) -> str:
     """What Flower and worker logs show for a task, and how a queued one is recognised."""
-    return f"farm.sample[{run_id} {item.provider}/{item.snippet}#{'w' if item.warmup else ''}{item.rep}]"
+    return (f"farm.sample[{run_id} {item.provider}/{subject(item.snippet, item.scenario)}"
+            f"#{'w' if item.warmup else ''}{item.rep}]")
 
 
 class Dispatcher:
@@ -44,11 +46,13 @@ class Dispatcher:
         record the member as queued first."""
         manifest = self.manifest(run_id)
         if slot is None:
-            member = member_key(item.provider, item.snippet, item.rep, item.warmup)
+            member = member_key(item.provider, item.snippet, item.rep, item.warmup, item.scenario)
             self.store.mark_queued(run_id, item.provider, member, attempt)
         self.app.send_task(
             SAMPLE_TASK, args=[run_id, item.provider, item.snippet, item.rep],
-            kwargs={"warmup": item.warmup, "enqueued_ns": time.time_ns(), "slot": slot},
+            kwargs={"warmup": item.warmup, "enqueued_ns": time.time_ns(), "slot": slot,
+                    # absent for the default: a cold task's message reads as it did before scenarios
+                    **({"scenario": item.scenario} if item.scenario != DEFAULT_SCENARIO else {})},
             queue=queue_name(item.provider),
             # what Flower and worker logs show: which run, provider, snippet and repetition this is
             shadow=task_title(run_id, item),

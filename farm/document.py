@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from farm.phases import WALL_CLOCK_PHASES
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO, subject
 
 SCHEMA_VERSION = 1
-DOCUMENT_VERSION = 7
+DOCUMENT_VERSION = 8
 
 SampleSource = Callable[[], Iterable[dict[str, Any]]]
 
@@ -31,7 +32,8 @@ class DocumentError(ValueError):
 
 @dataclass
 class Row:
-    """One provider × snippet × phase: percentiles in milliseconds, None where nothing was measured."""
+    """One provider × snippet × scenario × phase: percentiles in milliseconds, None where nothing
+    was measured."""
 
     provider: str
     snippet: str
@@ -62,9 +64,15 @@ class Row:
     # "wall": from two processes' wall clocks, clamped at 0 (queue); "monotonic": one perf_counter
     # interval in one process (version 7; derived from the phase, so older documents get it too)
     clock: str = ""
+    scenario: str = DEFAULT_SCENARIO  # version 8; rows of older documents are cold
 
     def __post_init__(self) -> None:
         self.clock = self.clock or ("wall" if self.phase in WALL_CLOCK_PHASES else "monotonic")
+
+    @property
+    def subject(self) -> str:
+        """The series coordinate: snippet, or snippet@scenario (farm/scenarios.py)."""
+        return subject(self.snippet, self.scenario)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,12 +113,12 @@ class Document:
     status: Status
     manifest: dict[str, Any]
     counts: dict[str, int]
-    errors_by_class: dict[str, dict[str, int]]  # "provider/snippet" -> error class -> failed samples
+    errors_by_class: dict[str, dict[str, int]]  # "provider/subject" -> error class -> failed samples
     results: list[Row]
     leaks: dict[str, dict[str, int]] = field(default_factory=lambda: {"leaked": {}, "reclaimed": {}})
     statistics: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    distributions: dict[str, list[float]] = field(default_factory=dict)  # "p/s/phase" -> CDF points
+    distributions: dict[str, list[float]] = field(default_factory=dict)  # "provider/subject/phase" -> CDF points
     baseline: dict[str, Any] | None = None
     cost: dict[str, Any] | None = None
     # "provider/snippet" -> error class -> [{"message", "count"}], most frequent first (version 3)

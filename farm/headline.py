@@ -58,17 +58,18 @@ def headline(sample: PhaseSample, rows: list[Row], alpha: float, threshold: floa
     by_series: dict[tuple[str, str], list[Row]] = {}
     for r in rows:
         if r.phase in sample.phases and r.n >= MIN_SIDE and r.p50_ms is not None:
-            by_series.setdefault((r.snippet, r.phase), []).append(r)
+            by_series.setdefault((r.subject, r.phase), []).append(r)  # one scenario at a time
     plan = []
     for (snippet, phase), group in sorted(by_series.items()):
         if len(group) < 2:
             continue
         ref = min(group, key=lambda r: (r.p50_ms, r.provider))
         plan += [(ref, r) for r in sorted(group, key=lambda r: (r.p50_ms, r.provider)) if r is not ref]
-    arrays = [(sample.reservoir.array((ref.provider, ref.snippet, ref.phase)),
-               sample.reservoir.array((r.provider, r.snippet, r.phase))) for ref, r in plan]
+    arrays = [(sample.reservoir.array((ref.provider, ref.subject, ref.phase)),
+               sample.reservoir.array((r.provider, r.subject, r.phase))) for ref, r in plan]
     effects = compare_many(arrays, alpha, threshold, p95=False)
-    return [{"snippet": r.snippet, "phase": r.phase, "provider": r.provider, "reference": ref.provider,
+    return [{"snippet": r.snippet, **({"scenario": r.scenario} if r.scenario != "cold" else {}),
+             "phase": r.phase, "provider": r.provider, "reference": ref.provider,
              "ratio": e.ratio, "ratio_ci": list(e.ratio_ci) if e.ratio_ci else None, "level": e.level,
              "verdict": e.verdict, "n": e.n_b, "n_reference": e.n_a}
             for (ref, r), e in zip(plan, effects)]

@@ -1,8 +1,10 @@
 """Like with like: what two runs measured under, and where it differs.
 
 Two runs are comparable only when they measured the same plan under the same settings: provider
-settings, the SDK versions and confinement the workers filed as facts, the host, the scenario
-(repetitions, warm-up, concurrency, timeouts). ``settings_digest`` folds those into one key; the
+settings, the SDK versions and confinement the workers filed as facts, the host, the run settings
+(repetitions, warm-up, concurrency, timeouts), and the plan's lifecycle scenarios (farm/scenarios.py:
+cold, resume, ...). Within a run, rows are keyed by scenario, so a cold row is only ever compared
+with a cold row. ``settings_digest`` folds those into one key; the
 rolling baseline pools only runs with the same key, and ``differences`` lists what differs, which
 ``farm compare`` shows above its table (a difference explains a change better than a verdict does).
 """
@@ -13,12 +15,14 @@ import hashlib
 import json
 from typing import Any, Mapping
 
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO
+
 # Facts that vary from run to run without changing what is measured (pids, uids per process: on a
 # root farm below bwrap the local sandbox's uid is UID_BASE + the worker's pid, providers/confine.py,
 # so every run would otherwise differ; a real change of confinement shows in confinement_level).
 VOLATILE_FACTS = frozenset({"sandbox_host_uid", "sandbox_uid", "pid"})
-# Manifest fields that make up the scenario (besides the plan's providers and snippets).
-SCENARIO = ("repetitions", "warmup")
+# Plan fields that make up the run settings (besides the plan's providers, snippets and scenarios).
+RUN_PLAN = ("repetitions", "warmup")
 RUN_SETTINGS = ("concurrency", "timeouts", "max_attempts", "retries")
 MAX_SHOWN = 60  # characters of one value in a difference line
 
@@ -33,8 +37,9 @@ def describe(manifest: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]]
     providers = sorted(plan.get("providers", []))
     scheduler = manifest.get("scheduler", {})
     return {
-        "plan": {"providers": providers, "snippets": sorted(plan.get("snippets", []))},
-        "scenario": {k: plan.get(k) for k in SCENARIO} | {k: manifest.get(k) for k in RUN_SETTINGS},
+        "plan": {"providers": providers, "snippets": sorted(plan.get("snippets", [])),
+                 "scenarios": sorted(plan.get("scenarios") or [DEFAULT_SCENARIO])},  # older runs: cold
+        "run": {k: plan.get(k) for k in RUN_PLAN} | {k: manifest.get(k) for k in RUN_SETTINGS},
         "host": {"host": scheduler.get("host"), "cpu_count": (manifest.get("host") or {}).get("cpu_count")},
         "provider_settings": {p: manifest.get("provider_settings", {}).get(p, {}) for p in providers},
         "provider_facts": {p: _stable((facts or {}).get(p, {})) for p in providers},
@@ -44,7 +49,7 @@ def describe(manifest: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]]
 def settings_digest(manifest: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """A key equal for runs with the same plan and the same settings (see module doc)."""
     described = describe(manifest, facts)
-    described["scenario"] = {}  # repetitions may differ: more samples of the same thing still compare
+    described["run"] = {}  # repetitions may differ: more samples of the same thing still compare
     codes = {name: s.get("digest") or hashlib.sha256(s.get("code", "").encode()).hexdigest()
              for name, s in manifest.get("snippets", {}).items()}
     described["code"] = sorted(codes.items())

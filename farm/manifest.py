@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from farm import __version__
 from farm.config import FarmConfig
 from farm.plan import Plan
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO
 from farm.snippets import Snippet
 
 MANIFEST_VERSION = 1
@@ -44,6 +45,7 @@ class PlanSpec(_Frozen):
     seed: int
     total: int
     measured: int
+    scenarios: tuple[str, ...] = (DEFAULT_SCENARIO,)  # manifests from before scenarios: cold
 
 
 class HostFacts(_Frozen):
@@ -59,7 +61,8 @@ class HostFacts(_Frozen):
 
 @lru_cache(maxsize=64)
 def _expand(spec: PlanSpec) -> Plan:
-    return Plan.build(spec.providers, spec.snippets, spec.once, spec.repetitions, spec.warmup, spec.seed)
+    return Plan.build(spec.providers, spec.snippets, spec.once, spec.repetitions, spec.warmup, spec.seed,
+                      spec.scenarios)
 
 
 class Manifest(_Frozen):
@@ -90,19 +93,20 @@ class Manifest(_Frozen):
     def assemble(cls, config: FarmConfig, run_id: str, providers: Sequence[str], snippets: Sequence[Snippet],
                  *, repetitions: int, warmup: int, concurrency: int, seed: int | None = None,
                  label: str = "", hosts: dict[str, HostFacts] | None = None,
-                 gates: Sequence[str] = (), window: int | None = None) -> "Manifest":
+                 gates: Sequence[str] = (), window: int | None = None,
+                 scenarios: Sequence[str] = (DEFAULT_SCENARIO,)) -> "Manifest":
         """The manifest of a new run: its plan (seed drawn unless given) and the config it runs under;
         ``window`` (tasks in flight per provider) defaults to twice the concurrency, at least 4."""
         seed = seed if seed is not None else (config.defaults.seed if config.defaults.seed is not None
                                               else secrets.randbelow(2**31))
         plan = Plan.build(providers, [s.name for s in snippets],
-                          [s.name for s in snippets if not s.repeatable], repetitions, warmup, seed)
+                          [s.name for s in snippets if not s.repeatable], repetitions, warmup, seed, scenarios)
         timeouts = config.defaults.timeouts
         return cls(
             run_id=run_id, label=label, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             plan=PlanSpec(providers=tuple(providers), snippets=tuple(s.name for s in snippets),
                           once=tuple(sorted(plan.once)), repetitions=repetitions, warmup=warmup,
-                          seed=seed, total=plan.total, measured=plan.measured),
+                          seed=seed, total=plan.total, measured=plan.measured, scenarios=plan.scenarios),
             concurrency=concurrency, window=window if window is not None else max(2 * concurrency, 4),
             max_attempts=config.defaults.max_attempts, retries=config.defaults.retries,
             backoff_s=config.defaults.backoff_s, deadline_s=config.defaults.deadline_s,

@@ -55,7 +55,7 @@ class Reconciler:
         plan = self.dispatcher.manifest(run_id).expand()
         done = self.store.done_members(run_id)
         return [m for p in plan.providers for it in plan.items(p)
-                if (m := member_key(it.provider, it.snippet, it.rep, it.warmup)) not in done]
+                if (m := member_key(it.provider, it.snippet, it.rep, it.warmup, it.scenario)) not in done]
 
     def finalize_if_overdue(self, run_id: str, now_ns: int | None = None) -> bool:
         """Past its deadline, a run is finished with what it has and its missing members named."""
@@ -99,7 +99,7 @@ class Reconciler:
             item = plan.item(provider, slot) if slot is not None else PlanItem(*parse_member(field))
             if item is None or task_title(run_id, item) in waiting:
                 continue
-            member = member_key(item.provider, item.snippet, item.rep, item.warmup)
+            member = member_key(item.provider, item.snippet, item.rep, item.warmup, item.scenario)
             if self.store.requeue_if_orphaned(run_id, provider, member, seen, field=field):
                 self.dispatcher.dispatch(run_id, item, attempt=int(seen.rsplit("|", 1)[-1]), slot=slot)
                 resent += 1

@@ -38,8 +38,10 @@ class CostMeter:
         self.lifetime_ns: dict[str, int] = {}
 
     def add_batch(self, batch: Batch) -> None:
-        """Every sample of a column batch that acquired a sandbox (a create or a warm claim)."""
-        acquired = (batch.column("create_ns") >= 0) | (batch.column("claim_ns") >= 0)
+        """Every sample of a column batch that acquired a sandbox (a create or a warm claim; a
+        resume sample, whose set-up is no phase, from its pause on: one failing its set-up after
+        create is not counted)."""
+        acquired = (batch.column("create_ns") >= 0) | (batch.column("claim_ns") >= 0) | (batch.column("pause_ns") >= 0)
         lifetime = np.where(batch.column("total_ns") >= 0, batch.column("total_ns"), 0)
         providers = batch.providers()
         for p in set(providers[acquired].tolist()):

@@ -24,6 +24,7 @@ from farm.scheduler import Scheduler
 from farm.snippets import Snippet
 from farm.worker_check import MissingWorkers
 from farm.manifest import new_run_id
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO
 from farm.store import TRANSIENT_ERRORS, AuthenticationError, RedisError, RedisFull, RunStatus, Store
 
 
@@ -39,6 +40,7 @@ class RunOptions:
     concurrency: int
     seed: int | None = None
     label: str = ""
+    scenarios: Sequence[str] = (DEFAULT_SCENARIO,)
     config_path: str | None = None
     progress_every_s: float = 0.5
     gates: Sequence[str] = ()  # --fail-on expressions, recorded in the manifest (farm/gates.py)
@@ -146,7 +148,8 @@ def run(config: FarmConfig, options: RunOptions,
                 scheduler.create_run(config, options.providers, options.snippets,
                                      repetitions=options.repetitions, warmup=options.warmup,
                                      concurrency=options.concurrency, seed=options.seed,
-                                     label=options.label, run_id=run_id, gates=options.gates)
+                                     label=options.label, run_id=run_id, gates=options.gates,
+                                     scenarios=options.scenarios)
             if on_started:
                 on_started(run_id, "embedded" if embedded else "distributed")
             with redis_edges(store, run_id):

@@ -2,10 +2,12 @@
 
 Every stream entry has the same five fields, so Redis stores their names once per node:
 
-    g  group:   provider, snippet, warmup, outcome, error_class      (joined by \\x1f)
+    g  group:   provider, subject, warmup, outcome, error_class      (joined by \\x1f); the subject
+                is the snippet, or ``snippet@scenario`` outside the default scenario (farm/scenarios.py)
     k  keys:    rep, attempt, retries, exit_code, warm, leaked, error_phase, worker, v, reused
                 (an entry written before ``reused`` existed has one key fewer: read as None)
-    n  numbers: started_ns and the eight phase durations, little-endian int64; -1 = not measured
+    n  numbers: started_ns and the measured phase durations (PHASES), little-endian int64;
+                -1 = not measured. Version 1 entries hold the first eight phases only.
     i  internal timings the snippet reported: "name=ns,name=ns" ("" when none)
     x  JSON of the free text: error, output, retry_log, sandbox ("" when all empty); ``sandbox`` is
        what the provider said about the sandbox (warm signal, readiness polls, SDK attempts)
@@ -26,9 +28,10 @@ import numpy as np
 
 # PHASES (wire order), PHASE_ORDER (reading order, with the derived "tti") and INTERNAL live in
 # farm/phases.py, so light modules can name phases without numpy.
-from farm.phases import INTERNAL, PHASE_ORDER, PHASES  # noqa: F401
+from farm.phases import INTERNAL, PHASE_ORDER, PHASES, PHASES_V1  # noqa: F401
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO, split_subject, subject
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the resume phases (pause, resume, tti_resume) appended to the numbers
 NUMBERS = ("started_ns", *(f"{p}_ns" for p in PHASES))
 GROUP = ("provider", "snippet", "warmup", "outcome", "error_class")
 KEYS = ("rep", "attempt", "retries", "exit_code", "warm", "leaked", "error_phase", "worker", "v", "reused")
@@ -37,6 +40,8 @@ INT_KEYS = {"rep", "attempt", "retries", "exit_code", "v"}
 SEP = "\x1f"
 _SEP_BYTES, _LEAKED, _REUSED = SEP.encode(), KEYS.index("leaked"), KEYS.index("reused")
 _PACK = struct.Struct(f"<{len(NUMBERS)}q")
+_PACK_V1 = struct.Struct(f"<{1 + len(PHASES_V1)}q")
+_V1_PAD = struct.pack(f"<{len(PHASES) - len(PHASES_V1)}q", *([-1] * (len(PHASES) - len(PHASES_V1))))
 
 
 @dataclass(kw_only=True)
@@ -48,6 +53,7 @@ class Sample:
     provider: str
     snippet: str
     rep: int
+    scenario: str = DEFAULT_SCENARIO        # the lifecycle measured (farm/scenarios.py)
     warmup: bool = False
     attempt: int | None = None             # executions of this sample so far (redeliveries count)
     worker: str | None = None
@@ -69,6 +75,9 @@ class Sample:
     run_ns: int | None = None
     destroy_ns: int | None = None
     total_ns: int | None = None
+    pause_ns: int | None = None
+    resume_ns: int | None = None
+    tti_resume_ns: int | None = None
     internal: dict[str, int] | None = None          # sections the snippet timed itself, ns
     retry_log: list[dict[str, Any]] | None = None   # one entry per failed create attempt
     sandbox: dict[str, Any] | None = None           # what the provider said: warm signal, polls, SDK attempts
@@ -149,9 +158,20 @@ def encode_sample(sample: Mapping[str, Any]) -> list[Any]:
     numbers = _PACK.pack(*(-1 if sample.get(n) is None else int(sample[n]) for n in NUMBERS))
     internal = format_internal(sample.get("internal"))
     text = {k: sample[k] for k in TEXT if sample.get(k)}
-    return ["g", SEP.join(_clean(sample.get(f)) for f in GROUP),
+    return ["g", _group(sample),
             "k", SEP.join(_clean(sample.get(f, SCHEMA_VERSION if f == "v" else None)) for f in KEYS),
             "n", numbers, "i", internal, "x", json.dumps(text, separators=(",", ":")) if text else ""]
+
+
+def _group(sample: Mapping[str, Any]) -> str:
+    """The group string; the snippet slot holds the subject (snippet[@scenario])."""
+    values = {**sample, "snippet": subject(sample.get("snippet") or "", sample.get("scenario"))}
+    return SEP.join(_clean(values.get(f)) for f in GROUP)
+
+
+def _numbers(raw: bytes) -> bytes:
+    """A numbers block in the current layout; a version-1 block gets its missing phases as -1."""
+    return raw + _V1_PAD if len(raw) == _PACK_V1.size else raw
 
 
 def _text(value: Any) -> str:
@@ -164,11 +184,12 @@ def decode_sample(fields: Mapping[Any, Any]) -> dict[str, Any]:
     sample: dict[str, Any] = {}
     for name, text in zip(GROUP, _text(get["g"]).split(SEP)):
         sample[name] = text or None
+    sample["snippet"], sample["scenario"] = split_subject(sample["snippet"] or "")
     sample["warmup"] = sample["warmup"] == "1"
     for name, text in zip(KEYS, _text(get["k"]).split(SEP)):
         sample[name] = None if text == "" else int(text) if name in INT_KEYS else text
     raw = get["n"] if isinstance(get["n"], bytes) else get["n"].encode("latin-1")
-    for name, value in zip(NUMBERS, _PACK.unpack(raw)):
+    for name, value in zip(NUMBERS, _PACK.unpack(_numbers(raw))):
         sample[name] = None if value < 0 else value
     internal = _text(get.get("i"))
     sample["internal"] = dict(parse_internal(internal)) if internal else None
@@ -183,7 +204,7 @@ def decode_sample(fields: Mapping[Any, Any]) -> dict[str, Any]:
 class Batch:
     """A batch of samples as columns: what the aggregator works on."""
 
-    groups: np.ndarray            # str: provider\x1fsnippet\x1fwarmup\x1foutcome\x1ferror_class
+    groups: np.ndarray            # str: provider\x1fsubject\x1fwarmup\x1foutcome\x1ferror_class
     numbers: np.ndarray           # int64, shape (n, len(NUMBERS)); -1 = not measured
     internal: list[str]           # "name=ns,..." per sample ("" when none)
     leaked: np.ndarray            # bool: the sample's sandbox could not be destroyed
@@ -214,7 +235,10 @@ class Batch:
         """From raw XRANGE entries ([id, [g, .., k, .., n, .., i, .., x, ..]], bytes): fields sit at
         fixed places because every entry is written with the same fields in the same order; one
         join and one frombuffer give all the numbers."""
-        numbers = np.frombuffer(b"".join(f[5] for _, f in entries), dtype="<i8")
+        blocks = b"".join(f[5] for _, f in entries)
+        if len(blocks) != len(entries) * _PACK.size:  # version-1 entries among them: pad those
+            blocks = b"".join(_numbers(f[5]) for _, f in entries)
+        numbers = np.frombuffer(blocks, dtype="<i8")
         keys = [f[3].split(_SEP_BYTES) for _, f in entries]
         leaked = np.array([k[_LEAKED] != b"" for k in keys], dtype=bool)
         reused = np.array([len(k) > _REUSED and k[_REUSED] != b"" for k in keys], dtype=bool)
@@ -227,7 +251,7 @@ class Batch:
         """From sample dicts (tests, in-memory data): the same columns the stream gives."""
         groups, rows, internal, leaked, reused = [], [], [], [], []
         for s in samples:
-            groups.append(SEP.join(_clean(s.get(f)) for f in GROUP))
+            groups.append(_group(s))
             rows.append([-1 if s.get(n) is None else int(s[n]) for n in NUMBERS])
             internal.append(format_internal(s.get("internal")))
             leaked.append(bool(s.get("leaked")))
@@ -238,6 +262,7 @@ class Batch:
 
 
 def split_group(group: str) -> tuple[str, str, bool, str, str | None]:
-    """(provider, snippet, warmup, outcome, error_class) from a group string."""
+    """(provider, subject, warmup, outcome, error_class) from a group string; the subject is
+    the series coordinate (snippet[@scenario], farm/scenarios.py)."""
     provider, snippet, warmup, outcome, error_class = group.split(SEP)
     return provider, snippet, warmup == "1", outcome, error_class or None

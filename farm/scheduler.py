@@ -19,6 +19,7 @@ from farm.config import FarmConfig
 from farm.dispatch import Dispatcher
 from farm.manifest import Manifest, new_run_id
 from farm.reconcile import Reconciler
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO
 from farm.snippets import Snippet
 from farm.store import Store
 
@@ -34,7 +35,7 @@ class Scheduler:
     def create_run(self, config: FarmConfig, providers: Sequence[str], snippets: Sequence[Snippet], *,
                    repetitions: int, warmup: int, concurrency: int, seed: int | None = None,
                    label: str = "", run_id: str | None = None, gates: Sequence[str] = (),
-                   window: int | None = None) -> str:
+                   window: int | None = None, scenarios: Sequence[str] = (DEFAULT_SCENARIO,)) -> str:
         """Write the manifest and status to Redis, then dispatch the first window of tasks. The
         manifest records the worker hosts live now (their load before the run) and the run's gates.
         ``window`` (tasks in flight per provider) defaults to twice the concurrency; `farm ramp`
@@ -42,7 +43,7 @@ class Scheduler:
         manifest = Manifest.assemble(config, run_id or new_run_id(), providers, snippets,
                                      repetitions=repetitions, warmup=warmup, concurrency=concurrency,
                                      seed=seed, label=label, hosts=hosts.snapshot(self.store.live_workers()),
-                                     gates=gates, window=window)
+                                     gates=gates, window=window, scenarios=scenarios)
         self.store.create_run(manifest.run_id, manifest.to_dict(), manifest.plan.total, label=label)
         self.dispatcher.remember(manifest)
         for provider in providers:

@@ -5,7 +5,8 @@ Only finished scheduled runs (label ``schedule:<name>``) make series: a manual r
 someone chose to, not nightly. Two runs are points of the same series only when they measured the
 same snippet code on the same provider under the same provider settings, SDK facts and host
 (``series_digest``, built on farm/likeness.py): a settings change starts a new series instead of
-looking like a change point. A run without a scenario is a ``cold`` one.
+looking like a change point. Each row's scenario (farm/scenarios.py) is part of its series: a run
+with ``cold`` and ``resume`` is a point of two series; a run from before scenarios is ``cold``.
 
 Each finished run's per-series numbers are computed once and cached in Redis (``{r}:summary``), so
 a series over a year of nights reads 365 small documents instead of re-aggregating every sample.
@@ -21,22 +22,13 @@ from typing import Any, Callable, Iterable, Mapping
 from farm import likeness
 from farm.config import Statistics
 from farm.samples import PHASE_ORDER, phase_key
+from farm.scenarios import split_subject
 
+# Summaries are keyed provider|subject|phase (subject = snippet[@scenario]); version-1 summaries,
+# written before scenarios, hold cold rows only, whose subject is the snippet: the same keys.
 SUMMARY_VERSION = 1
-DEFAULT_SCENARIO = "cold"
 SCHEDULE_LABEL = "schedule:"
 METHOD = "E-divisive means, permutation test"
-
-
-def scenario_of(manifest: Mapping[str, Any]) -> str:
-    """The run's scenario name (cold, warm, resume, burst ...); ``cold`` when the run has none."""
-    for holder in (manifest, manifest.get("plan") or {}):
-        value = holder.get("scenario")
-        if isinstance(value, Mapping):
-            value = value.get("name") or value.get("kind")
-        if value:
-            return str(value)
-    return DEFAULT_SCENARIO
 
 
 def series_digest(manifest: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]] | None,
@@ -86,14 +78,14 @@ class Series:
 
 
 def run_summary(store: Any, run_id: str, stats: Statistics) -> dict[str, Any]:
-    """``provider|snippet|phase`` -> n, errors, p50/p95/p99 (with intervals) of one run; cached in
+    """``provider|subject|phase`` -> n, errors, p50/p95/p99 (with intervals) of one run; cached in
     Redis once the run has finished (its samples no longer change)."""
     cached = store.run_summary(run_id)
     if cached and cached.get("v") == SUMMARY_VERSION:
         return cached["series"]
     from farm.aggregate import aggregate_run
 
-    rows = {f"{r.provider}|{r.snippet}|{r.phase}": {
+    rows = {f"{r.provider}|{r.subject}|{r.phase}": {
         "n": r.n, "errors": r.errors, "p50_ms": r.p50_ms, "p50_ci_ms": r.p50_ci_ms, "p95_ms": r.p95_ms,
         "p95_ci_ms": r.p95_ci_ms, "p99_ms": r.p99_ms} for r in aggregate_run(store, run_id, stats).rows}
     if store.status(run_id).state == "finished":
@@ -117,12 +109,12 @@ def scheduled_runs(store: Any, scan: int, until: str | None = None) -> list[str]
     return out
 
 
-Wanted = Callable[[str, str, str], bool]  # (provider, snippet, phase) -> keep?
+Wanted = Callable[[str, str, str], bool]  # (provider, subject, phase) -> keep?
 
 
 # Finished runs never change: what collect read of one is kept for the process's next collect
 # (a report, then beat's check, then publish), up to this many runs.
-RunRows = tuple[str, str, list[tuple[str, str, str, str, dict[str, Any]]]]
+RunRows = tuple[str, list[tuple[str, str, str, str, dict[str, Any]]]]
 _RUN_CACHE: dict[tuple[str, str], RunRows] = {}
 _RUN_CACHE_SIZE = 4000
 
@@ -133,7 +125,7 @@ def _server(store: Any) -> str:
 
 
 def _run_rows(store: Any, run_id: str, stats: Statistics) -> RunRows:
-    """(created, scenario, [(provider, snippet, phase, digest, row)]) of one run."""
+    """(created, [(provider, subject, phase, digest, row)]) of one run; subject = snippet[@scenario]."""
     key = (_server(store), run_id)
     if key in _RUN_CACHE:
         return _RUN_CACHE[key]
@@ -144,13 +136,14 @@ def _run_rows(store: Any, run_id: str, stats: Statistics) -> RunRows:
     digests: dict[tuple[str, str], str] = {}
     rows = []
     for name, row in summary.items():
-        provider, snippet, phase = name.split("|", 2)
+        provider, subject, phase = name.split("|", 2)
         if phase not in PHASE_ORDER:
             continue
+        snippet = split_subject(subject)[0]
         if (provider, snippet) not in digests:
             digests[(provider, snippet)] = series_digest(manifest, facts, provider, snippet, described)
-        rows.append((provider, snippet, phase, digests[(provider, snippet)], row))
-    entry = (manifest.get("created", ""), scenario_of(manifest), rows)
+        rows.append((provider, subject, phase, digests[(provider, snippet)], row))
+    entry = (manifest.get("created", ""), rows)
     if store.status(run_id).state == "finished":
         if len(_RUN_CACHE) >= _RUN_CACHE_SIZE:
             _RUN_CACHE.pop(next(iter(_RUN_CACHE)))
@@ -164,12 +157,13 @@ def collect(store: Any, runs: Iterable[str], stats: Statistics, wanted: Wanted |
     out: dict[str, Series] = {}
     for run_id in runs:
         try:
-            created, scenario, rows = _run_rows(store, run_id, stats)
+            created, rows = _run_rows(store, run_id, stats)
         except KeyError:
             continue
-        for provider, snippet, phase, digest, row in rows:
-            if wanted and not wanted(provider, snippet, phase):
+        for provider, subject, phase, digest, row in rows:
+            if wanted and not wanted(provider, subject, phase):
                 continue
+            snippet, scenario = split_subject(subject)
             s = Series(provider, snippet, scenario, phase, digest)
             s = out.setdefault(s.id, s)
             s.points.append(Point(run_id=run_id, created=created, **row))
@@ -209,12 +203,15 @@ def run_change_points(store: Any, run_id: str, stats: Statistics) -> list[dict[s
             for cp in change_points(s, stats)]
 
 
-def history_change_points(store: Any, stats: Statistics, provider: str, snippet: str, phase: str
-                          ) -> tuple[list[Series], list[dict[str, Any]]]:
-    """The scheduled series of one provider/snippet/phase (every scenario and digest) and their
-    change points: what ``farm history`` marks."""
-    series = collect(store, scheduled_runs(store, stats.changepoint_runs), stats,
-                     lambda p, s, ph: (p, s, ph) == (provider, snippet, phase))
+def history_change_points(store: Any, stats: Statistics, provider: str, snippet: str, phase: str,
+                          scenario: str | None = None) -> tuple[list[Series], list[dict[str, Any]]]:
+    """The scheduled series of one provider/snippet/phase (of ``scenario``, or every one; every
+    digest) and their change points: what ``farm history`` marks."""
+    def wanted(p: str, subject: str, ph: str) -> bool:
+        snip, scen = split_subject(subject)
+        return (p, snip, ph) == (provider, snippet, phase) and scenario in (None, scen)
+
+    series = collect(store, scheduled_runs(store, stats.changepoint_runs), stats, wanted)
     return list(series.values()), [cp for s in series.values() for cp in change_points(s, stats)]
 
 

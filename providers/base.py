@@ -8,6 +8,9 @@ A provider is a small class with four verbs. The worker (workers/measure.py) tim
     run(sandbox, code, env, timeout) -> RunResult   execute Python source inside it
     destroy(sandbox)               release it; wait until the provider says it is gone where possible
     warm(spec)                     optional, once per worker: prepare a pool/snapshot/image
+    pause(sandbox) / resume(sandbox)   optional capability for the ``resume`` scenario: return once
+                                   the provider reports paused / running; ``pause_support()`` says
+                                   why not where a provider cannot (the sample is skipped with it)
 
 What the base does once for all of them (as kombu's ``virtual.Channel`` does for transports):
 
@@ -183,6 +186,23 @@ class Provider:
         """Release the sandbox; block until it is gone where the API can say so."""
         raise NotImplementedError
 
+    # --- optional capability: pause and resume (the ``resume`` scenario, workers/resume.py) -----
+    def pause_support(self) -> str | None:
+        """None when ``pause``/``resume`` work; otherwise why not, one line: a resume sample is
+        then recorded as skipped with this reason, never as a zero."""
+        return f"{self.name} offers no pause/resume in this farm"
+
+    def pause(self, sandbox: Sandbox) -> None:
+        """Pause the sandbox; return once the provider reports it paused (the timed ``pause``)."""
+        raise NotImplementedError
+
+    def resume(self, sandbox: Sandbox) -> None:
+        """Resume it; return once the provider reports it running, polled at the resolution stated
+        in ``facts()`` (the timed ``resume``). The first command after it is timed separately.
+        May replace ``sandbox.handle`` / ``sandbox.id`` (a provider that resumes into a new
+        instance) and add facts (``sandbox.facts``: the resume kind, polls)."""
+        raise NotImplementedError
+
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
         """Ids of farm-labelled sandboxes matching ``labels`` still alive (every page, errored ones
         included), for ``farm sweep``."""
@@ -292,6 +312,25 @@ def sdk_call(what: str, fn: Callable[[], T], classify: Callable[[str, Exception]
         if harness is not None:
             raise harness from None
         raise classify(what, exc) from None
+
+
+# The resume scenario's marker: a file written before the pause and read after the resume. The token
+# is new per sample, so a marker left by another sandbox cannot pass for this one's.
+MARKER_FILE = "~/.farm-resume-marker"
+MARKER_WRITE = "# farm-marker-write\n"
+MARKER_CHECK = "# farm-marker-check\n"
+
+
+def marker_write_code(token: str) -> str:
+    """Python that writes the marker file and says so."""
+    return (f"{MARKER_WRITE}import os\npath = os.path.expanduser({MARKER_FILE!r})\n"
+            f"with open(path, 'w') as fh:\n    fh.write({token!r})\nprint('farm-marker-written')\n")
+
+
+def marker_check_code() -> str:
+    """Python that prints ``farm-marker=<token>`` (empty when the file is gone)."""
+    return (f"{MARKER_CHECK}import os\npath = os.path.expanduser({MARKER_FILE!r})\n"
+            "print('farm-marker=' + (open(path).read() if os.path.exists(path) else ''))\n")
 
 
 def setup_code(packages: tuple[str, ...]) -> str:

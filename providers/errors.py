@@ -26,6 +26,7 @@ ERROR_CLASSES = (
     "network",         # could not reach the provider
     "snippet_failed",  # the sandbox worked; the snippet exited non-zero
     "config",          # the farm was set up wrongly for this provider (missing extra, bad settings)
+    "state_lost",      # a resumed sandbox no longer held what it had before the pause (resume scenario)
 )
 TRANSIENT_CLASSES = frozenset({"rate_limited", "provider_error", "network"})
 

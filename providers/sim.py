@@ -9,6 +9,9 @@ Settings (``providers.sim`` in config.yml), all optional:
     ready:  {dist: fixed, ms: 20}
     run:    {dist: normal, mean_ms: 50, sd_ms: 5}
     destroy: {dist: fixed, ms: 100}
+    pause:  {dist: fixed, ms: 30}            # the resume scenario; without pause and resume
+    resume: {dist: lognormal, median_ms: 200, sigma: 0.2}   # a sim sandbox cannot pause
+    lose_state: 0.1              # probability that a resume loses the marker (a state_lost failure)
     failures: {rate_limited: 0.1, provider_error: 0.1, timeout: 0.05}   # probability per call
     fail_phases: [create]        # where failures are injected (create, run, destroy)
     seed: 1
@@ -41,7 +44,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import Field, model_validator
 
-from providers.base import ERROR_CLASSES, Provider, ProviderError, RunResult, Sandbox, SandboxSpec
+from providers.base import (ERROR_CLASSES, MARKER_CHECK, MARKER_WRITE, Provider, ProviderError, RunResult, Sandbox,
+                            SandboxSpec)
 from providers.spec import ProviderSettings, ProviderSpec
 
 PHASES = ("create", "ready", "run", "destroy")
@@ -88,9 +92,12 @@ class SimSettings(ProviderSettings):
     ready: Distribution | None = None
     run: Distribution | None = None
     destroy: Distribution | None = None
+    pause: Distribution | None = None
+    resume: Distribution | None = None
+    lose_state: float = Field(0.0, ge=0, le=1, description="probability that a resume loses the sandbox's files")
     failures: dict[Literal[ERROR_CLASSES], float] = Field(default_factory=dict,  # type: ignore[valid-type]
                                                           description="probability per call, by error class")
-    fail_phases: list[Literal["create", "run", "destroy"]] = ["create"]
+    fail_phases: list[Literal["create", "run", "destroy", "pause", "resume"]] = ["create"]
     seed: int | None = None
     ledger_dir: str | None = Field(None, description="records create/destroy/injected failures")
     reuse: Reuse = Field(default_factory=Reuse)
@@ -134,7 +141,9 @@ class SimProvider(Provider):
     def facts(self) -> dict[str, Any]:
         return {"simulated": True,
                 "settings": self.settings.model_dump(exclude_none=True, exclude={"ledger_dir"}, mode="json"),
-                "create": "a sleep of the drawn duration; warm: never"}
+                "create": "a sleep of the drawn duration; warm: never",
+                "pause_resume": "sleeps of the drawn pause/resume durations (resolution: the sleep's)"
+                if self.pause_support() is None else self.pause_support()}
 
     def _log(self, event: str, **fields: Any) -> None:
         if self.ledger is None:
@@ -220,14 +229,40 @@ class SimProvider(Provider):
         return RunResult(exit_code=0, stdout="FARM_IDENTITY " + json.dumps(line) + "\n")
 
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
+        if sandbox.info.get("paused"):
+            return RunResult(exit_code=1, stderr="sim: the sandbox is paused")
         if code.startswith("print('farm-ready')"):
             self._wait("ready")
             return RunResult(exit_code=0, stdout="farm-ready\n")
         if code.startswith(IDENTITY_PROBE):
             return self._identity(sandbox, code)
+        if code.startswith(MARKER_WRITE):  # the sandbox's "file": what the token literal says
+            sandbox.info["marker"] = code.split("fh.write(", 1)[1].split(")", 1)[0].strip("'\"")
+            return RunResult(exit_code=0, stdout="farm-marker-written\n")
+        if code.startswith(MARKER_CHECK):
+            self._wait("ready")
+            return RunResult(exit_code=0, stdout=f"farm-marker={sandbox.info.get('marker', '')}\n")
         self._wait("run")
         self._maybe_fail("run", sandbox.info["labels"])
         return RunResult(exit_code=0, stdout="simulated\n")
+
+    def pause_support(self) -> str | None:
+        if self.settings.pause is None or self.settings.resume is None:
+            return "sim: set providers.sim.pause and providers.sim.resume to simulate pausing"
+        return None
+
+    def pause(self, sandbox: Sandbox) -> None:
+        self._wait("pause")
+        self._maybe_fail("pause", sandbox.info["labels"])
+        sandbox.info["paused"] = True
+
+    def resume(self, sandbox: Sandbox) -> None:
+        self._wait("resume")
+        self._maybe_fail("resume", sandbox.info["labels"])
+        sandbox.info["paused"] = False
+        if self.rng.random() < self.settings.lose_state:
+            sandbox.info.pop("marker", None)
+        sandbox.facts["resume_kind"] = "simulated"
 
     def destroy(self, sandbox: Sandbox) -> None:
         _leave(sandbox.info.pop("in_flight_token", None))

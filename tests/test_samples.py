@@ -6,8 +6,10 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from farm.samples import (GROUP, KEYS, NUMBERS, PHASE_ORDER, PHASES, SAMPLE_FIELDS, TEXT, Batch, Sample,
-                          decode_sample, encode_sample, phase_key, sample_phases)
+import struct
+
+from farm.samples import (GROUP, KEYS, NUMBERS, PHASE_ORDER, PHASES, PHASES_V1, SAMPLE_FIELDS, SCHEMA_VERSION, SEP,
+                          TEXT, Batch, Sample, decode_sample, encode_sample, phase_key, sample_phases, split_group)
 
 
 def _sample(**fields):
@@ -47,7 +49,7 @@ def test_reading_order_puts_tti_after_ready_and_internal_phases_last_by_name():
 
 
 def test_the_sample_model_and_the_wire_layout_name_the_same_fields():
-    wire = set(NUMBERS) | set(GROUP) | set(KEYS) | set(TEXT) | {"internal"}
+    wire = set(NUMBERS) | set(GROUP) | set(KEYS) | set(TEXT) | {"internal", "scenario"}  # scenario: in the subject
     assert wire == set(SAMPLE_FIELDS) == {f.name for f in fields(Sample)}
 
 
@@ -67,4 +69,38 @@ def test_a_sample_round_trips_through_the_stream_layout_with_its_provider_facts(
 def test_an_unknown_sample_field_is_refused():
     with pytest.raises(ValueError, match="unknown sample field\\(s\\): sandbx"):
         Sample.from_dict({"provider": "p", "snippet": "s", "rep": 0, "sandbx": {}})
-    assert Sample.from_dict({"provider": "p", "snippet": "s", "rep": 0}).to_dict()["v"] == 1
+    assert Sample.from_dict({"provider": "p", "snippet": "s", "rep": 0}).to_dict()["v"] == SCHEMA_VERSION
+
+
+def _entry(fields_):
+    """An XRANGE-style raw entry (bytes values) from an encode_sample field list."""
+    flat = [v.encode() if isinstance(v, str) else v for v in fields_]
+    return [b"1-0", flat]
+
+
+def test_the_scenario_travels_in_the_subject_and_cold_reads_as_before_scenarios():
+    cold = encode_sample(Sample(provider="e2b", snippet="hello", rep=1, outcome="ok").to_dict())
+    assert cold[1].split(SEP)[:2] == ["e2b", "hello"]  # a cold group is the pre-scenario group
+    resumed = Sample(provider="e2b", snippet="hello", rep=1, scenario="resume", outcome="ok",
+                     pause_ns=7, resume_ns=11, tti_resume_ns=15).to_dict()
+    fields_ = encode_sample(resumed)
+    assert split_group(fields_[1])[1] == "hello@resume"
+    back = decode_sample(dict(zip(fields_[::2], fields_[1::2])))
+    assert (back["snippet"], back["scenario"]) == ("hello", "resume")
+    assert (back["pause_ns"], back["resume_ns"], back["tti_resume_ns"]) == (7, 11, 15)
+    assert sample_phases(resumed) == {"pause": 7, "resume": 11, "tti_resume": 15}
+
+
+def test_version_1_entries_without_the_resume_phases_still_decode_alone_and_mixed():
+    fields_ = encode_sample(Sample(provider="p", snippet="s", rep=0, outcome="ok", create_ns=300, ready_ns=20,
+                                   run_ns=5).to_dict())
+    v1 = list(fields_)
+    v1[5] = fields_[5][:struct.calcsize(f"<{1 + len(PHASES_V1)}q")]  # what a version-1 worker wrote
+    assert len(v1[5]) == 8 * 9
+    back = decode_sample(dict(zip(v1[::2], v1[1::2])))
+    assert back["create_ns"] == 300 and back["run_ns"] == 5 and back["pause_ns"] is None
+    assert back["scenario"] == "cold"
+    batch = Batch.from_entries([_entry(v1), _entry(fields_)])
+    got = {p: v.tolist() for p, v in batch.phases(np.arange(2))}
+    assert got == {"create": [300, 300], "ready": [20, 20], "run": [5, 5], "tti": [320, 320]}
+    assert batch.column("pause_ns").tolist() == [-1, -1]

@@ -22,14 +22,15 @@ from farm.config import load_config
 from farm.hosts import heartbeat_facts
 from farm.manifest import Manifest
 from farm.redact import redact
+from farm import scenarios
 from farm.samples import Sample
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
 from farm.store import RUN_GONE, TRANSIENT_ERRORS, WRONG_TYPE, Store, member_key
 from providers import get_provider
 from providers.base import Provider, ProviderError, SandboxSpec, sandbox_labels
 from workers import sketches
-from workers.measure import measure
 from workers.reuse import ReuseCheck
 
 
@@ -190,8 +191,8 @@ def _refused(code: int, run_id: str, member: str, what: str) -> str:
 
 @app.task(name=SAMPLE_TASK, bind=True)
 def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: bool = False,
-           enqueued_ns: int | None = None, slot: int | None = None) -> str:
-    """Measure one (run, provider, snippet, repetition) and commit it exactly once."""
+           enqueued_ns: int | None = None, slot: int | None = None, scenario: str = DEFAULT_SCENARIO) -> str:
+    """Measure one (run, provider, snippet, scenario, repetition) and commit it exactly once."""
     started_ns = time.time_ns()
     st = store()
     try:
@@ -201,7 +202,7 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     pinned = os.environ.get("FARM_PROVIDER")
     if pinned and pinned != provider:
         return f"wrong-queue: this worker serves {pinned}"
-    member = member_key(provider, snippet, rep, warmup)
+    member = member_key(provider, snippet, rep, warmup, scenario)
     me = worker_id()
     attempt, holder = retrying(lambda: st.claim(run_id, member, me, LEASE_MS, slot), "claim")
     if attempt in REFUSED:
@@ -210,7 +211,8 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
         return "already-committed"
     if attempt == -2:
         return f"held-by {holder}"
-    record: dict[str, Any] = {"provider": provider, "snippet": snippet, "rep": rep, "warmup": warmup,
+    record: dict[str, Any] = {"provider": provider, "snippet": snippet, "rep": rep, "scenario": scenario,
+                              "warmup": warmup,
                               "attempt": attempt, "worker": me, "started_ns": started_ns,
                               "retries": 0}
     if enqueued_ns:
@@ -227,10 +229,11 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                 spec = SandboxSpec(labels=sandbox_labels(run_id, provider, snippet, rep, farm_id()),
                                    settings=manifest.settings_for(provider),
                                    timeout_s=manifest.timeouts["create"])
-                record.update(measure(prov, spec, snip, env, manifest.timeouts,
-                                      retries=manifest.retries, backoff_s=manifest.backoff_s,
-                                      register=Register(st, run_id, member, me),
-                                      reuse=ReuseCheck(st, run_id, member, attempt)))
+                lifecycle = scenarios.get(scenario).load()  # the scenario's measuring function
+                record.update(lifecycle(prov, spec, snip, env, manifest.timeouts,
+                                        retries=manifest.retries, backoff_s=manifest.backoff_s,
+                                        register=Register(st, run_id, member, me),
+                                        reuse=ReuseCheck(st, run_id, member, attempt)))
             except Exception as exc:  # a provider that cannot even start is a recorded failure
                 cls = exc.error_class if isinstance(exc, ProviderError) else "provider_error"
                 record.update(outcome="error", error_class=cls, error_phase="create",

@@ -1,17 +1,21 @@
-"""The one place phases are timed: create/claim, ready, setup, run, destroy, total.
+"""The one place phases are timed: create/claim, ready, setup, run, destroy, total, and the
+``resume`` scenario's pause, resume and tti_resume.
 
 The identity probe (workers/identity.py, reuse.py) runs after ``ready`` and before ``setup``,
 outside every timed phase but ``total``; its own duration is recorded as ``sandbox.identity.probe_ms``.
 
-Each phase is ``perf_counter_ns`` around exactly one provider call (``_timed``). Package installs
-are the ``setup`` phase, never part of ``run``; queue wait is measured by the caller from wall
-clocks, because enqueue and start happen in different processes.
+Each phase is ``perf_counter_ns`` around exactly one provider call (``_timed``); ``tti_resume`` is
+the sum of two such calls (resume, then the first command). Package installs are the ``setup``
+phase, never part of ``run``; queue wait is measured by the caller from wall clocks, because
+enqueue and start happen in different processes. One function per scenario measures a sample
+(farm/scenarios.py names them): ``measure`` (cold) and ``measure_resume``.
 """
 
 from __future__ import annotations
 
 import random
 import re
+import secrets
 import time
 from typing import Any, Callable, Mapping, Protocol, TypeVar
 
@@ -19,7 +23,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from farm.redact import redact
 from farm.snippets import Snippet, parse_facts, parse_internal_timings
-from providers.base import Provider, ProviderError, RunResult, Sandbox, SandboxSpec
+from providers.base import (Provider, ProviderError, RunResult, Sandbox, SandboxSpec, marker_check_code,
+                            marker_write_code)
 from workers import identity
 
 T = TypeVar("T")
@@ -206,6 +211,99 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
         if sandbox is not None:
             sample.destroy(sandbox)
             if register is not None:  # destroyed, or the sample now carries the leak
+                register.released(sandbox.id)
+    sample.out["total_ns"] = time.perf_counter_ns() - total_start
+    return sample.out
+
+
+# The set-up of a resume sample: timed like a cold sample's, but recorded as facts, not phases.
+SETUP_PHASES = ("claim_ns", "create_ns", "ready_ns", "setup_ns")
+
+
+class _ResumeSample(_Sample):
+    """A resume sample: set-up, marker, pause, resume, first command that must find the marker."""
+
+    set_up_sandbox: Sandbox | None = None
+
+    def set_up(self, spec: SandboxSpec, retries: int, backoff_s: float,
+               register: SandboxRegister | None, reuse: ReuseVerdict | None) -> Sandbox:
+        try:
+            sandbox = self.acquire(spec, retries, backoff_s)
+            if register is not None:
+                register.created(sandbox.id)
+            self.set_up_sandbox = sandbox
+            self.ready(sandbox)
+            if reuse is not None:
+                self.identify(sandbox, reuse)
+            self.setup(sandbox)
+            return sandbox
+        finally:  # untimed set-up: what it took is kept with the sample, never as one of its phases
+            took = {k[:-3] + "_ms": round(self.out.pop(k) / 1e6, 3) for k in SETUP_PHASES if k in self.out}
+            if took:
+                self.out["sandbox"] = {**self.out.get("sandbox", {}), "setup": took}
+
+    def write_marker(self, sandbox: Sandbox, token: str) -> None:
+        self.phase = "pause"
+        wrote = self.provider.run(sandbox, marker_write_code(token), {}, self.timeouts["ready"])
+        if not wrote.ok or "farm-marker-written" not in wrote.stdout:
+            raise ProviderError("provider_error", f"writing the resume marker failed (exit {wrote.exit_code}): "
+                                f"{_last_line(wrote, 'no output')}")
+
+    def pause(self, sandbox: Sandbox) -> None:
+        self.phase = "pause"
+        _, self.out["pause_ns"] = _timed(lambda: self.provider.pause(sandbox))
+
+    def resume(self, sandbox: Sandbox, token: str) -> None:
+        self.phase = "resume"
+        _, resumed = _timed(lambda: self.provider.resume(sandbox))
+        self.out["resume_ns"] = resumed
+        check, first = _timed(lambda: self.provider.run(sandbox, marker_check_code(), {}, self.timeouts["ready"]))
+        if sandbox.facts:
+            self.out["sandbox"] = {**self.out.get("sandbox", {}), **sandbox.facts}
+        if not check.ok:
+            raise ProviderError("provider_error", f"first command after resume failed (exit {check.exit_code}): "
+                                f"{_last_line(check, 'no output')}")
+        found = next((line.partition("=")[2] for line in check.stdout.splitlines()
+                      if line.startswith("farm-marker=")), None)
+        if found != token:  # a fast resume that forgot the sandbox's state is a failure, not a result
+            raise ProviderError("state_lost", "the sandbox came back without the marker file written before "
+                                f"the pause ({'gone' if not found else 'different content'})")
+        self.out["tti_resume_ns"] = resumed + first
+
+
+def measure_resume(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mapping[str, str],
+                   timeouts: Mapping[str, float], retries: int = 0, backoff_s: float = 1.0,
+                   register: SandboxRegister | None = None, reuse: ReuseVerdict | None = None) -> dict[str, Any]:
+    """The ``resume`` scenario (docs/scenarios.md): create and make ready (untimed set-up, recorded
+    in ``sandbox.setup``), write a marker file, pause (timed until the provider reports paused),
+    resume (timed until it reports running; ``tti_resume`` until a first command has also found
+    the marker), then run the snippet and destroy. A provider without pause is skipped with its
+    reason; a lost marker is a ``state_lost`` failure."""
+    missing = set(snippet.needs) - set(provider.capabilities)
+    if missing:
+        return {"outcome": "skipped", "error": f"provider {provider.name} cannot offer {', '.join(sorted(missing))}"}
+    unsupported = provider.pause_support()
+    if unsupported:
+        return {"outcome": "skipped", "error": redact(unsupported)[:300]}
+    sample, token = _ResumeSample(provider, snippet, env, timeouts), secrets.token_hex(8)
+    total_start = time.perf_counter_ns()
+    try:
+        sandbox = sample.set_up(spec, retries, backoff_s, register, reuse)
+        sample.write_marker(sandbox, token)
+        sample.pause(sandbox)
+        sample.resume(sandbox, token)
+        sample.run(sandbox)
+    except ProviderError as exc:
+        sample.fail(sample.phase, exc)
+    except SoftTimeLimitExceeded:
+        sample.fail(sample.phase, ProviderError("timeout", f"task soft time limit reached during {sample.phase}"))
+    except Exception as exc:  # an SDK's unexpected exception is data, never a crashed worker
+        sample.fail(sample.phase, ProviderError("provider_error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        sandbox = sample.set_up_sandbox  # set even when readiness failed: it must be destroyed
+        if sandbox is not None:
+            sample.destroy(sandbox)
+            if register is not None:
                 register.released(sandbox.id)
     sample.out["total_ns"] = time.perf_counter_ns() - total_start
     return sample.out

@@ -15,6 +15,7 @@ from typing import Any
 
 from farm.manifest import Manifest
 from farm.samples import sample_phases
+from farm.scenarios import subject
 from farm.sketch import FIELD_SEP, LatencySketch, sketching_enabled
 
 
@@ -50,7 +51,7 @@ def after_commit(store: Any, run_id: str, manifest: Manifest, sample: dict[str, 
         return
     buf = _local()
     for phase, ns in sample_phases(sample).items():
-        series = FIELD_SEP.join((sample["provider"], sample["snippet"], phase))
+        series = FIELD_SEP.join((sample["provider"], subject(sample["snippet"], sample.get("scenario")), phase))
         sk = buf.sketches.setdefault((run_id, series), LatencySketch(alpha))
         sk.add_many([ns / 1e6])
         buf.dirty.add((run_id, series))

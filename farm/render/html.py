@@ -120,7 +120,7 @@ def bar_chart(rows: list[Row], confidence: float, kind: str = "tti") -> str:
              f'role="img" aria-label="{kind} comparison">', axis.svg(h - 22, 4)]
     for i, r in enumerate(rows):
         yy = 6 + i * bar_h
-        name = f"{r.provider} · {r.snippet}"
+        name = f"{r.provider} · {r.subject}"
         parts.append(f'<text x="{left - 6}" y="{yy + 14}" text-anchor="end">{_e(name)}</text>')
         if r.p50_ms is None:
             parts.append(f'<text x="{left + 4}" y="{yy + 14}">no successful samples</text>')

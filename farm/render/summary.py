@@ -1,7 +1,8 @@
 """What the table, markdown and html formats share: the summary table's columns and cells, its
 legend, the warnings to show, and the cost lines. Built from the document only.
 
-The summary table, one row per provider × snippet × phase:
+The summary table, one row per provider × snippet × scenario × phase (outside the default
+``cold`` scenario the snippet column reads ``snippet@scenario``, docs/scenarios.md):
 
 * each row in its own unit (from its p50) and with its own decimals (see farm/render/units.py);
 * p50 and p95 with their intervals, p90 plain; p99 only where its order-statistic interval
@@ -160,11 +161,11 @@ def table(doc: Document, columns: Sequence[str] | None = None, grouped: bool = F
     last = None
     for r in doc.results:
         fmt = row_format_of(r)
-        first = (r.provider, r.snippet) != last
-        last = (r.provider, r.snippet)
+        first = (r.provider, r.subject) != last  # the subject: snippet, or snippet@scenario
+        last = (r.provider, r.subject)
         if first:
-            groups[len(rows)] = (r.provider, r.snippet, _error_text(r) if with_err else None)
-        cells = [] if grouped else [r.provider, r.snippet] if first else ["", ""]
+            groups[len(rows)] = (r.provider, r.subject, _error_text(r) if with_err else None)
+        cells = [] if grouped else [r.provider, r.subject] if first else ["", ""]
         if with_err and not grouped:
             cells.append(f"{100 * r.error_rate:.1f}" if first else "")
         cells.append(("  " if grouped else "") + phase_label(r.phase))

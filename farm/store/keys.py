@@ -8,7 +8,7 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
                                       incomplete, missing_count, missing, finish_reason, schedule,
                                       changepoints ("checked": new change points announced, farm/notify.py)
     {r}:samples                STREAM one entry per committed sample (layout: farm/samples.py)
-    {r}:done                   SET    members ("provider|snippet|rep") already committed: exactly-once
+    {r}:done                   SET    members ("provider|subject|rep", subject = snippet[@scenario]) committed: exactly-once
                                       (deleted when the run finishes: 'finished' refuses late commits)
     {r}:cursor                 HASH   provider -> index of the next plan item to dispatch
     {r}:slots                  HASH   provider -> tasks in flight (reserved <= window; freed on commit)
@@ -20,7 +20,7 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
     {r}:hosts                  HASH   worker id -> JSON {host, cpus, provider, processes, first_load,
                                       first_ts, last_load, ts}: written every heartbeat while the run is
                                       active (farm/hosts.py: load after the run, hosts that joined late)
-    {r}:sketches               HASH   "<provider>|<snippet>|<phase>|<writer>" -> JSON sketch (farm/sketch.py)
+    {r}:sketches               HASH   "<provider>|<subject>|<phase>|<writer>" -> JSON sketch (farm/sketch.py)
     {r}:sweep                  HASH   "<provider>:reclaimed" -> sandboxes a sweep deleted for this run
     {r}:sandboxes              HASH   sandbox id -> "<member>|<worker>|<created ns>": created by an attempt
                                       and not yet destroyed (left by an interrupted attempt = leaked)
@@ -59,6 +59,8 @@ farm only reads a queue's messages to recognise task titles (dispatch.queued_tit
 """
 
 from __future__ import annotations
+
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO, split_subject, subject
 
 RUNS = "farm:runs"
 ACTIVE = "farm:active"
@@ -107,11 +109,14 @@ def counter_key(name: str) -> str:
     return f"farm:counter:{name}"
 
 
-def member_key(provider: str, snippet: str, rep: int, warmup: bool) -> str:
-    """One plan item's identity in every per-run set and hash: ``provider|snippet|[w]rep``."""
-    return f"{provider}|{snippet}|{'w' if warmup else ''}{rep}"
+def member_key(provider: str, snippet: str, rep: int, warmup: bool, scenario: str = DEFAULT_SCENARIO) -> str:
+    """One plan item's identity in every per-run set and hash: ``provider|subject|[w]rep``, the
+    subject being the snippet, or ``snippet@scenario`` outside the default scenario (farm/scenarios.py)."""
+    return f"{provider}|{subject(snippet, scenario)}|{'w' if warmup else ''}{rep}"
 
 
-def parse_member(member: str) -> tuple[str, str, int, bool]:
-    provider, snippet, rep = member.split("|")
-    return provider, snippet, int(rep.lstrip("w")), rep.startswith("w")
+def parse_member(member: str) -> tuple[str, str, int, bool, str]:
+    """(provider, snippet, rep, warmup, scenario) of a member."""
+    provider, subj, rep = member.split("|")
+    snippet, scenario = split_subject(subj)
+    return provider, snippet, int(rep.lstrip("w")), rep.startswith("w"), scenario

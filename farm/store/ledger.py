@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from farm.samples import SCHEMA_VERSION, encode_sample
+from farm.scenarios import DEFAULT as DEFAULT_SCENARIO
 from farm.store.base import StoreBase
 from farm.store.scripts import RUN_GONE, WRONG_TYPE  # noqa: F401 (re-exported: refusals, nothing written)
 from farm.store.keys import ACTIVE, inflight_key, lease_key, member_key
@@ -50,7 +51,8 @@ class Ledger(StoreBase):
         (RUN_GONE, -1) when the run's status is gone (FLUSHALL, a fresh Redis behind the same URL),
         (WRONG_TYPE, -1) when one of its keys has a type or value the farm never writes."""
         provider = sample["provider"]
-        member = member_key(provider, sample["snippet"], sample["rep"], bool(sample["warmup"]))
+        member = member_key(provider, sample["snippet"], sample["rep"], bool(sample["warmup"]),
+                            sample.get("scenario") or DEFAULT_SCENARIO)
         sample = {**sample, "v": SCHEMA_VERSION}
         reply = self._commit(
             keys=[self.key(run_id, "done"), self.key(run_id, "samples"), self.key(run_id, "status"),
