@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,7 +19,6 @@ from farm.render import render as render_document
 
 if TYPE_CHECKING:
     from farm.config import FarmConfig
-    from farm.store import RunStatus
 
 
 def _config(ctx: click.Context) -> FarmConfig:
@@ -53,38 +51,6 @@ def _split(value: str | None, flag: str = "") -> list[str]:
     return items
 
 
-class Progress:
-    """done / failed / remaining and an ETA on stderr: redrawn in place on a terminal, a line now
-    and then elsewhere (CI logs)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.start = time.monotonic()
-        self.last_line = 0.0
-        self.last_done = -1
-
-    def __call__(self, st: RunStatus) -> None:
-        elapsed = time.monotonic() - self.start
-        rate = st.done / elapsed if elapsed > 0 and st.done else 0
-        eta = f"{st.remaining / rate:.0f}s" if rate else "?"
-        width = 30
-        filled = int(width * st.done / st.planned) if st.planned else width
-        text = (f"[{'#' * filled}{'.' * (width - filled)}] {st.done}/{st.planned} done · "
-                f"{st.failed} failed · {st.remaining} remaining · ETA {eta}")
-        if self.tty:
-            sys.stderr.write("\r" + text + ("\n" if st.state == "finished" else ""))
-            sys.stderr.flush()
-        elif st.state == "finished" or (st.done != self.last_done and time.monotonic() - self.last_line > 5):
-            print(text, file=sys.stderr, flush=True)
-            self.last_line = time.monotonic()
-        self.last_done = st.done
-
-    def notice(self, text: str) -> None:
-        """A line of its own above the bar (the bar is redrawn on the next update)."""
-        sys.stderr.write(("\r\033[K" if self.tty else "") + f"farm: {text}\n")
-        sys.stderr.flush()
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="farm", message="%(prog)s %(version)s")
 @click.option("--config", "config_path", metavar="PATH", help="config file (default ./config.yml or FARM_CONFIG)")
@@ -93,6 +59,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     """Sandbox Farm: benchmark code-execution sandbox providers."""
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path or os.environ.get("FARM_CONFIG")
+    if ctx.invoked_subcommand == "init":
+        return  # init writes the config (and may replace a broken one): it never reads it
     from farm.config import load_config
 
     ctx.obj["config"] = load_config(config_path)
@@ -169,8 +137,11 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
         print(f"run {run_id} ({mode}): {len(provider_names)} provider(s) × {len(chosen)} snippet(s) × {shown}"
               f"{options.repetitions} repetitions + {options.warmup} warm-up", file=sys.stderr, flush=True)
 
-    progress = Progress()
-    run_id, doc = runner.run(config, options, on_progress=progress, on_started=started, on_notice=progress.notice)
+    from farm.progress import ProgressView
+
+    with ProgressView() as progress:  # the display ends on its own line, Ctrl-C included
+        run_id, doc = runner.run(config, options, on_progress=progress, on_started=started,
+                                 on_notice=progress.notice, on_attached=progress.attach)
     click.echo(render_document(doc, "json" if as_json else "table", columns))
     enforce_gates(gates.judge(doc))  # the run's recorded gates: the --fail-on given above
 
@@ -188,9 +159,11 @@ def watch_cmd(ctx: click.Context, run_id: str, as_json: bool, columns_spec: str 
     from farm import gates, runner
 
     extra = gates.parse_all(fail_on)
-    progress = Progress()
-    doc = runner.watch(_config(ctx), run_id, on_progress=progress, config_path=ctx.obj["config_path"],
-                       on_notice=progress.notice)
+    from farm.progress import ProgressView
+
+    with ProgressView() as progress:
+        doc = runner.watch(_config(ctx), run_id, on_progress=progress, config_path=ctx.obj["config_path"],
+                           on_notice=progress.notice, on_attached=progress.attach)
     click.echo(render_document(doc, "json" if as_json else "table", columns))
     enforce_gates(gates.judge(doc, extra))
 

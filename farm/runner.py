@@ -135,8 +135,10 @@ def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: Em
 def run(config: FarmConfig, options: RunOptions,
         on_progress: Callable[[RunStatus], None] | None = None,
         on_started: Callable[[str, str], None] | None = None,
-        on_notice: Callable[[str], None] | None = None) -> tuple[str, Document]:
-    """Run a benchmark to completion; returns the run id and its results document."""
+        on_notice: Callable[[str], None] | None = None,
+        on_attached: Callable[[Store, str], None] | None = None) -> tuple[str, Document]:
+    """Run a benchmark to completion; returns the run id and its results document. ``on_attached``
+    gets the store and run id before following starts (the CLI's progress view reads counts)."""
     with connect(config, options.config_path) as (store, url, embedded):
         app = make_app(url)
         scheduler = Scheduler(store, app)
@@ -152,6 +154,8 @@ def run(config: FarmConfig, options: RunOptions,
                                      scenarios=options.scenarios)
             if on_started:
                 on_started(run_id, "embedded" if embedded else "distributed")
+            if on_attached:
+                on_attached(store, run_id)
             with redis_edges(store, run_id):
                 return run_id, _follow_to_end(store, scheduler, run_id, embedded, on_progress,
                                               options.progress_every_s, config, on_notice)
@@ -187,7 +191,8 @@ def _exists(store: Store, run_id: str) -> bool | None:
 
 def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], None] | None = None,
           config_path: str | None = None, every_s: float = 0.5,
-          on_notice: Callable[[str], None] | None = None) -> Document:
+          on_notice: Callable[[str], None] | None = None,
+          on_attached: Callable[[Store, str], None] | None = None) -> Document:
     """Re-attach to a run; in embedded mode, restart its local workers first."""
     with connect(config, config_path) as (store, url, embedded):
         if not store.run_exists(run_id):
@@ -198,6 +203,8 @@ def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], No
             manifest = scheduler.manifest(run_id)
             if embedded is not None and store.status(run_id).state != "finished":
                 embedded.start_workers(store, manifest.plan.providers, manifest.concurrency, preflight=False)
+            if on_attached:
+                on_attached(store, run_id)
             return _follow_to_end(store, scheduler, run_id, embedded, on_progress, every_s, config, on_notice)
         finally:
             app.close()

@@ -13,7 +13,7 @@ import pytest
 from tests.harness import REPO_ROOT
 
 HEAVY = ("numpy", "scipy", "redis", "celery.app", "e2b", "e2b_code_interpreter", "daytona", "modal",
-         "morphcloud", "httpx")
+         "morphcloud", "httpx", "rich")
 PROBE = """
 import contextlib, io, json, sys
 from farm.cli import main

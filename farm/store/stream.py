@@ -36,6 +36,21 @@ class Stream(StoreBase):
             yield entries
             last = entries[-1][0]
 
+    def groups_after(self, run_id: str, after: bytes = b"-", count: int = 2000) -> tuple[list[str], bytes]:
+        """The group field (provider, snippet, warmup, outcome, error_class) of up to ``count``
+        entries committed after the entry id ``after`` (b"-": from the start), and the last id
+        read: live progress tallies a run without decoding its samples."""
+        entries = self._xrange(self.key(run_id, "samples"), after, count + 1)
+        if after != b"-" and entries and entries[0][0] == after:
+            entries = entries[1:]
+        groups = []
+        for _id, flat in entries:
+            for name, value in zip(flat[::2], flat[1::2]):
+                if name == b"g":
+                    groups.append(value.decode())
+                    break
+        return groups, (entries[-1][0] if entries else after)
+
     def iter_samples(self, run_id: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
         """Every sample as a dict, oldest first, read in batches."""
         for entries in self.iter_entries(run_id, batch):
