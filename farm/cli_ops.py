@@ -196,4 +196,26 @@ def schedules_cmd(ctx: click.Context) -> None:
         click.echo(f"{name:16} {s.kind:5} {trigger:34} next {nxt.isoformat(timespec='seconds')}  {what}")
 
 
-COMMANDS = (sweep_cmd, doctor_cmd, beat_cmd, flower_cmd, schedules_cmd)
+@click.command("init")
+@click.option("--force", is_flag=True, help="overwrite config.yml and .env if they exist")
+def init_cmd(force: bool) -> None:
+    """Write a commented config.yml and a .env template into the current folder, and say which
+    provider keys this environment has (names only, never values)."""
+    from pathlib import Path
+
+    from farm.scaffold import init_folder
+
+    written, keys = init_folder(Path.cwd(), force)
+    click.echo(f"wrote {' and '.join(p.name for p in written)} in {Path.cwd()}: config.yml is commented, "
+               ".env (mode 0600) has an empty line per provider key")
+    click.echo("provider keys in this environment (values are never shown):")
+    for entry in keys:
+        if not entry.keys:
+            click.echo(f"  {entry.provider:12} no key needed")
+            continue
+        state = "; ".join(f"{k} {'set' if k in entry.set else 'not set'}" for k in entry.keys)
+        click.echo(f"  {entry.provider:12} {state}")
+    click.echo("next: fill in .env for the providers you use, `farm doctor`, then `farm run`")
+
+
+COMMANDS = (sweep_cmd, doctor_cmd, beat_cmd, flower_cmd, schedules_cmd, init_cmd)
