@@ -192,6 +192,9 @@ class Provider:
         then recorded as skipped with this reason, never as a zero."""
         return f"{self.name} offers no pause/resume in this farm"
 
+    def prepare_pause(self, sandbox: Sandbox) -> None:
+        """Untimed set-up a pause needs, after create and ready (local: its long-lived interpreter)."""
+
     def pause(self, sandbox: Sandbox) -> None:
         """Pause the sandbox; return once the provider reports it paused (the timed ``pause``)."""
         raise NotImplementedError

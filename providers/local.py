@@ -27,7 +27,8 @@ from typing import Any, Literal, Mapping
 from pydantic import Field, field_validator, model_validator
 
 from farm.requirements import BadRequirement, check_requirements
-from providers.base import OUTPUT_LIMIT, Provider, ProviderError, RunResult, Sandbox, SandboxSpec
+from providers.base import OUTPUT_LIMIT, Provider, ProviderError, RunResult, Sandbox, SandboxSpec, cap_output
+from providers.local_resident import Resident
 from providers.spec import ProviderSettings, ProviderSpec
 from providers.confine import (INSIDE_PACKAGES, INSIDE_WHEELS, Box, Confinement, ConfinementError, Limits,
                                confinement_failure, decide, interpreter_dirs)
@@ -133,7 +134,9 @@ class LocalProvider(Provider):
         return self.confine.describe()
 
     def facts(self) -> dict[str, Any]:
-        return {"python": interpreter_dirs(self.python)[1], **self.confine.facts()}
+        return {"python": interpreter_dirs(self.python)[1], **self.confine.facts(),
+                "pause_resume": f"SIGSTOP/SIGCONT of a long-lived interpreter's processes; paused/running "
+                                f"read from /proc every ≤ {Resident.POLL_MAX_S * 1000:g} ms"}
 
     def create(self, spec: SandboxSpec) -> Sandbox:
         box = Box(Path(tempfile.mkdtemp(prefix="farm-sbx-", dir=self.root)))
@@ -143,7 +146,36 @@ class LocalProvider(Provider):
         return Sandbox(id=str(box.root), handle=box)
 
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
+        resident: Resident | None = sandbox.info.get("resident")
+        if resident is not None:  # the resume scenario: the long-lived interpreter holds the state
+            result = resident.execute(code, env, timeout)
+            return RunResult(result.exit_code, cap_output(result.stdout), cap_output(result.stderr))
         return self._run(sandbox.handle, code, env, timeout, "run")
+
+    # --- pause/resume: a long-lived interpreter stopped and continued (the resume scenario) -------
+    def pause_support(self) -> str | None:
+        return None
+
+    def prepare_pause(self, sandbox: Sandbox) -> None:
+        """Untimed set-up: start the sandbox's long-lived interpreter, confined like any execution;
+        from now on the sandbox's commands run in it, so what it holds is what a resume must keep."""
+        box: Box = sandbox.handle
+        argv = self.confine.argv(box, Resident.CODE, "run")
+        sandbox.info["resident"] = Resident.start(argv, self.confine.cwd(box), self.environment(box, {}))
+
+    def pause(self, sandbox: Sandbox) -> None:
+        sandbox.facts.update(self._resident(sandbox).stop())
+
+    def resume(self, sandbox: Sandbox) -> None:
+        sandbox.facts.update(self._resident(sandbox).cont())
+        sandbox.facts["resume_kind"] = "SIGCONT of the long-lived interpreter's processes"
+
+    @staticmethod
+    def _resident(sandbox: Sandbox) -> Resident:
+        resident = sandbox.info.get("resident")
+        if resident is None:
+            raise ProviderError("provider_error", "local: no long-lived interpreter to pause (prepare_pause not called)")
+        return resident
 
     def install(self, sandbox: Sandbox, packages: tuple[str, ...], env: Mapping[str, str],
                 timeout: float) -> RunResult:
@@ -219,6 +251,9 @@ class LocalProvider(Provider):
         proc.wait()
 
     def destroy(self, sandbox: Sandbox) -> None:
+        resident: Resident | None = sandbox.info.pop("resident", None)
+        if resident is not None:
+            resident.kill()
         shutil.rmtree(sandbox.handle.root, ignore_errors=False)
 
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:

@@ -7,6 +7,7 @@ value is never below it; above it is the sleep's overshoot plus the farm's own o
 Python call), which is bounded here loosely (SLACK_MS) because the machine may be loaded."""
 
 import json
+import os
 
 from farm.snippets import library
 from providers.sim import SimProvider
@@ -90,3 +91,56 @@ def test_farm_run_with_cold_and_resume_reports_each_scenario_in_its_own_rows(tmp
     bad = farm_cli("run", "--scenario", "cold,resum", cwd=tmp_path)
     assert bad.returncode == 2 and "did you mean 'resume'" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_local_pauses_and_resumes_its_long_lived_interpreter_and_keeps_the_marker():
+    from providers.local import LocalProvider
+    from providers.local_resident import _state
+
+    provider = LocalProvider({})
+    out = measure_resume(provider, SPEC, library()["hello"], {}, TIMEOUTS)
+    assert out["outcome"] == "ok", out
+    assert out["pause_ns"] > 0 and out["resume_ns"] > 0 and out["tti_resume_ns"] > out["resume_ns"]
+    assert out["sandbox"]["pause_polls"] >= 1 and out["sandbox"]["paused_processes"] >= 1
+    assert "hello" in out["output"].lower() or out["exit_code"] == 0
+
+    # while paused the interpreter answers nothing; after resume it still holds what it was given
+    sandbox = provider.create(SPEC)
+    try:
+        provider.prepare_pause(sandbox)
+        assert provider.run(sandbox, "x = 1\nimport os\nopen(os.path.expanduser('~/m'), 'w').write('kept')\n",
+                            {}, 30).ok
+        provider.pause(sandbox)
+        resident = sandbox.info["resident"]
+        assert all(_state(p) in ("T", "t") for p in resident.tree())
+        provider.resume(sandbox)
+        got = provider.run(sandbox, "import os\nprint(open(os.path.expanduser('~/m')).read())\n", {}, 30)
+        assert got.ok and got.stdout.strip() == "kept"
+    finally:
+        provider.destroy(sandbox)
+    assert resident.proc.poll() is not None  # destroy ends the interpreter
+
+
+def test_local_interpreter_killed_during_the_pause_is_state_lost():
+    import signal as sig
+
+    import pytest
+
+    from providers.base import ProviderError
+    from providers.local import LocalProvider
+
+    provider = LocalProvider({})
+    sandbox = provider.create(SPEC)
+    try:
+        provider.prepare_pause(sandbox)
+        provider.pause(sandbox)
+        resident = sandbox.info["resident"]
+        for pid in resident.tree():
+            os.kill(pid, sig.SIGKILL)
+        resident.proc.wait()
+        provider.resume(sandbox)
+        with pytest.raises(ProviderError) as err:
+            provider.run(sandbox, "print(1)", {}, 30)
+        assert err.value.error_class == "state_lost"
+    finally:
+        provider.destroy(sandbox)

@@ -236,6 +236,7 @@ class _ResumeSample(_Sample):
             if reuse is not None:
                 self.identify(sandbox, reuse)
             self.setup(sandbox)
+            self.provider.prepare_pause(sandbox)
             return sandbox
         finally:  # untimed set-up: what it took is kept with the sample, never as one of its phases
             took = {k[:-3] + "_ms": round(self.out.pop(k) / 1e6, 3) for k in SETUP_PHASES if k in self.out}
