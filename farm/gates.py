@@ -249,19 +249,48 @@ def check_comparison(result: dict[str, Any], gates: Iterable[Gate]) -> list[Outc
 
 
 def _error_rate(doc: Any, gate: Gate) -> Outcome:
-    pairs: dict[tuple[str, str], Any] = {}
+    """Failed share per provider/snippet; samples an incomplete run never committed count as failed
+    (they were not measured either)."""
+    tally: dict[tuple[str, str], list[int]] = {}  # pair -> [failed, attempts, never committed]
     for row in doc.results:
         if gate.matches(row.provider, row.snippet):
-            pairs.setdefault((row.provider, row.snippet), row)
-    if not pairs:
+            # every row of a pair carries its errors and rate; the largest n is its successful samples
+            attempts = round(row.errors / row.error_rate) if row.error_rate else row.errors + row.n
+            known = tally.setdefault((row.provider, row.snippet), [row.errors, row.errors, 0])
+            known[1] = max(known[1], attempts)
+    missing, unlisted = _missing(doc)
+    for pair, count in missing.items():
+        if gate.matches(*pair):
+            entry = tally.setdefault(pair, [0, 0, 0])
+            entry[2] += count
+    if not tally and not unlisted:
         return Outcome(gate, False, _nothing(doc, gate))
-    over = sorted(((r.error_rate, k, r.errors) for k, r in pairs.items() if r.error_rate > (gate.bound or 0)),
-                  reverse=True)
-    if over:
-        return Outcome(gate, False, _listed([f"{'/'.join(k)} {_pct(rate)} ({errors} failed)"
-                                             for rate, k, errors in over]))
-    rate, key = max((r.error_rate, k) for k, r in pairs.items())
-    return Outcome(gate, True, f"worst {'/'.join(key)} {_pct(rate)}")
+    rates = {pair: ((f + m) / (a + m) if a + m else 0.0, f, m) for pair, (f, a, m) in tally.items()}
+    over = sorted(((rate, pair, f, m) for pair, (rate, f, m) in rates.items() if rate > (gate.bound or 0)),
+                  key=lambda item: (-item[0], item[1]))
+    offenders = [f"{'/'.join(pair)} {_pct(rate)} ({f} failed" + (f", {m} never committed)" if m else ")")
+                 for rate, pair, f, m in over]
+    if unlisted:  # an incomplete run lists at most 1,000 missing samples: the rest cannot be placed
+        offenders.append(f"{unlisted} more sample(s) never committed (run finished incomplete)")
+    if offenders:
+        return Outcome(gate, False, _listed(offenders))
+    rate, pair = max((r[0], pair) for pair, r in rates.items())
+    return Outcome(gate, True, f"worst {'/'.join(pair)} {_pct(rate)}")
+
+
+def _missing(doc: Any) -> tuple[dict[tuple[str, str], int], int]:
+    """Measured samples an incomplete run never committed, per provider/snippet, and how many more
+    its status could not list."""
+    status = doc.status
+    if not getattr(status, "incomplete", False):
+        return {}, 0
+    listed = status.missing or []
+    out: dict[tuple[str, str], int] = {}
+    for member in listed:
+        parts = str(member).split("|")
+        if len(parts) == 3 and not parts[2].startswith("w"):  # warm-ups are not measured
+            out[(parts[0], parts[1])] = out.get((parts[0], parts[1]), 0) + 1
+    return out, max(int(status.missing_count or 0) - len(listed), 0)
 
 
 def _quantile(doc: Any, gate: Gate) -> Outcome:

@@ -196,3 +196,21 @@ def test_a_scheduled_run_records_its_gates_and_its_report_is_judged_by_them(farm
     with pytest.raises(GateBreach, match=r"^2 gates failed: error-rate>5%: sim/hello 100% \(2 failed\); "
                                          r"p95:tti>2s: sim/hello unmeasured"):
         gates.enforce(outcomes)
+
+
+def test_samples_an_incomplete_run_never_committed_count_as_failed():
+    rows = [_row("local", "hello", "create", 18, 0, p95=10.0), _row("local", "hello", "run", 18, 0, p95=5.0),
+            _row("local", "io", "run", 20, 0, p95=5.0)]
+    doc = _doc(rows)
+    doc.status = Status("finished", 42, 38, 38, 0, incomplete=True, missing_count=4,
+                        missing=["local|hello|3", "local|hello|9", "local|hello|w0", "e2b|hello|1"],
+                        finish_reason="deadline")
+    out = _judge(doc, "error-rate>5%", "error-rate:local/io>0%", "error-rate:e2b>50%")
+    # local/hello: 2 measured samples of 20 never came (the warm-up does not count): 10 %
+    assert out["error-rate>5%"].detail == ("e2b/hello 100% (0 failed, 1 never committed), "
+                                           "local/hello 10% (0 failed, 2 never committed)")
+    assert out["error-rate:local/io>0%"].passed
+    assert not out["error-rate:e2b>50%"].passed  # nothing committed for e2b: never a pass
+    doc.status.missing_count = 1500  # the status lists at most 1,000: the rest cannot be placed
+    assert "1496 more sample(s) never committed" in _judge(doc, "error-rate:local/io>0%")[
+        "error-rate:local/io>0%"].detail
