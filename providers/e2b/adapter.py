@@ -10,6 +10,9 @@
 - retries: control-plane retries off (``retries=0`` on every call) and connection retries off
   (``E2B_CONNECTION_RETRIES=0``, forced before the SDK is imported: it reads it once, at import).
 - errors: Retry-After and the sandbox edge's 502s come from the wire; a dead sandbox is not a timeout.
+- pause/resume (the resume scenario): ``pause()`` (memory and filesystem), then the farm polls the
+  sandbox's info until it says ``paused``; resume is ``Sandbox.connect(id)`` (e2b's auto-resume),
+  then the code interpreter's /health polled as after create: running means it answers.
 """
 
 from __future__ import annotations
@@ -129,6 +132,9 @@ class E2BProvider(Provider):
                         "not read: the SDK's transport has no PyqwestTransport.handle_request any more; "
                         "Retry-After is lost (the farm's own backoff applies) and a dead sandbox may show "
                         "as a timeout",
+                "pause_resume": "pause: Sandbox.pause (memory and filesystem), then GET /sandboxes/{id} polled "
+                                f"until state paused; resume: Sandbox.connect, then the code interpreter's /health "
+                                f"polled until it answers; resolution {RESOLUTION_S * 1000:g} ms",
                 "leak_bound": f"every sandbox is created with timeout={self.settings.sandbox_timeout} s "
                               "(e2b kills it then); farm sweep lists running and paused sandboxes, every page",
             },
@@ -219,6 +225,33 @@ class E2BProvider(Provider):
             stderr += _ANSI.sub("", error.traceback or "").rstrip() or f"{error.name}: {error.value}"
         return RunResult(exit_code=exit_code_of(error), stdout=cap_output("".join(execution.logs.stdout)),
                          stderr=cap_output(stderr))
+
+    # --- pause and resume (the resume scenario) ----------------------------------------------------
+    def pause_support(self) -> str | None:
+        return None
+
+    def pause(self, sandbox: Sandbox) -> None:
+        deadline = time.perf_counter() + self.settings.request_timeout * 2
+        with self._sdk("pause"):
+            sandbox.handle.pause(**self.sdk_options())
+
+        def paused() -> bool | None:
+            info = E2BSandbox.get_info(sandbox.id, **self.sdk_options())
+            return True if str(getattr(info.state, "value", info.state)) == "paused" else None
+
+        with self._sdk("pause"):
+            polled = poll_until(paused, timeout=max(deadline - time.perf_counter(), 0.0),
+                                what="e2b pause (sandbox state)", max_s=RESOLUTION_S)
+        sandbox.facts["pause_polls"] = polled.polls
+
+    def resume(self, sandbox: Sandbox) -> None:
+        deadline = time.perf_counter() + self.settings.request_timeout * 2
+        with self._sdk("resume") as seen:
+            sbx = E2BSandbox.connect(sandbox.id, timeout=self.settings.sandbox_timeout, **self.sdk_options())
+        polled = self.wait_usable(sbx, deadline)
+        sandbox.handle = sbx
+        sandbox.facts.update(resume_kind="e2b Sandbox.connect (auto-resume of a paused sandbox)",
+                             resume_polls=polled.polls, resume_sdk_attempts=seen.sent("POST", "/connect"))
 
     def destroy(self, sandbox: Sandbox) -> None:
         # kill() answers False when the sandbox was already gone (404): gone is what destroy wants

@@ -7,7 +7,10 @@ installed SDK (e2b 2.63, e2b-code-interpreter 2.11) calls:
     POST   /v2/sandboxes                 Sandbox.create          -> 201 Sandbox (templateID, alias)
     GET    /v2/sandboxes?metadata&state&limit&nextToken  list    -> 200 [ListedSandbox], x-next-token
     GET    /sandboxes/{id}               Sandbox.get_info        -> 200 SandboxDetail / 404
-    POST   /sandboxes/{id}/pause         Sandbox.pause           -> 204 (state: paused)
+    POST   /sandboxes/{id}/pause         Sandbox.pause           -> 204 once paused (``pause_ms`` after it arrived)
+    POST   /v2/sandboxes/{id}/connect    Sandbox.connect         -> 200 Sandbox; a paused one resumes: its code
+                                                                    interpreter answers ``resume_ms`` after the request
+                                                                    arrived (``lose_on_resume``: its files are gone)
     DELETE /sandboxes/{id}               Sandbox.kill            -> 204 / 404
     POST   /sandboxes/{id}/snapshots     Sandbox.create_snapshot -> 201 SnapshotInfo
     DELETE /templates/{id}               Sandbox.delete_snapshot -> 204
@@ -104,6 +107,9 @@ class FakeE2B:
         self.answer = "usable"           # when the create answer leaves: "usable" | "at_once"
         self.page_size: int | None = None  # None: the client's limit decides
         self.recycle = 0                 # hand out this many killed sandboxes again (same id, same files)
+        self.pause_ms = 0                # a pause answers (state paused) exactly this long after it arrived
+        self.resume_ms = 0               # a resumed sandbox's interpreter answers exactly this long after connect arrived
+        self.lose_on_resume = False      # a resume that comes back without the sandbox's files
         self._parked: list[FakeSandbox] = []
         self._lock = threading.Lock()
         self._procs: set[subprocess.Popen] = set()
@@ -256,6 +262,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(fault.status, fault.message, fault.retry_after)
         if route == "create":
             return self._do_create(body, arrived)
+        if route in ("pause", "connect"):  # timed from arrival: the truth a pause/resume is measured from
+            return getattr(self, f"_do_{route}")(arg, body, None, arrived)
         getattr(self, f"_do_{route}")(arg, body, urllib.parse.parse_qs(parsed.query))
 
     def do_GET(self) -> None:
@@ -300,12 +308,28 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, f"sandbox '{sid}' not found")
         self._send(200, {**sbx.row(), "envdAccessToken": sbx.token, "domain": None})
 
-    def _do_pause(self, sid: str, _: Any, __: Any) -> None:
+    def _do_pause(self, sid: str, _: Any, __: Any, arrived: float = 0.0) -> None:
         sbx = self.fake.sandboxes.get(sid)
         if sbx is None:
             return self._error(404, f"sandbox '{sid}' not found")
+        if sbx.state == "paused":
+            return self._error(409, f"sandbox '{sid}' is already paused")
+        time.sleep(max(arrived + self.fake.pause_ms / 1000 - time.perf_counter(), 0.0))
         sbx.state = "paused"
         self._send(204)
+
+    def _do_connect(self, sid: str, _: Any, __: Any, arrived: float = 0.0) -> None:
+        sbx = self.fake.sandboxes.get(sid)
+        if sbx is None:
+            return self._error(404, f"sandbox '{sid}' not found")
+        if sbx.state == "paused":  # resume: the edge refuses the port until the interpreter is back
+            sbx.state, sbx.usable_at = "running", arrived + self.fake.resume_ms / 1000
+            if self.fake.lose_on_resume:
+                shutil.rmtree(sbx.home, ignore_errors=True)
+                os.makedirs(sbx.home)
+        self._send(200, {"templateID": sbx.template, "alias": sbx.template, "sandboxID": sbx.id,
+                         "clientID": "fake-client", "envdVersion": "0.4.2", "envdAccessToken": sbx.token,
+                         "domain": None})
 
     def _do_kill(self, sid: str, _: Any, __: Any) -> None:
         with self.fake._lock:
@@ -383,6 +407,8 @@ def _route(method: str, parts: list[str]) -> tuple[str, str]:
         return "info", parts[1]
     if method == "POST" and len(parts) == 3 and parts[0] == "sandboxes" and parts[2] == "pause":
         return "pause", parts[1]
+    if method == "POST" and len(parts) == 4 and parts[:2] == ["v2", "sandboxes"] and parts[3] == "connect":
+        return "connect", parts[2]
     if method == "POST" and len(parts) == 3 and parts[0] == "sandboxes" and parts[2] == "snapshots":
         return "snapshot", parts[1]
     if method == "DELETE" and len(parts) == 2 and parts[0] == "templates":
