@@ -55,6 +55,8 @@ class Reservoir:
         return self
 
     def add_batch(self, batch: Batch) -> None:
+        if batch.reused is not None:  # a reused sandbox's sample is in no series (farm/aggregate.py)
+            batch = batch.where(~batch.reused)
         for (provider, snippet, *_), _count, rows in batch_values(batch):
             if rows is not None:
                 for phase, values in batch.phases(rows):

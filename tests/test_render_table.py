@@ -257,3 +257,16 @@ def test_ratios_keep_different_numbers_different():
     assert ratio_text(1.0012, 0.998, 1.004) == "1.001× (0.998–1.004)"  # not "1× (0.998–1)"
     assert ratio_text(1.4, 1.16, 1.76) == "1.40× (1.16–1.76)"
     assert ratio_text(2547.3, 2023.1, 3171.9) == "2547× (2023–3172)"
+
+
+def test_compare_sample_leaves_out_reused_sandboxes_as_aggregate_does():
+    """A sample from a reused sandbox is not cold: the compare reservoir, like aggregate, keeps it out."""
+    from farm.aggregate import as_batches
+    from farm.compare import Reservoir
+
+    s = _samples("local", "hello", {"run": np.full(10, 5.0)})
+    for i in range(3):  # three samples ran in a sandbox seen before, and were very fast
+        s[i]["run_ns"], s[i]["reused"] = 1_000, "marker"
+    agg = aggregate(s)
+    kept = Reservoir(1000).feed_batches(as_batches(s)).array(("local", "hello", "run"))
+    assert agg.reused == {"local": 3} and len(kept) == 7 and kept.min() == 5.0
