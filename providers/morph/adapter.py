@@ -32,7 +32,7 @@ from providers.polling import DEFAULT_MAX_S, poll_until
 
 __all__ = ["MorphProvider", "shell_command"]
 
-READY, ERROR = "ready", "error"      # instance states that end the readiness wait
+READY, ERROR, PAUSED = "ready", "error", "paused"  # instance states that end a wait
 PAGE_LIMIT = 100                     # instances asked for per page of /instance/list
 MAX_PAGES = 10_000                   # a server that always says has_next cannot loop us forever
 MIN_CALL_S = 0.05                    # the shortest timeout a call inside a deadline gets
@@ -145,6 +145,36 @@ class MorphProvider(Provider):
             resp = sandbox.handle.exec(command, timeout=timeout)
         return RunResult(exit_code=resp.exit_code, stdout=cap_output(resp.stdout), stderr=cap_output(resp.stderr))
 
+    # --- pause and resume (the resume scenario) ----------------------------------------------------
+    def pause_support(self) -> str | None:
+        return None
+
+    def pause(self, sandbox: Sandbox) -> None:
+        """``POST /instance/{id}/pause``, then status reads until ``paused`` (not the SDK's 1 s waits)."""
+        deadline = time.perf_counter() + self.settings.http_timeout_s * 4
+        with self.guard("pause"):
+            self.api("POST", f"/instance/{sandbox.id}/pause", deadline=deadline)
+            polled = poll_until(lambda: self._status_is(sandbox.id, PAUSED, deadline),
+                                timeout=round(max(deadline - time.perf_counter(), 0.0), 3),
+                                what=f"morph pause: instance {sandbox.id}")
+        sandbox.facts["pause_polls"] = polled.polls
+
+    def resume(self, sandbox: Sandbox) -> None:
+        """``POST /instance/{id}/resume``, then status reads until ``ready``."""
+        deadline = time.perf_counter() + self.settings.http_timeout_s * 4
+        with self.guard("resume"):
+            self.api("POST", f"/instance/{sandbox.id}/resume", deadline=deadline)
+            polled = poll_until(lambda: self._status_is(sandbox.id, READY, deadline),
+                                timeout=round(max(deadline - time.perf_counter(), 0.0), 3),
+                                what=f"morph resume: instance {sandbox.id}")
+        sandbox.facts.update(resume_kind="morph POST /instance/{id}/resume", resume_polls=polled.polls)
+
+    def _status_is(self, instance_id: str, wanted: str, deadline: float) -> bool | None:
+        status = self.api("GET", f"/instance/{instance_id}", deadline=deadline).get("status")
+        if status == ERROR:
+            raise ProviderError("provider_error", f"morph: instance {instance_id} reported status 'error'")
+        return True if status == wanted else None
+
     def destroy(self, sandbox: Sandbox) -> None:
         with self.guard("destroy"):
             self.stop_instance(sandbox.id)
@@ -217,6 +247,9 @@ class MorphProvider(Provider):
                     "hidden_retries": "none: the SDK's exec resend is off, httpx does not retry, no SDK wait "
                                       "runs inside a timed call",
                     "destroy": "DELETE /instance/{id}, then GET until 404, same resolution",
+                    "pause_resume": "POST /instance/{id}/pause, then GET until status 'paused'; POST "
+                                    "/instance/{id}/resume, then GET until 'ready'; same resolution (the SDK's "
+                                    "Instance.pause/resume waits are 1 s-granular and not used)",
                     "leak_bound": f"every instance carries ttl_seconds={s.ttl_seconds}, ttl_action={s.ttl_action}; "
                                   "farm sweep reads /instance/list by metadata, every page"}}
 

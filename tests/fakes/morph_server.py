@@ -67,6 +67,7 @@ class FakeInstance:
     ready_at: float = 0.0           # perf_counter time the boot ends
     fails: bool = False             # the boot ends in "error"
     paused: bool = False
+    paused_at: float = 0.0          # perf_counter time a pause ends ("saving" until then)
     gone_at: float | None = None    # set by a stop: answered until then, 404 after
     expires_at: float | None = None  # its TTL: then ttl_action happens
     ttl_seconds: int | None = None
@@ -75,7 +76,7 @@ class FakeInstance:
 
     def status(self, now: float) -> str:
         if self.paused:
-            return "paused"
+            return "paused" if now >= self.paused_at else "saving"
         if now < self.ready_at:
             return "pending"
         return "error" if self.fails else "ready"
@@ -95,6 +96,9 @@ class FakeMorph(FakeServer):
         self.boot_fails = False       # boots end in "error"
         self.stop_ms = 0.0            # stop -> 404
         self.snapshot_ms = 0.0        # snapshot request -> "ready"
+        self.pause_ms = 0.0           # pause request -> "paused" ("saving" until then)
+        self.resume_ms: float | None = None  # resume request -> "ready" (None: boot_ms)
+        self.lose_on_resume = False   # a resume that comes back without the instance's files
         self.page_size = 50           # the server's largest page of /instance/list
         self.ttl_unit_s = 1.0         # real seconds per TTL second (tests shrink it)
         self.exec_through_shell = True
@@ -272,14 +276,18 @@ class FakeMorph(FakeServer):
         inst = self._instance(req)
         if inst is None:
             return 404, {"detail": "Instance not found"}
-        inst.paused = True
+        inst.paused, inst.paused_at = True, time.perf_counter() + self.pause_ms / 1000
         return 200, self.instance_dto(inst)
 
     def do_resume(self, req: Request) -> Answer:
         inst = self._instance(req)
         if inst is None:
             return 404, {"detail": "Instance not found"}
-        inst.paused, inst.ready_at = False, time.perf_counter() + self.boot_ms / 1000
+        took = self.boot_ms if self.resume_ms is None else self.resume_ms
+        inst.paused, inst.ready_at = False, time.perf_counter() + took / 1000
+        if self.lose_on_resume:
+            shutil.rmtree(inst.home, ignore_errors=True)
+            os.makedirs(inst.home)
         return 200, self.instance_dto(inst)
 
     def do_snapshot(self, req: Request) -> Answer:
