@@ -28,6 +28,9 @@ class DaytonaSettings(ProviderSettings):
     auto_delete_minutes: int = Field(0, ge=0)
     ttl_minutes: int = Field(60, ge=0)
     destroy_timeout_s: float = Field(60, gt=0)
+    pause_with: Literal["pause", "stop"] = Field("pause", description="resume scenario: pause/start where the "
+                                                 "sandbox class can pause, else stop/start (recorded as a fact)")
+    pause_timeout_s: float = Field(60, gt=0, description="resume scenario: bound on pausing and on resuming")
 
     @model_validator(mode="before")
     @classmethod

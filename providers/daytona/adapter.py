@@ -73,6 +73,9 @@ class DaytonaProvider(Provider):
                     "hidden_retries": "none on the control plane (urllib3 retries off); the toolbox resends "
                                       "once a request the daemon dropped without answering (never ran)",
                     "destroy": "DELETE /sandbox/{id}, then GET until destroyed or 404",
+                    "pause_resume": f"POST /sandbox/{{id}}/{s.pause_with} then GET until "
+                                    f"{'paused' if s.pause_with == 'pause' else 'stopped'}; POST /sandbox/{{id}}/start "
+                                    "then GET until started; same resolution",
                     "leak_bound": f"auto-stop {s.auto_stop_minutes} min idle, auto-delete "
                                   f"{s.auto_delete_minutes} min after stop, ttl {s.ttl_minutes or 'off'} min"}}
 
@@ -185,6 +188,39 @@ class DaytonaProvider(Provider):
             raise ProviderError("provider_error", "daytona run: the toolbox answered without an exit code")
         # The toolbox returns stdout and stderr as one stream.
         return RunResult(exit_code=int(resp.exit_code), stdout=cap_output(resp.result or ""), merged_output=True)
+
+    # --- pause and resume (the resume scenario) ----------------------------------------------------
+    def pause_support(self) -> str | None:
+        return None
+
+    def pause(self, sandbox: Sandbox) -> None:
+        """``POST /sandbox/{id}/pause`` (or ``/stop``, per ``pause_with``), then GET until paused/stopped."""
+        verb = self.settings.pause_with
+        settled = "paused" if verb == "pause" else "stopped"
+        deadline = time.perf_counter() + self.settings.pause_timeout_s
+        with self.guard("pause"):
+            call = self.sandboxes.pause_sandbox if verb == "pause" else self.sandboxes.stop_sandbox
+            call(sandbox.id, _request_timeout=self.settings.pause_timeout_s)
+            polled = poll_until(lambda: self._state_is(sandbox.id, settled, ("pausing", "stopping"), deadline),
+                                timeout=self.settings.pause_timeout_s, what=f"daytona {verb} of {sandbox.id}")
+        sandbox.facts.update(pause_with=verb, pause_polls=polled.polls)
+
+    def resume(self, sandbox: Sandbox) -> None:
+        """``POST /sandbox/{id}/start``, then GET until started (the toolbox answers from then on)."""
+        deadline = time.perf_counter() + self.settings.pause_timeout_s
+        with self.guard("resume"):
+            self.sandboxes.start_sandbox(sandbox.id, _request_timeout=self.settings.pause_timeout_s)
+            polled = poll_until(lambda: self._state_is(sandbox.id, "started", ("resuming", "starting"), deadline),
+                                timeout=self.settings.pause_timeout_s, what=f"daytona start of {sandbox.id}")
+        sandbox.facts.update(resume_kind=f"daytona {self.settings.pause_with}/start", resume_polls=polled.polls)
+
+    def _state_is(self, sandbox_id: str, wanted: str, passing: tuple[str, ...], deadline: float) -> bool | None:
+        state = state_of(self.sandboxes.get_sandbox(sandbox_id, _request_timeout=_remaining(deadline)))
+        if state == wanted:
+            return True
+        if state in passing or state == "started" and wanted != "started":  # not yet left "started"
+            return None
+        raise ProviderError("provider_error", f"daytona: sandbox {sandbox_id} went {state} (waiting for {wanted})")
 
     def destroy(self, sandbox: Sandbox) -> None:
         with self.guard("destroy"):

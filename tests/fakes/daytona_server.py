@@ -68,6 +68,8 @@ class FakeSandbox:
     auto_delete_interval: int | None = None
     auto_stop_interval: int | None = None
     ttl_minutes: int | None = None
+    settles_at: float = 0.0           # pausing/stopping/resuming/starting after pause|stop|start: then ``settles_to``
+    settles_to: str = ""
 
 
 @dataclass
@@ -98,6 +100,10 @@ class FakeDaytona(FakeServer):
         self.delete_into_error = False  # the next delete leaves the sandbox in "error" (desired: destroyed)
         self.gone_as_404 = False      # after destroy, GET answers 404 instead of state "destroyed"
         self.pool_age_s = 300.0       # how long ago pool members were started
+        self.pause_ms = 0             # pause/stop request -> "paused"/"stopped" exactly this long after it arrived
+        self.resume_ms = 0            # start request (from paused or stopped) -> "started" exactly this long after
+        self.lose_on_resume = False   # a start that comes back without the sandbox's files
+        self.can_pause = True         # False: pause answers 400 (a sandbox class that cannot pause)
         self.claim_reports_pool_id = False
         self.page_size = 100
 
@@ -183,6 +189,8 @@ class FakeDaytona(FakeServer):
                 return {"POST": "create", "GET": "list"}.get(method, "unknown"), ()
             if len(rest) == 2 and rest[0] == "sandbox":
                 return {"GET": "get", "DELETE": "delete"}.get(method, "unknown"), (rest[1],)
+            if len(rest) == 3 and rest[0] == "sandbox" and rest[2] in ("pause", "stop", "start") and method == "POST":
+                return rest[2], (rest[1],)
             if rest == ["warm-pools"]:
                 return {"POST": "pool_create", "GET": "pool_list"}.get(method, "unknown"), ()
             if len(rest) == 2 and rest[0] == "warm-pools" and method == "DELETE":
@@ -225,7 +233,9 @@ class FakeDaytona(FakeServer):
         if sbx is None or (sbx.state == "destroyed" and self.gone_as_404):
             return 404, self.error_body(404, f"Sandbox with ID or name {req.args[0]} not found", req)
         with self.lock:
-            if sbx.state in ("creating", "starting"):
+            if sbx.settles_to and time.perf_counter() >= sbx.settles_at:
+                sbx.state, sbx.settles_to = sbx.settles_to, ""
+            elif sbx.state in ("creating", "starting") and not sbx.settles_to:
                 sbx.state = "started" if time.perf_counter() >= sbx.ready_at else "starting"
             elif sbx.polls_left > 0:
                 sbx.polls_left -= 1
@@ -233,6 +243,34 @@ class FakeDaytona(FakeServer):
                 sbx.state = "destroyed"
                 shutil.rmtree(sbx.home, ignore_errors=True)
         return 200, self.record(sbx)
+
+    def _transition(self, req: Request, allowed: tuple[str, ...], passing: str, to: str, ms: float) -> Answer:
+        arrived = time.perf_counter()
+        sbx = self.sandboxes.get(req.args[0])
+        if sbx is None or sbx.state == "destroyed":
+            return 404, self.error_body(404, f"Sandbox with ID or name {req.args[0]} not found", req)
+        if sbx.state not in allowed:
+            return 400, self.error_body(400, f"Sandbox is {sbx.state}", req)
+        with self.lock:
+            sbx.state, sbx.settles_to, sbx.settles_at = passing, to, arrived + ms / 1000
+        return 200, self.record(sbx)
+
+    def do_pause(self, req: Request) -> Answer:
+        if not self.can_pause:
+            return 400, self.error_body(400, "Sandbox class does not support pausing", req)
+        return self._transition(req, ("started",), "pausing", "paused", self.pause_ms)
+
+    def do_stop(self, req: Request) -> Answer:
+        return self._transition(req, ("started",), "stopping", "stopped", self.pause_ms)
+
+    def do_start(self, req: Request) -> Answer:
+        sbx = self.sandboxes.get(req.args[0])
+        passing = "resuming" if sbx is not None and sbx.state == "paused" else "starting"
+        answer = self._transition(req, ("paused", "stopped"), passing, "started", self.resume_ms)
+        if answer[0] == 200 and self.lose_on_resume and sbx is not None:
+            shutil.rmtree(sbx.home, ignore_errors=True)
+            os.makedirs(sbx.home)
+        return answer
 
     def do_delete(self, req: Request) -> Answer:
         sbx = self.sandboxes.get(req.args[0])
