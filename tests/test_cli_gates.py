@@ -89,3 +89,18 @@ def test_compare_and_report_fail_on_a_real_regression_and_pass_otherwise(workdir
         report = farm_cli("report", b, "--format", fmt, "--fail-on", "regression:run", cwd=workdir)  # b's baseline: a
         assert report.returncode == 5, report.stderr
         assert "local/nap/run slower" in _last(report) and "against the baseline of 1 run(s)" in _last(report)
+
+
+def test_schedule_gates_are_listed_and_a_bad_one_stops_the_config_in_one_line(tmp_path):
+    (tmp_path / "config.yml").write_text('schedules:\n  nightly:\n    cron: "0 2 * * *"\n    snippets: [hello]\n'
+                                         '    fail_on: ["error-rate > 2%", "p95:tti>3s", regression]\n')
+    listed = farm_cli("schedules", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.strip().endswith("fail on error-rate>2%, p95:tti>3s, regression")
+    (tmp_path / "config.yml").write_text('schedules:\n  nightly:\n    cron: "0 2 * * *"\n'
+                                         '    fail_on: ["p95:tti>3"]\n')
+    for command in (["schedules"], ["report", "any-run"], ["run", "--snippets", "hello"]):
+        bad = farm_cli(*command, cwd=tmp_path)
+        assert bad.returncode == 2 and bad.stderr.strip() == (
+            "farm: config.yml: schedules.nightly.fail_on: gate 'p95:tti>3': bound 3 needs a "
+            "unit: 3ms or 3s (units: ns, us, ms, s, min, h)"), bad.stderr
