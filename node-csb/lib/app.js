@@ -15,7 +15,7 @@ export const SERVICE_VERSION = "0.1.0";
 const MAX_BODY = 1 << 20;
 const LIST_PAGE_SIZE = 50;
 const ENDPOINTS = "GET /health, GET /key-check, POST /sandboxes, POST /sandboxes/list, " +
-  "POST /sandboxes/{id}/run, DELETE /sandboxes/{id}";
+  "POST /sandboxes/{id}/run, POST /sandboxes/{id}/hibernate, POST /sandboxes/{id}/resume, DELETE /sandboxes/{id}";
 const ms = (start) => Math.round((performance.now() - start) * 100) / 100;
 const sleep = (msec) => new Promise((r) => setTimeout(r, msec));
 const GONE_FIRST_MS = 5;
@@ -227,6 +227,44 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
     return { exit_code: exitCode, output: tail(output), merged_output: true, timings_ms: timings };
   }
 
+  /** The resume scenario's pause: disconnect, then hibernate (answers once the API accepted it). */
+  async function hibernate(id) {
+    const timings = {};
+    const entry = open.get(id);
+    if (entry) {
+      open.delete(id);
+      try {
+        entry.client.dispose();
+      } catch (err) {
+        say(`dispose of ${id} failed: ${err.message}`);
+      }
+    }
+    const start = performance.now();
+    await call(`hibernate ${id}`, () => sdk.sandboxes.hibernate(id));
+    timings.hibernate = ms(start);
+    return { id, timings_ms: timings };
+  }
+
+  /** The resume scenario's resume: sandboxes.resume (startVm; the API answers once the VM is up)
+   * then connect; bootup_type says RESUME, or CLEAN when the hibernation snapshot was gone. */
+  async function resume(id, body) {
+    const timeout = seconds(body.timeout_s, "timeout_s", { max: 3600, fallback: 120 });
+    const start = performance.now();
+    const resuming = call(`resume ${id}`, () => sdk.sandboxes.resume(id));
+    const sandbox = await withDeadline(resuming, timeout, null, `resume did not finish within ${timeout} s`);
+    const resumeMs = ms(start);
+    const connectStart = performance.now();
+    const connecting = call(`connect ${id}`, () => sandbox.connect());
+    const lateClient = () => connecting.then((c) => c.dispose(), () => {});
+    const client = await withDeadline(connecting, Math.max(timeout - resumeMs / 1000, 1), lateClient,
+      `connect after resume did not finish within ${timeout} s`);
+    open.get(id)?.client.dispose();
+    open.set(id, { sandbox, client, tags: [] });
+    const rec = als.getStore()?.record ?? newRecord();
+    return { id, bootup_type: sandbox.bootupType,
+      timings_ms: { ...rec.wireMs, resume: resumeMs, connect: ms(connectStart) }, sdk_attempts: { ...rec.attempts } };
+  }
+
   /** Poll the API until ``id`` answers 404, 5 ms rising to GONE_MAX_MS apart; returns the polls made. */
   async function waitGone(id, timeout) {
     const deadline = performance.now() + timeout * 1000;
@@ -316,11 +354,13 @@ export function createApp({ sdkModule, apiKey = "", token = "", log = console.lo
     if (req.method === "GET" && path === "/key-check") return [200, await keyCheck()];
     if (req.method === "POST" && path === "/sandboxes") return [201, await create(await readJson(req))];
     if (req.method === "POST" && path === "/sandboxes/list") return [200, await list(await readJson(req))];
-    const m = /^\/sandboxes\/([^/]+)(\/run)?$/.exec(path);
+    const m = /^\/sandboxes\/([^/]+)(\/run|\/hibernate|\/resume)?$/.exec(path);
     if (m) {
       const id = decodeURIComponent(m[1]);
       if (!ID.test(id)) throw bad("sandbox id must be letters, digits, - and _");
-      if (m[2] && req.method === "POST") return [200, await run(id, await readJson(req))];
+      if (m[2] === "/run" && req.method === "POST") return [200, await run(id, await readJson(req))];
+      if (m[2] === "/hibernate" && req.method === "POST") return [200, await hibernate(id)];
+      if (m[2] === "/resume" && req.method === "POST") return [200, await resume(id, await readJson(req))];
       if (!m[2] && req.method === "DELETE") {
         return [200, await destroy(id, url.searchParams.get("mode") ?? "delete", url.searchParams.get("timeout_s"))];
       }

@@ -132,6 +132,26 @@ describe("sandbox lifecycle", () => {
     assert.match(bad.json.error.message, /mode must be one of delete, shutdown, hibernate/);
   });
 
+  test("hibernate then resume (the resume scenario): files kept, bootup_type from the SDK, reconnected", async () => {
+    const { json: { id } } = await svc.call("POST", "/sandboxes", { labels: LABELS });
+    await svc.call("POST", `/sandboxes/${id}/run`, { code: "open('kept.txt', 'w').write('yes')" });
+    const paused = await svc.call("POST", `/sandboxes/${id}/hibernate`, {});
+    assert.equal(paused.status, 200, paused.text);
+    assert.ok(paused.json.timings_ms.hibernate >= 0);
+    assert.ok(!svc.app.open.has(id)); // disconnected before hibernating
+    const resumed = await svc.call("POST", `/sandboxes/${id}/resume`, { timeout_s: 30 });
+    assert.equal(resumed.status, 200, resumed.text);
+    assert.equal(resumed.json.bootup_type, "RESUME");
+    assert.ok(resumed.json.timings_ms.resume >= 0 && resumed.json.timings_ms.connect >= 0);
+    assert.ok(svc.app.open.has(id));
+    const r = await svc.call("POST", `/sandboxes/${id}/run`, { code: "print(open('kept.txt').read())" });
+    assert.match(r.json.output, /yes/);
+    assert.ok(journal().some((e) => e.op === "hibernate" && e.id === id));
+    await svc.call("DELETE", `/sandboxes/${id}`);
+    const gone = await svc.call("POST", `/sandboxes/${id}/resume`, {});
+    assert.equal(gone.json.error.class, "not_found");
+  });
+
   test("a sandbox this process did not open is resumed and reconnected, and the answer says so", async () => {
     const { json: { id } } = await svc.call("POST", "/sandboxes", { labels: LABELS });
     svc.app.open.delete(id); // as if the service had restarted

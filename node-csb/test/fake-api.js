@@ -5,7 +5,8 @@
 // The truth it keeps (and what it assumes about the real API; providers/codesandbox/assumptions.py):
 // - a fork answers at once; its VM is up exactly `bootMs` after the fork request arrived, and
 //   POST /vm/{id}/start answers then, saying how it booted (csb_bootup_type): FORK for a fresh fork,
-//   RUNNING when already up, RESUME after hibernate, CLEAN after shutdown;
+//   RUNNING when already up, RESUME after hibernate, CLEAN after shutdown; with `expire` set, a
+//   hibernation snapshot has expired: the start after hibernate is CLEAN and the VM's files are gone;
 // - GET /sandbox?tags=a,b lists sandboxes carrying every tag (csb_list_filter_all_tags), newest first,
 //   at most `pageSize` per page, with pagination.next_page; tags are kept verbatim (csb_tags_verbatim);
 // - DELETE /vm/{id} removes the record `deleteLagMs` later: GET /sandbox/{id} answers 404 from then on
@@ -67,7 +68,7 @@ const info = (b) => ({ id: b.id, alias: b.id, title: b.title, tags: b.tags, priv
 
 export class FakeCodeSandbox {
   constructor({ bootMs = 0, pageSize = 50, deleteLagMs = 0 } = {}) {
-    this.state = { bootMs, pageSize, deleteLagMs, failures: [], requests: [], seq: 0 };
+    this.state = { bootMs, pageSize, deleteLagMs, failures: [], requests: [], seq: 0, expire: false };
     this.boxes = new Map(); // id -> { id, tags, title, createdAt, vm, forkedAt, dir, token, sockets, shells }
     this.root = mkdtempSync(join(tmpdir(), "fake-csb-"));
     this.server = http.createServer((req, res) => this.handle(req, res));
@@ -84,6 +85,7 @@ export class FakeCodeSandbox {
   setBootMs(ms) { this.state.bootMs = ms; }
   setPageSize(n) { this.state.pageSize = n; }
   setDeleteLagMs(ms) { this.state.deleteLagMs = ms; }
+  setExpire(on) { this.state.expire = Boolean(on); }
   failNext(operation, status, retryAfter) { this.state.failures.push({ operation, status, retry_after: retryAfter }); }
   alive() { return [...this.boxes.values()].filter((b) => !b.gone).map((b) => b.id); }
   kill(id) { const b = this.live(id); if (b) this.forget(b); }
@@ -168,7 +170,12 @@ export class FakeCodeSandbox {
   /** Answer once the VM is up: `bootMs` after the fork arrived (or after this request, from a pause). */
   async start(res, b) {
     const arrived = performance.now();
-    const bootup = BOOTUP_OF[b.vm];
+    let bootup = BOOTUP_OF[b.vm];
+    if (b.vm === "hibernated" && this.state.expire) { // the snapshot expired: a clean boot, files gone
+      bootup = "CLEAN";
+      rmSync(join(b.dir, "home"), { recursive: true, force: true });
+      mkdirSync(join(b.dir, "home"), { recursive: true });
+    }
     const upAt = b.vm === "forked" ? b.forkedAt + this.state.bootMs : b.vm === "running" ? arrived : arrived + this.state.bootMs;
     b.vm = "booting";
     const wait = upAt - performance.now();
@@ -223,7 +230,7 @@ export class FakeCodeSandbox {
     const actions = {
       boot: () => this.setBootMs(body.ms), "page-size": () => this.setPageSize(body.n),
       "delete-lag": () => this.setDeleteLagMs(body.ms), fail: () => this.state.failures.push(body),
-      kill: () => this.kill(body.id),
+      kill: () => this.kill(body.id), expire: () => this.setExpire(body.on),
     };
     if (name === "alive") return send(res, 200, { ids: this.alive() });
     if (name === "requests") return send(res, 200, { requests: this.state.requests });

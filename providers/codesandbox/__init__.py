@@ -21,6 +21,7 @@ class CodeSandboxSettings(ProviderSettings):
     hibernation_timeout_s: float = Field(1800, ge=60, le=86400)
     destroy: Literal["delete", "shutdown", "hibernate"] = "delete"
     connect_timeout_s: float = Field(5, gt=0)
+    resume_timeout_s: float = Field(120, gt=0, le=3600, description="resume scenario: bound on resume + connect")
 
     @field_validator("service_url")
     @classmethod

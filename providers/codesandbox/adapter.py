@@ -148,6 +148,10 @@ class CodeSandboxProvider(Provider):
                     "service_timings": "node-csb's own per-step timings_ms go into sample facts (diagnostic)",
                     "destroy": f"delete, then poll the API until the sandbox is gone (404), <= {DELETE_POLL_MS} ms "
                                "apart (shutdown/hibernate: until the API accepts)",
+                    "pause_resume": "node-csb POST /sandboxes/{id}/hibernate (answered when the API accepted it: no "
+                                    "paused state exists to poll) and POST /sandboxes/{id}/resume (sandboxes.resume, "
+                                    "answered once the VM is up, then connect); bootupType RESUME, or CLEAN when the "
+                                    "snapshot expired (then the marker check decides)",
                     "leak_bound": f"hibernation_timeout_s={s.hibernation_timeout_s:g} s of inactivity (CodeSandbox "
                                   "hibernates the VM); `farm sweep` deletes the record",
                 }}
@@ -172,6 +176,26 @@ class CodeSandboxProvider(Provider):
         exit_code = data.get("exit_code")
         return RunResult(exit_code=exit_code if isinstance(exit_code, int) else None,
                          stdout=cap_output(str(data.get("output") or "")), merged_output=True)
+
+    # --- pause and resume (the resume scenario) ----------------------------------------------------
+    def pause_support(self) -> str | None:
+        return None
+
+    def pause(self, sandbox: Sandbox) -> None:
+        """node-csb hibernate: the SDK's ``sandboxes.hibernate``, answered once the API accepted it
+        (CodeSandbox reports no paused state to wait for: the stated limit of this phase)."""
+        data = self._call("POST", f"/sandboxes/{quote(sandbox.id, safe='')}/hibernate", "pause", 75.0, body={})
+        sandbox.facts["pause_service_ms"] = data.get("timings_ms")
+
+    def resume(self, sandbox: Sandbox) -> None:
+        """node-csb resume: ``sandboxes.resume`` (the API answers its start once the VM is up) and
+        ``connect()``; ``bootup_type`` says RESUME, or CLEAN when the hibernation snapshot was gone."""
+        timeout = float(self.settings.resume_timeout_s)
+        data = self._call("POST", f"/sandboxes/{quote(sandbox.id, safe='')}/resume", "resume", timeout + 15,
+                          body={"timeout_s": timeout})
+        bootup = data.get("bootup_type")
+        sandbox.facts.update(resume_kind=f"codesandbox hibernate/resume, bootupType {bootup}", resume_bootup_type=bootup,
+                             resume_service_ms=data.get("timings_ms"), resume_sdk_attempts=data.get("sdk_attempts"))
 
     def destroy(self, sandbox: Sandbox) -> None:
         data = self._call("DELETE", f"/sandboxes/{quote(sandbox.id, safe='')}", "destroy", 75.0,

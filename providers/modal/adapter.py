@@ -158,6 +158,12 @@ class ModalProvider(Provider):
         # wait=True: return only once Modal reports the sandbox has exited
         self.call("destroy", sandbox.handle.terminate, wait=True)
 
+    def pause_support(self) -> str | None:
+        # Modal's public API has no pause: snapshot_filesystem() then a new sandbox from that image is
+        # a cold boot of a copy (its own kind, not yet offered); pause/memory snapshots are _experimental_.
+        return ("modal: no public pause/resume (only snapshot_filesystem -> a new sandbox from the image, a cold "
+                "boot of a copy, not offered yet; memory snapshots and pause are _experimental_ only)")
+
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
         # Scoped to the configured App: Modal deprecates environment-wide listing. Sandboxes left
         # under another app name are swept by running with that ``app`` setting. The SDK pages.

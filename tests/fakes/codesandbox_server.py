@@ -59,6 +59,10 @@ class FakeCsbApi:
     def set_delete_lag_ms(self, ms: int) -> None:
         self._control("delete-lag", {"ms": ms})
 
+    def set_expire(self, on: bool) -> None:
+        """Hibernation snapshots expire: a resume boots CLEAN, without the VM's files."""
+        self._control("expire", {"on": on})
+
     def fail_next(self, operation: str, status: int, retry_after: float | None = None) -> None:
         """The next ``operation`` ("create" = the fork, "start", "run", "destroy", "list") fails."""
         self._control("fail", {"operation": operation, "status": status, "retry_after": retry_after})
