@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from farm import likeness
@@ -31,18 +31,26 @@ SCHEDULE_LABEL = "schedule:"
 METHOD = "E-divisive means, permutation test"
 
 
-def series_digest(manifest: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]] | None,
-                  provider: str, snippet: str, described: Mapping[str, Any] | None = None) -> str:
-    """Equal for runs that measured ``provider``/``snippet`` the same way: the provider's settings
-    and stable facts (SDK version, region, confinement), the host, and the snippet's code.
-    ``described`` is ``likeness.describe(manifest, facts)`` when the caller has it already."""
-    described = described or likeness.describe(manifest, facts)
+def _provider_blob(described: Mapping[str, Any], provider: str) -> str:
+    return json.dumps({"provider_settings": described["provider_settings"].get(provider, {}),
+                       "provider_facts": described["provider_facts"].get(provider, {}),
+                       "host": described["host"]}, sort_keys=True, default=str)
+
+
+def _code_digest(manifest: Mapping[str, Any], snippet: str) -> str:
     code = (manifest.get("snippets") or {}).get(snippet) or {}
-    part = {"provider_settings": described["provider_settings"].get(provider, {}),
-            "provider_facts": described["provider_facts"].get(provider, {}),
-            "host": described["host"],
-            "code": code.get("digest") or hashlib.sha256(code.get("code", "").encode()).hexdigest()}
-    return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return code.get("digest") or hashlib.sha256(code.get("code", "").encode()).hexdigest()
+
+
+def _digest(provider_blob: str, code: str) -> str:
+    return hashlib.sha256(f"{provider_blob}|{code}".encode()).hexdigest()[:12]
+
+
+def series_digest(manifest: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]] | None,
+                  provider: str, snippet: str) -> str:
+    """Equal for runs that measured ``provider``/``snippet`` the same way: the provider's settings
+    and stable facts (SDK version, region, confinement), the host, and the snippet's code."""
+    return _digest(_provider_blob(likeness.describe(manifest, facts), provider), _code_digest(manifest, snippet))
 
 
 @dataclass
@@ -97,14 +105,11 @@ def scheduled_runs(store: Any, scan: int, until: str | None = None) -> list[str]
     """Finished scheduled runs among the ``scan`` most recent runs, oldest first; with ``until``,
     only those created no later than that run (it included)."""
     limit_ns = store.status(until).created_ns if until else None
+    ids = list(reversed(store.recent_runs(scan)))
     out = []
-    for run_id in reversed(store.recent_runs(scan)):
-        try:
-            st = store.status(run_id)
-        except KeyError:
-            continue
-        if st.state == "finished" and st.label.startswith(SCHEDULE_LABEL) and \
-                (limit_ns is None or st.created_ns <= limit_ns):
+    for run_id, st in zip(ids, store.run_statuses(ids)):
+        if st.get("state") == "finished" and st.get("label", "").startswith(SCHEDULE_LABEL) and \
+                (limit_ns is None or int(st.get("created_ns", 0)) <= limit_ns):
             out.append(run_id)
     return out
 
@@ -124,15 +129,20 @@ def _server(store: Any) -> str:
     return f"{kw.get('path') or kw.get('host')}:{kw.get('port')}/{kw.get('db')}"
 
 
-def _run_rows(store: Any, run_id: str, stats: Statistics) -> RunRows:
-    """(created, [(provider, subject, phase, digest, row)]) of one run; subject = snippet[@scenario]."""
+def _run_rows(store: Any, run_id: str, stats: Statistics, record: dict[str, Any] | None = None) -> RunRows:
+    """(created, [(provider, subject, phase, digest, row)]) of one run; subject = snippet[@scenario].
+    ``record`` is what ``store.run_records`` read of it (one round trip for many runs)."""
     key = (_server(store), run_id)
     if key in _RUN_CACHE:
         return _RUN_CACHE[key]
-    manifest = store.manifest(run_id)
-    facts = store.provider_facts(run_id)
-    summary = run_summary(store, run_id, stats)
+    if record is None:
+        record = store.run_records([run_id])[0]
+    if record["manifest"] is None or record["status"] is None:
+        raise KeyError(run_id)
+    manifest, facts, cached = record["manifest"], record["facts"], record["summary"]
+    summary = cached["series"] if cached and cached.get("v") == SUMMARY_VERSION else run_summary(store, run_id, stats)
     described = likeness.describe(manifest, facts)
+    blobs: dict[str, str] = {}
     digests: dict[tuple[str, str], str] = {}
     rows = []
     for name, row in summary.items():
@@ -141,10 +151,12 @@ def _run_rows(store: Any, run_id: str, stats: Statistics) -> RunRows:
             continue
         snippet = split_subject(subject)[0]
         if (provider, snippet) not in digests:
-            digests[(provider, snippet)] = series_digest(manifest, facts, provider, snippet, described)
+            if provider not in blobs:  # one settings blob per provider, one hash per snippet
+                blobs[provider] = _provider_blob(described, provider)
+            digests[(provider, snippet)] = _digest(blobs[provider], _code_digest(manifest, snippet))
         rows.append((provider, subject, phase, digests[(provider, snippet)], row))
     entry = (manifest.get("created", ""), rows)
-    if store.status(run_id).state == "finished":
+    if record["status"].get("state") == "finished":
         if len(_RUN_CACHE) >= _RUN_CACHE_SIZE:
             _RUN_CACHE.pop(next(iter(_RUN_CACHE)))
         _RUN_CACHE[key] = entry
@@ -155,9 +167,13 @@ def collect(store: Any, runs: Iterable[str], stats: Statistics, wanted: Wanted |
             ) -> dict[str, Series]:
     """The series the runs form (each run one point per series it measured), by series id."""
     out: dict[str, Series] = {}
+    runs = list(runs)
+    server = _server(store)
+    missing = [r for r in runs if (server, r) not in _RUN_CACHE]
+    records = dict(zip(missing, store.run_records(missing))) if missing else {}
     for run_id in runs:
         try:
-            created, rows = _run_rows(store, run_id, stats)
+            created, rows = _run_rows(store, run_id, stats, records.get(run_id))
         except KeyError:
             continue
         for provider, subject, phase, digest, row in rows:
@@ -218,4 +234,4 @@ def history_change_points(store: Any, stats: Statistics, provider: str, snippet:
 def as_dict(series: Series) -> dict[str, Any]:
     return {"id": series.id, "provider": series.provider, "snippet": series.snippet,
             "scenario": series.scenario, "phase": series.phase, "digest": series.digest,
-            "points": [asdict(p) for p in series.points]}
+            "points": [dict(vars(p)) for p in series.points]}  # dataclasses.asdict deep-copies: 10× slower

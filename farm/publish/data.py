@@ -75,14 +75,12 @@ def select_runs(store: Any, since_s: float | None, schedule: str | None, now: fl
     """(run id, created) of finished scheduled runs created within ``since_s`` of ``now`` (of one
     schedule), oldest first."""
     out = []
-    for run_id in store.runs_since(now - since_s if since_s else 0.0):
-        try:
-            st = store.status(run_id)
-        except KeyError:
-            continue
-        wanted = f"{SCHEDULE_LABEL}{schedule}" if schedule else None
-        if st.state == "finished" and st.label.startswith(SCHEDULE_LABEL) and (wanted is None or st.label == wanted):
-            out.append((run_id, _iso(st.created_ns / 1e9)))
+    wanted = f"{SCHEDULE_LABEL}{schedule}" if schedule else None
+    ids = store.runs_since(now - since_s if since_s else 0.0)
+    for run_id, st in zip(ids, store.run_statuses(ids)):
+        label = st.get("label", "")
+        if st.get("state") == "finished" and label.startswith(SCHEDULE_LABEL) and (wanted is None or label == wanted):
+            out.append((run_id, _iso(int(st.get("created_ns", 0)) / 1e9)))
     return out
 
 
@@ -132,8 +130,8 @@ def leaderboard(series: list[Series], stats: Statistics, now: float, stale_after
 def methodology(store: Any, runs: list[str], stats: Statistics) -> dict[str, Any]:
     """From the manifests: per schedule its plan, hosts, SDK versions and facts; the methods."""
     schedules: dict[str, dict[str, Any]] = {}
-    for run_id in runs:
-        manifest, facts = store.manifest(run_id), store.provider_facts(run_id)
+    for record in store.run_records(runs, summaries=False):
+        manifest, facts = record["manifest"] or {}, record["facts"]
         name = manifest.get("label", "").removeprefix(SCHEDULE_LABEL) or "?"
         entry = schedules.setdefault(name, {"runs": 0, "providers": set(), "snippets": set(), "hosts": set(),
                                             "repetitions": set(), "warmup": set(), "facts": {}, "versions": set()})

@@ -13,7 +13,7 @@ PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 22, 30
 
 
 def _f(v: float) -> str:
-    return f"{v:.1f}".rstrip("0").rstrip(".")
+    return f"{v:.1f}"
 
 
 def _ms(v: float | None) -> str:

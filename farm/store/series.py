@@ -43,3 +43,34 @@ class SeriesStore(StoreBase):
     def runs_since(self, since_s: float) -> list[str]:
         """Run ids created at or after ``since_s`` (epoch seconds), oldest first."""
         return list(self.r.zrangebyscore(RUNS, since_s, "+inf"))
+
+    def run_records(self, run_ids: list[str], chunk: int = 200, summaries: bool = True) -> list[dict[str, Any]]:
+        """Per run: status (hash, or None), manifest, facts and cached summary (parsed, None if
+        absent or not asked for), read in pipelined round trips: what a series over hundreds of
+        runs needs."""
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(run_ids), chunk):
+            pipe = self.r.pipeline(transaction=False)
+            part = run_ids[start:start + chunk]
+            for run_id in part:
+                pipe.hgetall(self.key(run_id, "status"))
+                pipe.get(self.key(run_id, "manifest"))
+                pipe.hgetall(self.key(run_id, "facts"))
+                pipe.get(self.key(run_id, "summary")) if summaries else pipe.exists(self.key(run_id, "summary"))
+            replies = pipe.execute()
+            for i in range(len(part)):
+                status, manifest, facts, summary = replies[4 * i:4 * i + 4]
+                out.append({"status": status or None, "manifest": json.loads(manifest) if manifest else None,
+                            "facts": {k: json.loads(v) for k, v in facts.items()},
+                            "summary": json.loads(summary) if summaries and summary else None})
+        return out
+
+    def run_statuses(self, run_ids: list[str], chunk: int = 500) -> list[dict[str, str]]:
+        """The status hashes of many runs in pipelined round trips ({} for a run without one)."""
+        out: list[dict[str, str]] = []
+        for start in range(0, len(run_ids), chunk):
+            pipe = self.r.pipeline(transaction=False)
+            for run_id in run_ids[start:start + chunk]:
+                pipe.hgetall(self.key(run_id, "status"))
+            out += pipe.execute()
+        return out
