@@ -22,14 +22,13 @@ from tests.harness import Farm
 
 PROVIDERS = ("daytona", "e2b", "codesandbox", "modal", "morph", "local")
 SNIPPETS = tuple(f"snippet{i:02d}" for i in range(14))
-SCENARIOS = ("cold", "warm")
+SCENARIOS = ("cold", "resume")
 PHASES = ("queue", "create", "ready", "run", "destroy")
 
 
 def _manifest(run_id: str, night: int, scenario: str, reps: int) -> dict[str, Any]:
     created = datetime(2025, 1, 1, 2, tzinfo=timezone.utc) + timedelta(days=night)
     return {"manifest_version": 1, "run_id": run_id, "label": "schedule:nightly", "created": created.isoformat(),
-            "scenario": scenario,
             "plan": {"providers": list(PROVIDERS), "snippets": list(SNIPPETS), "once": [], "repetitions": reps,
                      "warmup": 0, "seed": night, "total": reps * 84, "measured": reps * 84},
             "provider_settings": {p: {"region": "eu"} for p in PROVIDERS},
@@ -60,9 +59,9 @@ def _load(store: Any, nights: range, reps: int) -> list[str]:
                                   for ph in PHASES}
                         phases["total_ns"] = sum(v for k, v in phases.items() if k != "queue_ns")
                         store.append_unchecked(run_id, {
-                            "v": 1, "provider": p, "snippet": s, "rep": rep, "warmup": False, "attempt": 1,
+                            "provider": p, "snippet": s, "rep": rep, "warmup": False, "attempt": 1,
                             "worker": "bench:1", "outcome": "ok", "retries": 0, "started_ns": time.time_ns(),
-                            "exit_code": 0, "output": "", **phases}, client=pipe)
+                            "exit_code": 0, "output": "", "scenario": scenario, **phases}, client=pipe)
             pipe.execute()
             store.set_status_fields(run_id, state="finished", done=reps * 84, ok=reps * 84,
                                     finished_ns=time.time_ns())

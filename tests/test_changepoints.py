@@ -97,7 +97,7 @@ def test_degenerate_and_bad_input():
 
 
 # --- nightly series in a real Redis ------------------------------------------------------------
-def make_night(store, run_id, level_ms, seed, label="schedule:nightly", settings=None, n=30):
+def make_night(store, run_id, level_ms, seed, label="schedule:nightly", settings=None, n=30, scenario=None):
     night = int(run_id[1:]) if run_id[1:].isdigit() else 0
     manifest = {"run_id": run_id, "created": f"2026-01-{1 + night % 28:02d}T02:00:00+00:00",
                 "plan": {"providers": ["local"], "snippets": ["hello"], "once": [], "repetitions": n,
@@ -110,7 +110,8 @@ def make_night(store, run_id, level_ms, seed, label="schedule:nightly", settings
         assert store.commit(run_id, {
             "provider": "local", "snippet": "hello", "rep": i, "warmup": False, "attempt": 1, "worker": "t",
             "outcome": "ok", "create_ns": 2_000_000 + i, "ready_ns": 3_000_000, "run_ns": int(v * 1e6),
-            "destroy_ns": 1_000_000, "total_ns": int(v * 1e6) + 6_000_000}) in (1, 2)
+            "destroy_ns": 1_000_000, "total_ns": int(v * 1e6) + 6_000_000,
+            **({"scenario": scenario} if scenario else {})}) in (1, 2)
     assert store.status(run_id).state == "finished"
 
 

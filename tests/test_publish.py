@@ -32,10 +32,8 @@ def history(tmp_path_factory):
 
     with Farm(tmp_path_factory.mktemp("farm")) as farm:
         nights(farm.store, 20, step_at=12)                      # local/hello (cold): +30 % from n12
-        for i in range(20):                                      # the same nights, a warm scenario, flat
-            make_night(farm.store, f"w{i:02d}", 20, seed=200 + i)
-            manifest = farm.store.manifest(f"w{i:02d}")
-            farm.store.r.set(farm.store.key(f"w{i:02d}", "manifest"), json.dumps({**manifest, "scenario": "warm"}))
+        for i in range(20):                                      # the same nights, the resume scenario, flat
+            make_night(farm.store, f"w{i:02d}", 20, seed=200 + i, scenario="resume")
         farm.worker("local", concurrency=2)
         farm.worker("sim", concurrency=2)
         real = []
@@ -54,7 +52,7 @@ def test_site_files_and_data(history, tmp_path):
     index = json.loads((site / "data" / "index.json").read_text())
     assert index["site_data_version"] == 1 and index["stale"] is False and result.stale is False
     assert len(index["runs"]) == 42 and index["runs"][-1][0] == real[-1]
-    assert sorted({s["scenario"] for s in index["series"]}) == ["cold", "warm"]
+    assert sorted({s["scenario"] for s in index["series"]}) == ["cold", "resume"]
     assert {s["phase"] for s in index["series"]} == {"tti", "run", "total"}
     for s in index["series"]:
         data = json.loads((site / "data" / "series" / f"{s['slug']}.json").read_text())
@@ -63,7 +61,7 @@ def test_site_files_and_data(history, tmp_path):
     planted = next(s for s in index["series"] if s["id"].startswith("local|hello|cold|run|")
                    and s["points"] == 20)
     assert [cp["run_id"] for cp in planted["change_points"]] == ["n12"]
-    warm = [s for s in index["series"] if s["scenario"] == "warm"]
+    warm = [s for s in index["series"] if s["scenario"] == "resume"]
     assert warm and all(s["change_points"] == [] for s in warm)
     assert sorted(p.name for p in (site / "runs").iterdir()) == sorted(f"{r[0]}.html" for r in index["runs"][-5:])
     boards = {(b["scenario"], b["phase"], b["snippet"]): b for b in index["leaderboard"]}
@@ -174,7 +172,7 @@ def test_every_page_loads_in_headless_chromium(history, tmp_path):
     run_chart = next(c for c in trend["charts"] if c["phase"] == "run")
     assert run_chart["changepoints"] == ["n12"]          # the planted step, on its trend
     assert run_chart["settings"] == 1                    # synthetic nights → the two real runs (one series)
-    assert not any(c["changepoints"] for c in found[site / "trends" / "local--hello--warm.html"]["charts"])
+    assert not any(c["changepoints"] for c in found[site / "trends" / "local--hello--resume.html"]["charts"])
     assert all(png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000 for png in shots.values())
     if os.environ.get("FARM_UPDATE_SCREENSHOTS"):
         (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)
