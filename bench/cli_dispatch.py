@@ -8,6 +8,10 @@ the farm from its "run … started" line to its final "N/N done" progress line (
 start-up and report are reported apart, not mixed into the rate), the reference from the first
 send to its counter reaching N. The `farm run` process's CPU while following is read from
 /proc/PID/stat at those same two moments.
+
+With ``--baseline DIR`` (another checkout of the farm, e.g. ``git worktree add /tmp/before main``),
+the farm side is also measured from that tree, on the same Redis, between the reference and this
+tree's measurement: before and after in one run, against one reference, under one load.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str, poll: float 
     wait_until(predicate, timeout, f"cli-dispatch: {what}", poll)
 
 
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+def _spawn(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = REPO_ROOT) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -107,14 +111,13 @@ class _FarmRunWatch:
                     self.marks[key] = (time.perf_counter(), _cpu_s(self.proc.pid))
 
 
-def _farm_run(url: str, config: Path, n: int) -> tuple[float, float, float]:
+def _farm_run(url: str, config: Path, n: int, src: Path) -> tuple[float, float, float]:
     """(samples/s while following, `farm run` CPU share while following, whole-process wall s)."""
-    env = {**os.environ, "REDIS_URL": url}
-    env.pop("FARM_REDIS_URL", None)
+    env = _farm_env(url, src)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "farm", "--config", str(config), "run", "--providers", "sim",
                              "--snippets", "hello", "-n", str(n), "--warmup", "0", "-c", "2"],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=src, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     watch = _FarmRunWatch(proc, n)
     code = proc.wait(timeout=1800)
@@ -126,7 +129,28 @@ def _farm_run(url: str, config: Path, n: int) -> tuple[float, float, float]:
     return n / (t1 - t0), (cpu1 - cpu0) / (t1 - t0), wall
 
 
-def bench_cli_dispatch(record: Record, tmp: Path, n: int) -> None:
+def _farm_env(url: str, src: Path) -> dict[str, str]:
+    """The farm's processes import the farm from ``src`` (first on the path), whichever is installed."""
+    env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": os.pathsep.join(
+        [str(src), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env.pop("FARM_REDIS_URL", None)
+    return env
+
+
+def _farm_side(url: str, client: redis.Redis, config: Path, n: int, src: Path, tmp: Path
+               ) -> tuple[float, float, float]:
+    """`farm worker` from ``src`` up, then `farm run` through it; the worker is stopped after."""
+    client.flushdb()
+    worker = _spawn([sys.executable, "-m", "farm", "--config", str(config), "worker", "--provider", "sim",
+                     "-c", "2", "--loglevel", "WARNING"], _farm_env(url, src), tmp / "farm-worker.log", cwd=src)
+    try:
+        _wait(lambda: bool(list(client.scan_iter("farm:worker:*"))), 120, "the farm worker's heartbeat")
+        return _farm_run(url, config, n, src)
+    finally:
+        _stop(worker)
+
+
+def bench_cli_dispatch(record: Record, tmp: Path, n: int, baseline: Path | None = None) -> None:
     port = _free_port()
     url = f"redis://127.0.0.1:{port}/0"
     server = _spawn([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -134,24 +158,21 @@ def bench_cli_dispatch(record: Record, tmp: Path, n: int) -> None:
     client = redis.Redis.from_url(url)
     config = tmp / "cli-dispatch.yml"
     config.write_text("providers:\n  sim: {}\n")  # sim with every phase 0 ms: a no-op sample
-    worker = None
     try:
         _wait(lambda: _pings(client), 30, "redis-server answering")
         load_before = os.getloadavg()[0]
         bare = _bare_rate(url, client, n, tmp)
-        env = {**os.environ, "REDIS_URL": url}
-        env.pop("FARM_REDIS_URL", None)
-        worker = _spawn([sys.executable, "-m", "farm", "--config", str(config), "worker", "--provider", "sim",
-                         "-c", "2", "--loglevel", "WARNING"], env, tmp / "farm-worker.log")
-        _wait(lambda: bool(list(client.scan_iter("farm:worker:*"))), 120, "the farm worker's heartbeat")
-        rate, cpu_share, wall = _farm_run(url, config, n)
+        before = _farm_side(url, client, config, n, baseline, tmp) if baseline else None
+        rate, cpu_share, wall = _farm_side(url, client, config, n, REPO_ROOT, tmp)
         load_after = os.getloadavg()[0]
     finally:
-        if worker is not None:
-            _stop(worker)
         _stop(server)
     ratio = rate / bare
     load = f"load {load_before:.1f}→{load_after:.1f} on {os.cpu_count()} cores"
+    if before is not None:
+        b_rate, b_cpu, b_wall = before
+        record(f"cli-dispatch: BEFORE ({baseline}) farm run samples/s (n={n}, c=2)", b_rate, "samples/s", bare,
+               b_rate / bare, "", None, f"{load}; farm run CPU {b_cpu * 100:.1f} % of a core, wall {b_wall:.1f} s")
     record(f"cli-dispatch: farm run samples/s (n={n}, c=2)", rate, "samples/s", bare, ratio,
            "≥ 0.8× bare Celery (defaults+prefetch 1+acks late)", ratio >= 0.8,
            f"{load}; farm run wall {wall:.1f} s incl. start-up and report")

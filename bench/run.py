@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes for a smoke check")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="cli-dispatch: also measure the farm from this checkout (before/after in one run)")
     parser.add_argument("--json", default=str(Path(__file__).with_name("results.json")))
     args = parser.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         if "cli-dispatch" in only:
             from bench.cli_dispatch import bench_cli_dispatch
 
-            bench_cli_dispatch(record, tmp, 1000 if q else 4000)
+            bench_cli_dispatch(record, tmp, 1000 if q else 4000, args.baseline)
         if "scheduling" in only:
             bench_scheduling(tmp, 400 if q else 2000, [8] if q else [8, 16, 32], 200.0)
         if "fidelity" in only:

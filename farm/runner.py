@@ -79,7 +79,9 @@ def follow(store: Store, scheduler: Scheduler, run_id: str,
            on_progress: Callable[[RunStatus], None] | None = None, every_s: float = 0.5,
            embedded: EmbeddedFarm | None = None, owner: str = "farm-run",
            on_notice: Callable[[str], None] | None = None) -> RunStatus:
-    """Poll the run until it finishes, reconciling orphans and topping up queues as it goes.
+    """Follow the run until it finishes, reconciling orphans and topping up queues as it goes: each
+    tick reads the status and then blocks on the run's ``finished`` stream, so the finish is seen
+    when it happens, not up to a tick later.
     A Redis restart is ridden out: the loop reconnects for up to ``REDIS_PATIENCE_S``. Without
     local workers, ``on_notice`` hears about planned providers that no live worker serves."""
     outage_since: float | None = None
@@ -108,7 +110,10 @@ def follow(store: Store, scheduler: Scheduler, run_id: str,
         notice = missing.notice() if missing is not None else None
         if notice:
             on_notice(notice)  # type: ignore[misc]
-        time.sleep(every_s)
+        try:  # the tick's wait, cut short by the finish itself
+            store.wait_finished(run_id, every_s)
+        except TRANSIENT_ERRORS:
+            time.sleep(every_s)
 
 
 class Detached(FarmError):

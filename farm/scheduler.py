@@ -3,7 +3,7 @@
 Three rooms: the manifest (farm/manifest.py) says what a run is; dispatch (farm/dispatch.py) feeds
 its plan to the queues within a window; reconcile (farm/reconcile.py) repairs what dead workers and
 lost messages left behind. Nothing here waits for a particular process: ``top_up`` is called by
-``farm run`` and, through the commit's next-slot reservation, by every worker after each commit,
+``farm run`` and the reconciler; after that every worker's commit sends the next task itself,
 and ``reconcile_active`` by whichever process holds the reconciler lock, so a run keeps going when
 ``farm run`` is interrupted and recovers when a worker dies.
 """
@@ -59,6 +59,9 @@ class Scheduler:
 
     def dispatch_index(self, run_id: str, provider: str, index: int) -> None:
         self.dispatcher.dispatch_index(run_id, provider, index)
+
+    def message_for(self, run_id: str, provider: str, index: int) -> tuple[str, str] | None:
+        return self.dispatcher.message_for(run_id, provider, index)
 
     def top_up(self, run_id: str, provider: str) -> int:
         return self.dispatcher.top_up(run_id, provider)

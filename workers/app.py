@@ -81,20 +81,39 @@ def farm_id() -> str:
 
 
 class Register:
-    """Records a sample's sandbox in the run's register (farm/store/sandboxes.py). A Redis error
-    here is logged, never allowed to fail the sample: the register is for leak accounting."""
+    """Records a sample's sandbox in the run's register (farm/store/sandboxes.py) right after create,
+    without waiting a round trip: the write is sent at once and its reply read by ``settle``, before
+    the commit (so the commit's removal always comes after it). A destroyed sandbox leaves the
+    register with the sample's commit (``destroyed``), or by ``flush`` if the task ends without
+    committing. A Redis error here is logged, never allowed to fail the sample: the register is
+    for leak accounting."""
 
     def __init__(self, st: Store, run_id: str, member: str, worker: str) -> None:
         self.st, self.run_id, self.member, self.worker = st, run_id, member, worker
+        self.destroyed: list[str] = []
+        self._sent: list[Any] = []
 
     def created(self, sandbox_id: str) -> None:
-        self._try(lambda: self.st.register_sandbox(self.run_id, self.member, self.worker, sandbox_id))
+        self._try(lambda: self._sent.append(
+            self.st.register_sandbox_sent(self.run_id, self.member, self.worker, sandbox_id)))
 
     def released(self, sandbox_id: str) -> None:
-        self._try(lambda: self.st.unregister_sandbox(self.run_id, sandbox_id))
+        self.destroyed.append(sandbox_id)
+
+    def settle(self) -> None:
+        """Read the replies of the registrations sent."""
+        while self._sent:
+            self._try(self._sent.pop(0).wait)
+
+    def flush(self) -> None:
+        """Settle, then unregister what was destroyed but not dropped by a commit."""
+        self.settle()
+        for sandbox_id in self.destroyed:
+            self._try(lambda: self.st.unregister_sandbox(self.run_id, sandbox_id))
+        self.destroyed.clear()
 
     @staticmethod
-    def _try(fn: Callable[[], None]) -> None:
+    def _try(fn: Callable[[], object]) -> None:
         try:
             fn()
         except Exception as exc:  # noqa: BLE001
@@ -204,7 +223,9 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
         return f"wrong-queue: this worker serves {pinned}"
     member = member_key(provider, snippet, rep, warmup, scenario)
     me = worker_id()
-    attempt, holder = retrying(lambda: st.claim(run_id, member, me, LEASE_MS, slot), "claim")
+    window, length = scheduler().window(run_id, provider)
+    attempt, holder, successor = retrying(
+        lambda: st.claim_with_successor(run_id, member, me, LEASE_MS, slot, length), "claim")
     if attempt in REFUSED:
         return _refused(attempt, run_id, member, "claim")
     if attempt == -1:
@@ -217,6 +238,7 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                               "retries": 0}
     if enqueued_ns:
         record["queue_ns"] = max(started_ns - int(enqueued_ns), 0)
+    register = Register(st, run_id, member, me)
     with lease(run_id, member, me):
         if attempt > manifest.max_attempts:
             record.update(outcome="error", error_class="provider_error", error_phase="claim",
@@ -232,16 +254,24 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                 lifecycle = scenarios.get(scenario).load()  # the scenario's measuring function
                 record.update(lifecycle(prov, spec, snip, env, manifest.timeouts,
                                         retries=manifest.retries, backoff_s=manifest.backoff_s,
-                                        register=Register(st, run_id, member, me),
+                                        register=register,
                                         reuse=ReuseCheck(st, run_id, member, attempt)))
             except Exception as exc:  # a provider that cannot even start is a recorded failure
                 cls = exc.error_class if isinstance(exc, ProviderError) else "provider_error"
                 record.update(outcome="error", error_class=cls, error_phase="create",
                               error=redact(f"{type(exc).__name__}: {exc}")[:300])
-    env_facts = record.pop("facts", None)  # FARM_FACT lines: facts about the sandbox, kept per run
-    record = Sample.from_dict(record).to_dict()  # every field a sample has, and nothing else
-    window, length = scheduler().window(run_id, provider)
-    result, next_index = retrying(lambda: st.commit_and_reserve(run_id, record, window, length), "commit")
+    try:
+        env_facts = record.pop("facts", None)  # FARM_FACT lines: facts about the sandbox, kept per run
+        record = Sample.from_dict(record).to_dict()  # every field a sample has, and nothing else
+        register.settle()
+        # the successor's message is built per attempt, so its enqueued_ns is never older than the push
+        result, next_index = retrying(lambda: st.commit_and_reserve(
+            run_id, record, window, length, successor=successor,
+            message=_successor_message(run_id, provider, successor), destroyed=register.destroyed), "commit")
+        if result not in REFUSED:  # the commit dropped them from the register
+            register.destroyed.clear()
+    finally:
+        register.flush()  # unregisters what was destroyed if no commit did
     if result in REFUSED:
         return _refused(result, run_id, member, "commit")
     try:
@@ -255,9 +285,21 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
         st.add_env_facts(run_id, provider, env_facts)
     if result and record.get("leaked"):  # `farm sweep` credits the run when it reclaims this one
         st.record_leak(record["leaked"], run_id, provider)
-    if next_index >= 0:  # the commit freed a slot and reserved the next item: send it
+    if next_index >= 0:  # the commit reserved an item but did not push its task: send it
         retrying(lambda: scheduler().dispatch_index(run_id, provider, next_index), "dispatch")
     return {0: "duplicate-dropped", 1: "committed", 2: "committed-run-finished"}[result]
+
+
+def _successor_message(run_id: str, provider: str, successor: int) -> tuple[str, str] | None:
+    """The successor's task message for the commit script to push (None: none, or this kombu cannot
+    prepare one unsent; the commit then returns the index and the task is sent after it)."""
+    if successor < 0:
+        return None
+    try:
+        return scheduler().message_for(run_id, provider, successor)
+    except RuntimeError as exc:
+        log.warning("preparing the next task: %s; sending it after the commit instead", exc)
+        return None
 
 
 # --- the worker's main process: heartbeat and reconciler --------------------------------------

@@ -16,6 +16,40 @@ AuthenticationError = redis.AuthenticationError
 RedisFull = redis.exceptions.OutOfMemoryError  # maxmemory reached under noeviction
 
 
+class SentWrite:
+    """Commands sent now on a connection of their own, whose replies are read later (``wait``):
+    the write reaches Redis at once, but the caller does not wait a round trip for it. The
+    connection goes back to the pool once the replies are read."""
+
+    def __init__(self, client: redis.Redis, commands: list[tuple[Any, ...]]) -> None:
+        self.pool = client.connection_pool
+        self.count = len(commands)
+        self.conn: Any = self.pool.get_connection()
+        try:
+            self.conn.send_packed_command(self.conn.pack_commands(commands))
+        except BaseException:
+            self._close(broken=True)
+            raise
+
+    def wait(self) -> list[Any]:
+        """The replies, in order; raises the first error reply or connection error. Call once."""
+        if self.conn is None:
+            return []
+        try:
+            replies = [self.conn.read_response() for _ in range(self.count)]
+        except BaseException:
+            self._close(broken=True)
+            raise
+        self._close(broken=False)
+        return replies
+
+    def _close(self, broken: bool) -> None:
+        if broken:
+            self.conn.disconnect()
+        self.pool.release(self.conn)
+        self.conn = None
+
+
 class StoreBase:
     """``r`` decodes replies to str; ``raw`` does not (sample entries carry a binary block).
     Tests may inspect keys through them; farm code calls the store's named methods."""

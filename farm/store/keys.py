@@ -8,10 +8,16 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
                                       incomplete, missing_count, missing, finish_reason, schedule,
                                       changepoints ("checked": new change points announced, farm/notify.py)
     {r}:samples                STREAM one entry per committed sample (layout: farm/samples.py)
+    {r}:finished               STREAM one entry, added by whatever finishes the run (the last commit or
+                                      finalize): followers block on it (XREAD BLOCK) instead of polling
     {r}:done                   SET    members ("provider|subject|rep", subject = snippet[@scenario]) committed: exactly-once
                                       (deleted when the run finishes: 'finished' refuses late commits)
     {r}:cursor                 HASH   provider -> index of the next plan item to dispatch
-    {r}:slots                  HASH   provider -> tasks in flight (reserved <= window; freed on commit)
+    {r}:slots                  HASH   provider -> tasks in flight (reserved <= window; a commit passes its
+                                      slot to its successor, or frees it when the plan has none left)
+    {r}:next:<provider>        HASH   member -> the plan index its claim took from the cursor as its
+                                      successor; the member's commit sends it (pushing the task message
+                                      the worker brought) and drops the field. Kept across re-claims.
     {r}:inflight:<provider>    HASH   "#<index>" -> "q|<ns>|0" (dispatched plan slot, not yet claimed),
                                       member -> "q|<ns>|<attempt>" (re-queued) / "c|<ns>|<worker>|<attempt>" (claimed)
     {r}:lease:<member>         STRING worker id, PX lease; refreshed while the sample runs
@@ -79,6 +85,10 @@ def run_key(run_id: str, suffix: str) -> str:
 
 def inflight_key(run_id: str, provider: str) -> str:
     return run_key(run_id, f"inflight:{provider}")
+
+
+def next_key(run_id: str, provider: str) -> str:
+    return run_key(run_id, f"next:{provider}")
 
 
 def lease_key(run_id: str, member: str) -> str:

@@ -75,9 +75,16 @@ class Runs(StoreBase):
 
     def finalize_incomplete(self, run_id: str, missing: list[str], missing_count: int, reason: str) -> bool:
         """Close a run that cannot complete, naming what is missing; later commits are dropped."""
-        return bool(self._finalize(keys=[self.key(run_id, "status"), ACTIVE, self.key(run_id, "done")],
+        return bool(self._finalize(keys=[self.key(run_id, "status"), ACTIVE, self.key(run_id, "done"),
+                                         self.key(run_id, "finished")],
                                    args=[run_id, time.time_ns(), missing_count,
                                          json.dumps(missing[:1000]), reason]))
+
+    def wait_finished(self, run_id: str, timeout_s: float) -> bool:
+        """Block until the run finishes (its ``finished`` stream gets its entry) or ``timeout_s``
+        passes: a follower wakes at the finish itself, not at its next poll. True if finished."""
+        reply = self.r.xread({self.key(run_id, "finished"): "0-0"}, count=1, block=max(int(timeout_s * 1000), 1))
+        return bool(reply)
 
     def set_status_fields(self, run_id: str, **fields: Any) -> None:
         self.r.hset(self.key(run_id, "status"), mapping={k: str(v) for k, v in fields.items()})

@@ -1,7 +1,7 @@
 """The sandbox register: which sandboxes exist for which attempt, and this farm's identity.
 
-A worker registers a sandbox right after it is created and drops it right after it is destroyed,
-so an entry that outlives its attempt (the worker was killed mid-sample, and the member re-ran)
+A worker registers a sandbox right after it is created (sending the write without waiting for its
+reply, read before the commit) and drops it with the sample's commit, in the same script, so an entry that outlives its attempt (the worker was killed mid-sample, and the member re-ran)
 is a leak the run's report counts, and one `farm sweep` may delete once its lease has lapsed.
 """
 
@@ -12,7 +12,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from farm.store.base import StoreBase
+from farm.store import scripts
+from farm.store.base import SentWrite, StoreBase
 from farm.store.keys import ACTIVE, FARM_ID, SANDBOXES, SANDBOXES_DEAD, lease_key, parse_member
 
 
@@ -39,8 +40,15 @@ class Sandboxes(StoreBase):
 
     def register_sandbox(self, run_id: str, member: str, worker: str, sandbox_id: str) -> None:
         """Record a new sandbox of an attempt (nothing when the run's status is gone: Redis emptied)."""
-        self._register_sandbox(keys=[self.key(run_id, "status"), self.key(run_id, "sandboxes"), SANDBOXES],
-                               args=[sandbox_id, f"{member}|{worker}|{time.time_ns()}", run_id])
+        self.register_sandbox_sent(run_id, member, worker, sandbox_id).wait()
+
+    def register_sandbox_sent(self, run_id: str, member: str, worker: str, sandbox_id: str) -> SentWrite:
+        """``register_sandbox`` without waiting for Redis's reply (``.wait()`` reads it): the entry is
+        written as soon as Redis reads the command, so a worker killed right after still leaves it.
+        EVAL with the script's text, not EVALSHA: no reply is read in time to load a missing script."""
+        return SentWrite(self.r, [("EVAL", scripts.REGISTER_SANDBOX, 3, self.key(run_id, "status"),
+                                   self.key(run_id, "sandboxes"), SANDBOXES,
+                                   sandbox_id, f"{member}|{worker}|{time.time_ns()}", run_id)])
 
     def unregister_sandbox(self, run_id: str, sandbox_id: str) -> None:
         pipe = self.r.pipeline(transaction=True)

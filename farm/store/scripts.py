@@ -2,7 +2,8 @@
 
 The commit script is what makes a sample exactly-once: it adds the sample to the run's stream only
 if its member is not yet in ``{r}:done`` and the run is not finished, in the same step as the
-counters, the lease, the dispatch slot and the next reservation. Key layout: farm/store/keys.py.
+counters, the lease and the dispatch slot, which it passes to the successor the claim named and
+whose task it pushes onto the queue. Key layout: farm/store/keys.py.
 """
 
 # Every check a script makes comes before its first write: a script that refuses writes nothing.
@@ -33,23 +34,37 @@ local function ints_ok(fields)
 end
 """
 
-# KEYS: done, lease, inflight, status   ARGV: member, worker, lease_ms, now_ns, slot index or ''
-# -> {attempt, ''} | {-1, ''} committed or finished | {-2, holder} | {RUN_GONE or WRONG_TYPE, ''}
+# KEYS: done, lease, inflight, status, next, cursor
+# ARGV: member, worker, lease_ms, now_ns, slot index or '', provider, plan_length or ''
+# -> {attempt, '', successor} | {-1, '', -1} committed or finished | {-2, holder, -1}
+#    | {RUN_GONE or WRONG_TYPE, '', -1}
+# With a plan length, the claim also names the member's successor: the provider's next plan index,
+# taken from the cursor now and sent by this member's commit (the slot passes from one to the other,
+# so the window is unchanged). A member claimed again (its first attempt died) keeps its successor.
 CLAIM = CHECKS_BODY + """
 if not types_ok({{KEYS[1], 'set', 'none'}, {KEYS[2], 'string', 'none'}, {KEYS[3], 'hash', 'none'},
-                 {KEYS[4], 'hash', 'none'}}) then return {-4, ''} end
-if not tonumber(redis.call('HGET', KEYS[4], 'planned')) then return {-3, ''} end
+                 {KEYS[4], 'hash', 'none'}, {KEYS[5], 'hash', 'none'}, {KEYS[6], 'hash', 'none'}})
+   or not ints_ok({{KEYS[6], ARGV[6]}, {KEYS[5], ARGV[1]}}) then return {-4, '', -1} end
+if not tonumber(redis.call('HGET', KEYS[4], 'planned')) then return {-3, '', -1} end
 if ARGV[5] ~= '' then redis.call('HDEL', KEYS[3], '#' .. ARGV[5]) end
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {-1, ''} end
-if redis.call('HGET', KEYS[4], 'state') == 'finished' then return {-1, ''} end
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {-1, '', -1} end
+if redis.call('HGET', KEYS[4], 'state') == 'finished' then return {-1, '', -1} end
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
-  return {-2, redis.call('GET', KEYS[2]) or ''}
+  return {-2, redis.call('GET', KEYS[2]) or '', -1}
 end
 local prev = redis.call('HGET', KEYS[3], ARGV[1]) or 'q|0|0'
 local attempt = tonumber(string.match(prev, '|(%d+)$') or '0') + 1
 redis.call('HSET', KEYS[3], ARGV[1], 'c|' .. ARGV[4] .. '|' .. ARGV[2] .. '|' .. attempt)
 if redis.call('HGET', KEYS[4], 'state') == 'queued' then redis.call('HSET', KEYS[4], 'state', 'running') end
-return {attempt, ''}
+local successor = -1
+if ARGV[7] ~= '' then
+  successor = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '-1')
+  if successor < 0 and tonumber(redis.call('HGET', KEYS[6], ARGV[6]) or '0') < tonumber(ARGV[7]) then
+    successor = redis.call('HINCRBY', KEYS[6], ARGV[6], 1) - 1
+    redis.call('HSET', KEYS[5], ARGV[1], successor)
+  end
+end
+return {attempt, '', successor}
 """
 
 # Reserve one dispatch slot for a provider: never more than `window` tasks in flight, atomically.
@@ -70,44 +85,72 @@ end
 RESERVE = RESERVE_BODY + \
     "return reserve(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])"
 
-# Commit a sample, free its slot and reserve the next one in the same round trip.
-# KEYS: done, samples, status, inflight, lease, active, slots, cursor
-# ARGV: run_id, member, outcome, now_ns, provider, window, plan_length, fields...
-# -> {0 duplicate | 1 committed | 2 committed and run finished, next plan index or -1}
+# Commit a sample and pass its dispatch slot on, in one round trip.
+# KEYS: done, samples, status, inflight, lease, active, slots, cursor, next, queue,
+#       run's sandbox register, farm:sandboxes, farm:sandboxes:dead, finished
+# ARGV: run_id, member, outcome, now_ns, provider, window, plan_length, successor or '',
+#       successor's task message or '', n, n sandbox ids the attempt destroyed, fields...
+# The destroyed sandboxes leave the register first, duplicate or not: they are gone either way.
+# If the member's claim named a successor (``next``), the slot passes to it: it is marked queued
+# and, when the caller brought its task message for that very index, pushed onto the queue here.
+# Otherwise the slot is freed and the next one reserved, for the caller to send.
+# -> {0 duplicate | 1 committed | 2 committed and run finished, plan index the caller must send or -1}
 #    | {RUN_GONE | WRONG_TYPE, -1}: refused before any write
 COMMIT = RESERVE_BODY + CHECKS_BODY + """
 if not types_ok({{KEYS[1], 'set', 'none'}, {KEYS[2], 'stream', 'none'}, {KEYS[3], 'hash', 'none'},
                  {KEYS[4], 'hash', 'none'}, {KEYS[5], 'string', 'none'}, {KEYS[6], 'set', 'none'},
-                 {KEYS[7], 'hash', 'none'}, {KEYS[8], 'hash', 'none'}}) then return {-4, -1} end
+                 {KEYS[7], 'hash', 'none'}, {KEYS[8], 'hash', 'none'}, {KEYS[9], 'hash', 'none'},
+                 {KEYS[10], 'list', 'none'}, {KEYS[11], 'hash', 'none'}, {KEYS[12], 'hash', 'none'},
+                 {KEYS[13], 'hash', 'none'}, {KEYS[14], 'stream', 'none'}}) then return {-4, -1} end
 local planned = tonumber(redis.call('HGET', KEYS[3], 'planned'))
 if not planned then return {-3, -1} end
 if not ints_ok({{KEYS[3], 'done'}, {KEYS[3], 'ok'}, {KEYS[3], 'failed'}, {KEYS[7], ARGV[5]},
-                {KEYS[8], ARGV[5]}}) then return {-4, -1} end
+                {KEYS[8], ARGV[5]}, {KEYS[9], ARGV[2]}}) then return {-4, -1} end
+local fields = 11 + tonumber(ARGV[10])
+for i = 11, fields - 1 do
+  redis.call('HDEL', KEYS[11], ARGV[i])
+  redis.call('HDEL', KEYS[12], ARGV[i])
+  redis.call('HDEL', KEYS[13], ARGV[i])
+end
 if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then return {0, -1} end
 if redis.call('HGET', KEYS[3], 'state') == 'finished' then return {0, -1} end
 redis.call('SADD', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 8))
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, fields))
 redis.call('HINCRBY', KEYS[3], ARGV[3] == 'ok' and 'ok' or 'failed', 1)
 local done = redis.call('HINCRBY', KEYS[3], 'done', 1)
 redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('DEL', KEYS[5])
-if tonumber(redis.call('HGET', KEYS[7], ARGV[5]) or '0') > 0 then redis.call('HINCRBY', KEYS[7], ARGV[5], -1) end
+local successor = redis.call('HGET', KEYS[9], ARGV[2])
+if successor then redis.call('HDEL', KEYS[9], ARGV[2]) end
 if done >= planned then
   redis.call('HSET', KEYS[3], 'state', 'finished', 'finished_ns', ARGV[4])
   redis.call('SREM', KEYS[6], ARGV[1])
+  redis.call('XADD', KEYS[14], '*', 'state', 'finished')  -- wakes the followers blocked on it
   -- 'state = finished' now refuses late duplicates, so the done set has served its purpose
-  redis.call('DEL', KEYS[1], KEYS[7])
+  redis.call('DEL', KEYS[1], KEYS[7], KEYS[9])
   return {2, -1}
 end
+if successor then
+  redis.call('HSET', KEYS[4], '#' .. successor, 'q|' .. ARGV[4] .. '|0')
+  if successor == ARGV[8] and ARGV[9] ~= '' then
+    redis.call('LPUSH', KEYS[10], ARGV[9])
+    return {1, -1}
+  end
+  return {1, tonumber(successor)}
+end
+if tonumber(redis.call('HGET', KEYS[7], ARGV[5]) or '0') > 0 then redis.call('HINCRBY', KEYS[7], ARGV[5], -1) end
 return {1, reserve(KEYS[7], KEYS[8], KEYS[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[4])}
 """
 
-# KEYS: status, active, done   ARGV: run_id, now_ns, missing_count, missing_json, reason
+# KEYS: status, active, done, finished   ARGV: run_id, now_ns, missing_count, missing_json, reason
 FINALIZE = """
 if redis.call('HGET', KEYS[1], 'state') == 'finished' then return 0 end
+local finished_type = redis.call('TYPE', KEYS[4])['ok']
+if finished_type ~= 'stream' and finished_type ~= 'none' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'finished', 'finished_ns', ARGV[2], 'incomplete', '1',
            'missing_count', ARGV[3], 'missing', ARGV[4], 'finish_reason', ARGV[5])
 redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'state', 'finished')
 redis.call('DEL', KEYS[3])
 return 1
 """
