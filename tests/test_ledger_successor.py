@@ -169,6 +169,22 @@ def test_a_registration_sent_without_waiting_is_written_and_its_reply_read_later
     pool = farm.store.r.connection_pool
     sent = farm.store.register_sandbox_sent(run_id, _member(farm, run_id, 0), "w1", "sb-sent")
     wait_until(lambda: farm.store.registered("sb-sent") is not None, 30, "the sent registration")
-    assert sent.wait()[-1] == [1, 1]  # EXEC's replies: both fields new
+    assert sent.wait() == [1]  # the register script: written
     assert sent.wait() == [] and sent.conn is None  # read once; the connection is back in the pool
     assert len(pool._in_use_connections) == 0
+
+
+def test_a_registration_sent_for_a_run_whose_status_is_gone_writes_nothing(farm):
+    run_id, _, _ = _run(farm, reps=2)
+    farm.store.r.delete(farm.store.key(run_id, "status"))
+    assert farm.store.register_sandbox_sent(run_id, "sim|hello|0", "w1", "sb-gone").wait() == [-3]
+    assert farm.store.registered("sb-gone") is None
+
+
+def test_a_sighting_for_a_run_whose_status_is_gone_writes_nothing(farm):
+    run_id, _, _ = _run(farm, reps=2)
+    assert farm.store.first_sighting(run_id, "sandbox:a", "one") is None
+    assert farm.store.first_sighting(run_id, "sandbox:a", "two") == "one"
+    farm.store.r.delete(farm.store.key(run_id, "status"), farm.store.key(run_id, "seen"))
+    assert farm.store.first_sighting(run_id, "sandbox:a", "three") is None
+    assert not farm.store.r.exists(farm.store.key(run_id, "seen"))

@@ -64,6 +64,7 @@ def ident(boot_id, uptime, marker=None):
 
 def test_the_verdict_weighs_marker_id_and_a_boot_identity_whose_kernel_kept_running(farm):
     st, run = farm.store, "run-verdict"
+    st.r.hset(st.key(run, "status"), mapping={"state": "running", "planned": 4})  # sightings need their run
     assert ReuseCheck(st, run, "e2b|s|0", 1).verdict("sb-0", ident("boot-a", 10.0)) == ([], {})
     # the same sandbox id again, its marker still there
     signals, facts = ReuseCheck(st, run, "e2b|s|1", 1).verdict("sb-0", ident("boot-z", 1.0, f"{run}|e2b|s|0#1"))

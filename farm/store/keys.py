@@ -33,7 +33,7 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
     {r}:summary                STRING JSON per-series summary of a finished run (n, p50/p95/p99 with
                                       intervals), written once by farm/series.py; a cache, rebuilt if gone,
                                       except for a run `farm runs --prune` pruned (farm/prune.py): it
-                                      deletes samples, done, cursor, slots, inflight:*, lease:*,
+                                      deletes samples, done, cursor, slots, inflight:*, lease:*, next:*,
                                       sandboxes, sweep, sets status pruned_ns, and the summary stays
     {r}:seen                   HASH   "sandbox:<id>" / "boot:<fingerprint>" -> JSON {member, sandbox, uptime_s, ns}:
                                       the first sample that saw a sandbox id or boot identity (workers/reuse.py)

@@ -105,7 +105,7 @@ class Runs(StoreBase):
         `farm history` shows of it); False, and nothing deleted, unless the run is finished and not
         yet pruned."""
         status_key = self.key(run_id, "status")
-        leftovers = [k for pattern in ("inflight:*", "lease:*")
+        leftovers = [k for pattern in ("inflight:*", "lease:*", "next:*")
                      for k in self.r.scan_iter(self.key(run_id, pattern), count=500)]
         with self.r.pipeline(transaction=True) as pipe:
             pipe.watch(status_key)

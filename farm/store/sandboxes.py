@@ -59,13 +59,9 @@ class Sandboxes(StoreBase):
 
     def first_sighting(self, run_id: str, what: str, value: str) -> str | None:
         """Record ``value`` as the first sighting of ``what`` (a sandbox id or boot identity) in the
-        run, unless one is there: return the earlier sighting, or None when this is the first."""
-        key = self.key(run_id, "seen")
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hsetnx(key, what, value)
-        pipe.hget(key, what)
-        first, stored = pipe.execute()
-        return None if first else stored
+        run, unless one is there: return the earlier sighting, or None when this is the first (or
+        when the run's status is gone, Redis emptied: then nothing is written)."""
+        return self._first_sighting(keys=[self.key(run_id, "status"), self.key(run_id, "seen")], args=[what, value])
 
     def sandbox_alive(self, run_id: str, sandbox_id: str) -> bool:
         """The sandbox is registered (created by an attempt and not yet destroyed)."""

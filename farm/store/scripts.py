@@ -193,3 +193,10 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 return 1
 """
+
+# KEYS: status, run's sightings   ARGV: what, value  -> the earlier sighting, or false (first, or RUN gone)
+FIRST_SIGHTING = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 1 then return false end
+return redis.call('HGET', KEYS[2], ARGV[1])
+"""
