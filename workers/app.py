@@ -282,12 +282,25 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     if result and isolation:  # what the probe recognised from inside: a fact about the provider
         env_facts = {**(env_facts or {}), "isolation": isolation}
     if result and env_facts:
-        st.add_env_facts(run_id, provider, env_facts)
+        _file_env_facts(st, run_id, provider, env_facts)
     if result and record.get("leaked"):  # `farm sweep` credits the run when it reclaims this one
         st.record_leak(record["leaked"], run_id, provider)
     if next_index >= 0:  # the commit reserved an item but did not push its task: send it
         retrying(lambda: scheduler().dispatch_index(run_id, provider, next_index), "dispatch")
     return {0: "duplicate-dropped", 1: "committed", 2: "committed-run-finished"}[result]
+
+
+_env_filed: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def _file_env_facts(st: Store, run_id: str, provider: str, facts: dict[str, Any]) -> None:
+    """Write the environment facts this process has not written yet for the run and provider (the
+    same isolation verdict every sample would otherwise cost a round trip each)."""
+    filed = _env_filed.setdefault((run_id, provider), {})
+    new = {k: v for k, v in facts.items() if filed.get(k) != v}
+    if new:
+        st.add_env_facts(run_id, provider, new)
+        filed.update(new)
 
 
 def _successor_message(run_id: str, provider: str, successor: int) -> tuple[str, str] | None:

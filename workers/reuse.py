@@ -28,7 +28,7 @@ UPTIME_SLACK_S = 0.25
 
 
 class Sightings(Protocol):
-    def first_sighting(self, run_id: str, what: str, value: str) -> str | None: ...
+    def first_sightings(self, run_id: str, sightings: dict[str, str]) -> dict[str, str | None]: ...
 
     def sandbox_alive(self, run_id: str, sandbox_id: str) -> bool: ...
 
@@ -50,12 +50,17 @@ class ReuseCheck:
         if ident is not None and ident.marker_found and ident.marker_found != self.token:
             signals.append("marker")
             facts["marker_by"] = ident.marker_found.split("|", 1)[-1]
-        earlier = self.store.first_sighting(self.run_id, f"sandbox:{sandbox_id}", mine)
+        wanted = {f"sandbox:{sandbox_id}": mine}
+        weigh_boot = ident is not None and bool(ident.fingerprint) and not ident.shares_worker
+        if weigh_boot:
+            wanted[f"boot:{ident.fingerprint}"] = mine
+        seen = self.store.first_sightings(self.run_id, wanted)  # one round trip for both
+        earlier = seen[f"sandbox:{sandbox_id}"]
         if earlier is not None and _member(earlier) != self.member:
             signals.append("sandbox_id")
             facts["sandbox_id_by"] = _member(earlier)
-        if ident is not None and ident.fingerprint and not ident.shares_worker:
-            earlier = self.store.first_sighting(self.run_id, f"boot:{ident.fingerprint}", mine)
+        if weigh_boot and ident is not None:
+            earlier = seen[f"boot:{ident.fingerprint}"]
             if earlier is not None and _member(earlier) != self.member:
                 if self._same_running_kernel(earlier, sandbox_id, ident.uptime_s, now_ns):
                     signals.append("boot")

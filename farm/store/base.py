@@ -69,7 +69,7 @@ class StoreBase:
         self._file_facts = client.register_script(scripts.FILE_FACTS)
         self._note_host = client.register_script(scripts.NOTE_HOST)
         self._register_sandbox = client.register_script(scripts.REGISTER_SANDBOX)
-        self._first_sighting = client.register_script(scripts.FIRST_SIGHTING)
+        self._first_sightings = client.register_script(scripts.FIRST_SIGHTINGS)
 
     @classmethod
     def from_url(cls, url: str) -> Any:

@@ -61,7 +61,13 @@ class Sandboxes(StoreBase):
         """Record ``value`` as the first sighting of ``what`` (a sandbox id or boot identity) in the
         run, unless one is there: return the earlier sighting, or None when this is the first (or
         when the run's status is gone, Redis emptied: then nothing is written)."""
-        return self._first_sighting(keys=[self.key(run_id, "status"), self.key(run_id, "seen")], args=[what, value])
+        return self.first_sightings(run_id, {what: value})[what]
+
+    def first_sightings(self, run_id: str, sightings: dict[str, str]) -> dict[str, str | None]:
+        """``first_sighting`` for several at once, in one round trip."""
+        args = [x for pair in sightings.items() for x in pair]
+        replies = self._first_sightings(keys=[self.key(run_id, "status"), self.key(run_id, "seen")], args=args)
+        return {what: reply or None for what, reply in zip(sightings, replies)}
 
     def sandbox_alive(self, run_id: str, sandbox_id: str) -> bool:
         """The sandbox is registered (created by an attempt and not yet destroyed)."""

@@ -194,9 +194,17 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 return 1
 """
 
-# KEYS: status, run's sightings   ARGV: what, value  -> the earlier sighting, or false (first, or RUN gone)
-FIRST_SIGHTING = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 1 then return false end
-return redis.call('HGET', KEYS[2], ARGV[1])
+# KEYS: status, run's sightings   ARGV: what, value, what, value, ...
+# -> for each pair, the earlier sighting or false (first, or the run's status gone: nothing written)
+FIRST_SIGHTINGS = """
+local earlier = {}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  for i = 1, #ARGV, 2 do earlier[#earlier + 1] = false end
+  return earlier
+end
+for i = 1, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then earlier[#earlier + 1] = false
+  else earlier[#earlier + 1] = redis.call('HGET', KEYS[2], ARGV[i]) end
+end
+return earlier
 """
