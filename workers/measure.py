@@ -254,10 +254,14 @@ class _ResumeSample(_Sample):
         self.phase = "pause"
         _, self.out["pause_ns"] = _timed(lambda: self.provider.pause(sandbox))
 
-    def resume(self, sandbox: Sandbox, token: str) -> None:
+    def resume(self, sandbox: Sandbox, token: str, register: SandboxRegister | None) -> None:
         self.phase = "resume"
+        before = sandbox.id
         _, resumed = _timed(lambda: self.provider.resume(sandbox))
         self.out["resume_ns"] = resumed
+        if sandbox.id != before and register is not None:  # resumed into a new sandbox (Modal's kind)
+            register.created(sandbox.id)
+            register.released(before)
         check, first = _timed(lambda: self.provider.run(sandbox, marker_check_code(), {}, self.timeouts["ready"]))
         if sandbox.facts:
             self.out["sandbox"] = {**self.out.get("sandbox", {}), **sandbox.facts}
@@ -292,7 +296,7 @@ def measure_resume(provider: Provider, spec: SandboxSpec, snippet: Snippet, env:
         sandbox = sample.set_up(spec, retries, backoff_s, register, reuse)
         sample.write_marker(sandbox, token)
         sample.pause(sandbox)
-        sample.resume(sandbox, token)
+        sample.resume(sandbox, token, register)
         sample.run(sandbox)
     except ProviderError as exc:
         sample.fail(sample.phase, exc)

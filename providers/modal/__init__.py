@@ -22,6 +22,8 @@ class ModalSettings(ProviderSettings):
     sandbox_timeout: StrictInt = Field(1800, gt=0, le=86400, description="the sandbox's own lifetime (s)")
     # how often create checks whether Modal scheduled the sandbox (the SDK's own poll is 500 ms)
     scheduling_poll_ms: StrictInt = Field(25, ge=5, le=500)
+    snapshot_timeout_s: StrictInt = Field(120, gt=0, le=3600, description="resume scenario: bound on the "
+                                          "filesystem snapshot and on the sandbox started from it (s)")
 
     @field_validator("python", mode="before")
     @classmethod

@@ -91,10 +91,17 @@ class ModalProvider(Provider):
 
     # --- the protocol -----------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> Sandbox:
-        app = self._ensure_app()
         prebuilt = self.settings.warm == "image"
         # cold: a fresh definition per create, resolved by Modal inside create (that is what cold means here)
         image = self._prebuilt_image() if prebuilt else modal.Image.debian_slim(python_version=self.settings.python)
+        sb, facts = self._start(image, spec.labels, spec.timeout_s)
+        facts["image"] = "prebuilt" if prebuilt else "definition"
+        # a pre-built image is still a cold container start: warm stays None, the facts say prebuilt
+        return Sandbox(id=sb.object_id, handle=sb, warm=None, facts=facts, info={"labels": dict(spec.labels)})
+
+    def _start(self, image: Any, labels: Mapping[str, str], timeout_s: float) -> tuple[Any, dict[str, Any]]:
+        """Sandbox.create from ``image`` and wait until Modal's readiness probe passes."""
+        app = self._ensure_app()
         options = {k: getattr(self.settings, k) for k in ("region", "cpu", "memory") if getattr(self.settings, k)}
         # The probe is Modal's own readiness signal: its worker runs `true` in the container every
         # scheduling_poll_ms until it succeeds, and wait_until_ready returns when it has
@@ -105,24 +112,22 @@ class ModalProvider(Provider):
         async def create_until_ready() -> Any:
             # env vars go per exec, never at create: the sandbox stays the same whatever a snippet gets
             made.append(await modal.Sandbox.create.aio(
-                app=app, image=image, tags=dict(spec.labels), timeout=self.settings.sandbox_timeout,
+                app=app, image=image, tags=dict(labels), timeout=self.settings.sandbox_timeout,
                 readiness_probe=probe, **options))
             accepted_at.append(time.perf_counter())
-            await made[0].wait_until_ready.aio(timeout=max(1, math.ceil(spec.timeout_s)))
+            await made[0].wait_until_ready.aio(timeout=max(1, math.ceil(timeout_s)))
             return made[0]
 
         retries_before, start = RETRIES.count, time.perf_counter()
         try:
-            sb = self._bounded("create", spec.timeout_s, create_until_ready)
+            sb = self._bounded("create", timeout_s, create_until_ready)
         except BaseException:
             if made:  # created but never usable in time (or interrupted): end it rather than leave it running
                 self._terminate_quietly(made[0])
             raise
         # accepted_ms: when Sandbox.create returned (Modal accepted the request), a plain fact beside the phase
-        facts = {"image": "prebuilt" if prebuilt else "definition", "sdk_attempts": 1 + RETRIES.count - retries_before,
-                 "accepted_ms": round(1000 * (accepted_at[0] - start), 1)}
-        # a pre-built image is still a cold container start: warm stays None, the facts say prebuilt
-        return Sandbox(id=sb.object_id, handle=sb, warm=None, facts=facts)
+        return sb, {"sdk_attempts": 1 + RETRIES.count - retries_before,
+                    "accepted_ms": round(1000 * (accepted_at[0] - start), 1)}
 
     def _bounded(self, what: str, timeout_s: float, make: Callable[[], Awaitable[T]]) -> T:
         """Run an SDK coroutine with a deadline (the SDK's own create waits up to 21 minutes)."""
@@ -158,11 +163,30 @@ class ModalProvider(Provider):
         # wait=True: return only once Modal reports the sandbox has exited
         self.call("destroy", sandbox.handle.terminate, wait=True)
 
+    # --- pause and resume: the public snapshot_filesystem path, its own kind ------------------------
+    # Modal's public API has no pause (pause and memory snapshots are _experimental_). What it offers:
+    # snapshot_filesystem() -> an image, and a new sandbox from that image. So "pause" here is the
+    # snapshot plus terminating the original (nothing left running), and "resume" a cold boot of a
+    # copy: a new sandbox, new id, the files kept, memory not. Samples say so (resume_kind).
     def pause_support(self) -> str | None:
-        # Modal's public API has no pause: snapshot_filesystem() then a new sandbox from that image is
-        # a cold boot of a copy (its own kind, not yet offered); pause/memory snapshots are _experimental_.
-        return ("modal: no public pause/resume (only snapshot_filesystem -> a new sandbox from the image, a cold "
-                "boot of a copy, not offered yet; memory snapshots and pause are _experimental_ only)")
+        return None
+
+    def pause(self, sandbox: Sandbox) -> None:
+        image = self.call("pause", sandbox.handle.snapshot_filesystem, timeout=self.settings.snapshot_timeout_s)
+        self.call("pause", sandbox.handle.terminate, wait=True)
+        sandbox.info["snapshot_image"] = image
+        sandbox.facts.update(pause_kind="snapshot_filesystem, then terminate (Modal has no public pause)",
+                             snapshot_image=image.object_id)
+
+    def resume(self, sandbox: Sandbox) -> None:
+        image = sandbox.info.get("snapshot_image")
+        if image is None:
+            raise ProviderError("provider_error", "modal resume: no filesystem snapshot to start from")
+        sb, facts = self._start(image, sandbox.info.get("labels", {}), self.settings.snapshot_timeout_s)
+        sandbox.facts.update(resume_kind="modal snapshot_filesystem -> new sandbox from the image (a cold boot of "
+                                         "a copy: files kept, memory not; not a resume of the same sandbox)",
+                             resume_from=sandbox.id, resume_sdk_attempts=facts["sdk_attempts"])
+        sandbox.id, sandbox.handle = sb.object_id, sb
 
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
         # Scoped to the configured App: Modal deprecates environment-wide listing. Sandboxes left

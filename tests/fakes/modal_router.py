@@ -66,16 +66,27 @@ class CommandRouter(TaskCommandRouterBase):
         if time.perf_counter() < sb.ready_at:  # the container is still starting: the exec waits for it
             await asyncio.sleep(sb.ready_at - time.perf_counter())
         if req.exec_id not in sb.execs:  # the SDK may resend a start with the same id
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": sb.home,
                    **{k: v for s in req.secret_sources if s.HasField("env") for k, v in s.env.contents.items()}}
             argv = [sys.executable if req.command_args[0] == "python" else req.command_args[0],
                     *req.command_args[1:]]
-            proc = await asyncio.create_subprocess_exec(*argv, env=env, stdin=asyncio.subprocess.DEVNULL,
+            proc = await asyncio.create_subprocess_exec(*argv, env=env, cwd=sb.home, stdin=asyncio.subprocess.DEVNULL,
                                                         stdout=asyncio.subprocess.PIPE,
                                                         stderr=asyncio.subprocess.PIPE)
             ex = sb.execs[req.exec_id] = FakeExec(proc)
             asyncio.ensure_future(self._run(ex, req.timeout_secs or None))
         await stream.send_message(sr_pb2.TaskExecStartResponse())
+
+    async def TaskSnapshotFilesystem(self, stream: Any) -> None:
+        """snapshot_filesystem: the sandbox's files copied into a new image, ``snapshot_ms`` after the request."""
+        req = await self.fake.enter("TaskSnapshotFilesystem", stream)
+        arrived = time.perf_counter()
+        sb = self.fake.by_task(req.task_id)
+        image_id = self.fake.snapshot(sb)
+        wait = arrived + self.fake.snapshot_ms / 1000 - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await stream.send_message(sr_pb2.TaskSnapshotFilesystemResponse(image_id=image_id))
 
     async def _run(self, ex: FakeExec, timeout: float | None) -> None:
         try:

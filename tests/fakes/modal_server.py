@@ -17,8 +17,12 @@ exactly ``boot_ms`` after it. ``SandboxTerminateV2`` ends it; a terminated or ki
 NOT_FOUND on the router and a terminated result on ``SandboxWaitV2``. ``SandboxListV2`` pages by
 ``before_timestamp`` (newest first, ``page_size`` per page), as the SDK expects. Injected faults
 answer a gRPC status; RESOURCE_EXHAUSTED carries Modal's ``RPCRetryPolicy(retry_after_secs)``
-detail, the wire form of a Retry-After. Execs run ``python -c`` as local processes. Paused states
-are not modelled: Modal has them only as ``_experimental_`` calls, which the farm does not use.
+detail, the wire form of a Retry-After. Execs run ``python -c`` as local processes, in a folder of
+their sandbox's own (HOME and working directory). ``snapshot_filesystem`` (the router's
+``TaskSnapshotFilesystem``) copies that folder into a new image, answered ``snapshot_ms`` after the
+request; a sandbox created from that image starts with the copy (``lose_snapshot_files``: without
+it). Paused states are not modelled: Modal has them only as ``_experimental_`` calls, which the
+farm does not use.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import base64
 import itertools
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -75,6 +81,7 @@ class FakeSandbox:
     task_id: str
     ended: bool = False
     execs: dict[str, FakeExec] = field(default_factory=dict)
+    home: str = ""           # the sandbox's own folder: HOME and working directory of its execs
 
 
 class FakeModal:
@@ -87,6 +94,10 @@ class FakeModal:
         self.page_size = 100
         self.apps: dict[str, str] = {}
         self.images: set[str] = {"im-prebuilt0001"}
+        self.snapshot_files: dict[str, str] = {}  # image id -> the folder a snapshot_filesystem copied
+        self.snapshot_ms = 0
+        self.lose_snapshot_files = False  # a snapshot that kept nothing of the sandbox's files
+        self.root = tempfile.mkdtemp(prefix="fake-modal-")
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.faults: dict[str, list[Fault]] = {}
         self.stalls: dict[str, float] = {}
@@ -173,6 +184,7 @@ class FakeModal:
         asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(30)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     # --- helpers for the handlers ---------------------------------------------------------------
     async def enter(self, method: str, stream: Any) -> Any:
@@ -200,8 +212,28 @@ class FakeModal:
             n = next(self._ids)
             sb = FakeSandbox(f"sb-fake{n:06d}", app_id, dict(tags), image_id, timeout_secs, now,
                              now + boot / 2000, now + boot / 1000, time.time(), f"ta-fake{n:06d}")
+            sb.home = os.path.join(self.root, sb.id)
+            source = self.snapshot_files.get(image_id)
             self.sandboxes[sb.id] = sb
+        if source is not None:  # a sandbox from a filesystem snapshot starts with the copied files
+            shutil.copytree(source, sb.home)
+        else:
+            os.makedirs(sb.home)
         return sb
+
+    def snapshot(self, sb: FakeSandbox) -> str:
+        """Copy the sandbox's folder into a new image (what snapshot_filesystem makes)."""
+        with self.lock:
+            image_id = f"im-snap{next(self._ids):06d}"
+        dest = os.path.join(self.root, image_id)
+        if self.lose_snapshot_files:
+            os.makedirs(dest)
+        else:
+            shutil.copytree(sb.home, dest)
+        with self.lock:
+            self.snapshot_files[image_id] = dest
+            self.images.add(image_id)
+        return image_id
 
     def sandbox(self, sandbox_id: str) -> FakeSandbox:
         with self.lock:
