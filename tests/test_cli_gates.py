@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from farm.phases import PHASE_ORDER
 from tests.harness import farm_cli
 
 BOOM = '# /// farm\n# name = "boom"\n# ///\nimport sys\nsys.exit("always fails")\n'
@@ -58,7 +59,7 @@ def test_bad_gates_are_refused_in_one_line_before_anything_runs(workdir):
     bad = farm_cli("run", "--snippets", "nap", "-n", "1", "--fail-on", "p95:ttx>2s", cwd=workdir)
     assert bad.returncode == 2
     assert bad.stderr.strip() == ("farm: gate 'p95:ttx>2s': unknown phase 'ttx': did you mean 'tti'? phases: "
-                                  "queue, claim, create, ready, tti, setup, run, destroy, total, internal.NAME")
+                                  f"{', '.join(PHASE_ORDER)}, internal.NAME")
     assert not (workdir / ".farm").exists()  # refused before the embedded Redis was started
     wrong = farm_cli("compare", "a", "b", "--fail-on", "p95:tti>2s", cwd=workdir)
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
