@@ -192,7 +192,9 @@ def schedules_cmd(ctx: click.Context) -> None:
     for name, s, nxt in rows:
         trigger = f"cron '{s.cron}' {s.timezone}" if s.cron else f"every {s.every_s:g} s"
         what = "sweep" if s.kind == "sweep" else \
-            f"{','.join(s.providers or config.plan.providers)} × {','.join(s.snippets or config.plan.snippets)}"
+            f"{','.join(s.providers or config.plan.providers)} × {','.join(s.snippets or config.plan.snippets)}" + \
+            ("" if (s.scenarios or config.plan.scenarios) == ["cold"] else
+             f" × {','.join(s.scenarios or config.plan.scenarios)}")
         gated = f"  fail on {', '.join(s.fail_on)}" if s.fail_on else ""
         click.echo(f"{name:16} {s.kind:5} {trigger:34} next {nxt.isoformat(timespec='seconds')}  {what}{gated}")
 

@@ -120,3 +120,27 @@ def test_likeness_separates_runs_by_their_scenarios_and_old_manifests_are_cold()
     assert likeness.settings_digest(cold) != likeness.settings_digest(both)
     diffs = likeness.differences(likeness.describe(cold), likeness.describe(both))
     assert diffs == ['plan.scenarios: ["cold"] → ["cold", "resume"]']
+
+
+def test_farm_schedules_shows_a_schedules_scenarios_and_fire_runs_them(tmp_path):
+    from tests.harness import farm_cli
+
+    (tmp_path / "config.yml").write_text(
+        "schedules:\n  nightly:\n    cron: '0 2 * * *'\n    providers: [sim]\n    snippets: [hello]\n"
+        "    scenarios: [cold, resume]\n  plain:\n    cron: '0 3 * * *'\n    providers: [sim]\n    snippets: [hello]\n")
+    out = farm_cli("schedules", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line for line in out.stdout.splitlines()}
+    assert lines["nightly"].endswith("sim × hello × cold,resume")
+    assert lines["plain"].endswith("sim × hello")  # cold only: shown as before scenarios
+
+
+def test_a_schedule_fires_a_run_with_its_scenarios(farm):
+    from farm.beat import fire
+
+    config = parse_config({"schedules": {"n": {"every_s": 60, "providers": ["sim"], "snippets": ["hello"],
+                                               "scenarios": ["resume"], "repetitions": 1, "warmup": 0}}})
+    fired = fire(farm.store, farm.scheduler, config, "n")
+    assert fired.run_id
+    manifest = Manifest.from_dict(farm.store.manifest(fired.run_id))
+    assert manifest.plan.scenarios == ("resume",) and manifest.plan.total == 1
