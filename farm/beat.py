@@ -72,6 +72,7 @@ class Fired:
     schedule: str
     run_id: str | None = None
     swept: int | None = None
+    published: int | None = None  # pages written by a kind: publish schedule
     skipped: str = ""
 
 
@@ -82,6 +83,13 @@ def fire(store: Store, scheduler: Scheduler, config: FarmConfig, name: str, now:
     ttl = int(max(schedule.every_s or 60, 60) * 3)
     if not store.take_schedule_guard(name, period_key(schedule, now), ttl):
         return Fired(name, skipped="this period already fired")
+    if schedule.kind == "publish":
+        from farm.publish import publish
+
+        result = publish(store, config, schedule.out or "", since_s=schedule.since_days * 86400,
+                         schedule=schedule.source, stale_after_s=schedule.stale_after_h * 3600,
+                         reports=schedule.reports)
+        return Fired(name, published=result.pages)
     if schedule.kind == "sweep":
         from farm.ops import sweep
 
@@ -125,6 +133,8 @@ class FarmBeatScheduler(PersistentScheduler):
             fired = fire(ctx["store"], ctx["scheduler"], ctx["config"], entry.args[0])
             if fired.run_id:
                 log.info("schedule %s started run %s", fired.schedule, fired.run_id)
+            elif fired.published is not None:
+                log.info("schedule %s published %d pages", fired.schedule, fired.published)
             elif fired.swept is not None:
                 log.info("schedule %s swept %d sandboxes", fired.schedule, fired.swept)
             else:

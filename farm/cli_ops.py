@@ -191,12 +191,12 @@ def schedules_cmd(ctx: click.Context) -> None:
         click.echo("no schedules: add a 'schedules:' section to config.yml")
     for name, s, nxt in rows:
         trigger = f"cron '{s.cron}' {s.timezone}" if s.cron else f"every {s.every_s:g} s"
-        what = "sweep" if s.kind == "sweep" else \
+        what = "sweep" if s.kind == "sweep" else f"site → {s.out}" if s.kind == "publish" else \
             f"{','.join(s.providers or config.plan.providers)} × {','.join(s.snippets or config.plan.snippets)}" + \
             ("" if (s.scenarios or config.plan.scenarios) == ["cold"] else
              f" × {','.join(s.scenarios or config.plan.scenarios)}")
         gated = f"  fail on {', '.join(s.fail_on)}" if s.fail_on else ""
-        click.echo(f"{name:16} {s.kind:5} {trigger:34} next {nxt.isoformat(timespec='seconds')}  {what}{gated}")
+        click.echo(f"{name:16} {s.kind:7} {trigger:34} next {nxt.isoformat(timespec='seconds')}  {what}{gated}")
 
 
 @click.command("init")

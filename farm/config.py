@@ -143,9 +143,9 @@ class Pricing(Strict):
 
 
 class Schedule(Strict):
-    """A named schedule: a benchmark run (or a sweep) fired by `farm beat`."""
+    """A named schedule: a benchmark run (or a sweep, or a site rebuild) fired by `farm beat`."""
 
-    kind: Literal["run", "sweep"] = "run"
+    kind: Literal["run", "sweep", "publish"] = "run"
     cron: str | None = Field(None, description="crontab 'minute hour day-of-month month day-of-week'")
     every_s: float | None = Field(None, ge=1, le=366 * 86400, description="fixed interval instead of cron")
     timezone: str = "UTC"
@@ -157,6 +157,11 @@ class Schedule(Strict):
     concurrency: int | None = Field(None, ge=1, le=1024)
     fail_on: list[str] = Field(default_factory=list, description="CI gates recorded with each run it starts "
                                "(the --fail-on syntax); farm report exits 5 when one is breached")
+    out: str | None = Field(None, description="kind: publish: the site's folder (relative: to beat's working folder)")
+    source: str | None = Field(None, description="kind: publish: only this schedule's runs (default: every schedule)")
+    since_days: float = Field(90, gt=0, le=3660, description="kind: publish: scheduled runs this recent")
+    stale_after_h: float = Field(36, gt=0, le=24 * 366, description="kind: publish: flag the site stale after")
+    reports: int = Field(30, ge=0, le=10_000, description="kind: publish: newest run reports published")
 
     @field_validator("fail_on")
     @classmethod
@@ -177,8 +182,10 @@ class Schedule(Strict):
     def _one_trigger(self) -> "Schedule":
         if (self.cron is None) == (self.every_s is None):
             raise ValueError("give exactly one of cron or every_s")
-        if self.kind == "sweep" and self.fail_on:
-            raise ValueError("a sweep has no results to gate: fail_on belongs to kind: run")
+        if self.kind in ("sweep", "publish") and self.fail_on:
+            raise ValueError(f"a {self.kind} has no results to gate: fail_on belongs to kind: run")
+        if self.kind == "publish" and not self.out:
+            raise ValueError("kind: publish needs out: the folder to write the site into")
         if self.cron is not None:
             from farm import cron
 

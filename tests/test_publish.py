@@ -178,3 +178,26 @@ def test_every_page_loads_in_headless_chromium(history, tmp_path):
         (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)
         (REPO / "docs" / "img" / "site-leaderboard.png").write_bytes(shots["index.html"])
         (REPO / "docs" / "img" / "site-trend.png").write_bytes(shots["local--hello--cold.html"])
+
+
+def test_publish_schedule_rebuilds_the_site_once_per_period(history, tmp_path):
+    """A `kind: publish` schedule fired by beat's own fire(): the site is written; the same period
+    does not fire twice; a publish schedule without `out`, or with gates, is a config error."""
+    from farm.beat import fire
+    from farm.config import parse_config
+    from farm.errors import ConfigError
+
+    farm, _ = history
+    config = parse_config({"schedules": {"site": {"kind": "publish", "cron": "30 4 * * *", "out": str(tmp_path / "www"),
+                                                  "source": "nightly", "reports": 2, "stale_after_h": 48}}})
+    fired = fire(farm.store, farm.scheduler, config, "site", now=1_900_000_000.0)
+    assert fired.published and fired.run_id is None
+    index = json.loads((tmp_path / "www" / "data" / "index.json").read_text())
+    assert index["schedule"] == "nightly" and index["stale_after_s"] == 48 * 3600 and len(index["runs"]) == 42
+    assert len(list((tmp_path / "www" / "runs").iterdir())) == 2
+    assert fire(farm.store, farm.scheduler, config, "site", now=1_900_000_010.0).skipped  # same minute
+    with pytest.raises(ConfigError, match="kind: publish needs out"):
+        parse_config({"schedules": {"site": {"kind": "publish", "cron": "30 4 * * *"}}})
+    with pytest.raises(ConfigError, match="a publish has no results to gate"):
+        parse_config({"schedules": {"site": {"kind": "publish", "cron": "30 4 * * *", "out": "x",
+                                             "fail_on": ["error-rate>5%"]}}})

@@ -23,8 +23,8 @@ table{border-collapse:collapse;font-size:12.5px;margin:4px 0 10px}th,td{padding:
 text-align:right;white-space:nowrap}th{background:#f6f6f6}td.l,th.l{text-align:left}.tie{color:#8a5a00}
 svg text{font:11px system-ui,sans-serif;fill:#333}.grid{stroke:#eee}.ci{stroke:#9ecae1;stroke-width:2;fill:none}
 .p50{fill:none;stroke:#1f77b4;stroke-width:1.2}.p95{fill:none;stroke:#d62728;stroke-width:1;stroke-dasharray:3 2}
-circle{fill:#1f77b4}a circle{fill:#08306b}.changepoint{stroke:#d62728;stroke-width:1.5}text.changepoint{fill:#d62728;
-font-weight:600}.settings{stroke:#7f7f7f;stroke-dasharray:4 3}text.settings{fill:#555}
+circle{fill:#1f77b4}a circle{fill:#08306b}line.changepoint{stroke:#d62728;stroke-width:1.5}text.changepoint{fill:#d62728;
+font-weight:600}line.settings{stroke:#7f7f7f;stroke-dasharray:4 3}text.settings{fill:#555}
 figure{margin:8px 0;border:1px solid #e4e4e4;border-radius:6px;padding:6px 8px;overflow-x:auto}
 figcaption{font-weight:600;font-size:13px}ul.cps{margin:2px 0 0 0;font-size:12.5px}
 """
