@@ -3,8 +3,9 @@
 A local sandbox normally starts a fresh, confined interpreter per execution (under bubblewrap
 even its /tmp and HOME are new each time), so nothing it holds could survive a pause. For the
 resume baseline the sandbox gets one long-lived interpreter, started with the same confinement
-(providers/confine.py), that executes every later command sent to it over a pipe: the marker the
-resume scenario writes lives in *its* HOME, and is still there only if the interpreter survived.
+(providers/confine.py), that runs every later command sent to it over a pipe, each in a forked
+child of itself: the marker the resume scenario writes lives in *its* HOME (its private /tmp under
+bubblewrap), and is still there only if the interpreter survived.
 
 Pausing stops every process of that interpreter's tree with SIGSTOP (bubblewrap puts the
 interpreter in a session of its own, so the tree, not one process group, is signalled) and
@@ -65,30 +66,52 @@ class Resident:
 
     POLL_FIRST_S = 0.0002
     POLL_MAX_S = 0.001
-    # Reads length-prefixed code from stdin, runs it with stdout/stderr captured and answers with
-    # length-prefixed JSON on the original stdout. SystemExit is an exit code, not the end.
+    # Reads length-prefixed JSON requests from its stdin and answers length-prefixed JSON on its
+    # stdout, through copies of those descriptors; fds 0-2 then point at /dev/null, so nothing a
+    # command does can touch the protocol. Each command runs in a forked child (its stdout/stderr
+    # in files, stdin /dev/null): the state lives in this interpreter and its HOME, a command that
+    # exits, crashes or calls os._exit ends only its child, and its exit code is the child's.
     CODE = (
-        "import contextlib, io, json, os, struct, sys, traceback\n"
-        "inp, out = sys.stdin.buffer, os.fdopen(os.dup(1), 'wb')\n"
+        "import json, os, struct, sys, tempfile, traceback\n"
+        "inp, out = os.fdopen(os.dup(0), 'rb'), os.fdopen(os.dup(1), 'wb')\n"
+        "null = os.open(os.devnull, os.O_RDWR)\n"
+        "for fd in (0, 1, 2):\n"
+        "    os.dup2(null, fd)\n"
         "while True:\n"
         "    head = inp.read(8)\n"
         "    if len(head) < 8:\n"
         "        break\n"
         "    req = json.loads(inp.read(struct.unpack('<Q', head)[0]))\n"
-        "    o, e, rc = io.StringIO(), io.StringIO(), 0\n"
-        "    saved = dict(os.environ)\n"
-        "    os.environ.update(req['env'])\n"
-        "    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):\n"
+        "    o, e = tempfile.TemporaryFile(), tempfile.TemporaryFile()\n"
+        "    sys.stdout.flush()\n"
+        "    sys.stderr.flush()\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        inp.close()\n"
+        "        out.close()\n"
+        "        os.dup2(o.fileno(), 1)\n"
+        "        os.dup2(e.fileno(), 2)\n"
+        "        os.environ.update(req['env'])\n"
+        "        rc = 0\n"
         "        try:\n"
         "            exec(compile(req['code'], '<farm>', 'exec'), {'__name__': '__main__'})\n"
         "        except SystemExit as x:\n"
         "            rc = x.code if isinstance(x.code, int) else (0 if x.code is None else 1)\n"
+        "            if not isinstance(x.code, int) and x.code is not None:\n"
+        "                print(x.code, file=sys.stderr)\n"
         "        except BaseException:\n"
         "            traceback.print_exc()\n"
         "            rc = 1\n"
-        "    os.environ.clear()\n"
-        "    os.environ.update(saved)\n"
-        "    data = json.dumps({'rc': rc, 'out': o.getvalue(), 'err': e.getvalue()}).encode()\n"
+        "        sys.stdout.flush()\n"
+        "        sys.stderr.flush()\n"
+        "        os._exit(rc & 0xFF)\n"
+        "    rc = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])\n"
+        "    o.seek(0)\n"
+        "    e.seek(0)\n"
+        "    data = json.dumps({'rc': rc, 'out': o.read().decode('utf-8', 'replace'),\n"
+        "                       'err': e.read().decode('utf-8', 'replace')}).encode()\n"
+        "    o.close()\n"
+        "    e.close()\n"
         "    out.write(struct.pack('<Q', len(data)) + data)\n"
         "    out.flush()\n")
 

@@ -144,3 +144,23 @@ def test_local_interpreter_killed_during_the_pause_is_state_lost():
         assert err.value.error_class == "state_lost"
     finally:
         provider.destroy(sandbox)
+
+
+def test_local_long_lived_interpreter_survives_hostile_commands():
+    from providers.local import LocalProvider
+
+    provider = LocalProvider({})
+    sandbox = provider.create(SPEC)
+    try:
+        provider.prepare_pause(sandbox)
+        hostile = ("import os, sys\nos.write(1, b'\\x00' * 9)\nprint(sys.stdin.read() == '', flush=True)\n"
+                   "os.write(2, b'to fd 2')\nos._exit(3)\n")
+        got = provider.run(sandbox, hostile, {}, 30)
+        assert got.exit_code == 3 and "True" in got.stdout and "to fd 2" in got.stderr
+        assert provider.run(sandbox, "raise SystemExit('bye')", {}, 30).exit_code == 1
+        assert provider.run(sandbox, "import os\nprint(os.environ['K'])", {"K": "v"}, 30).stdout.strip() == "v"
+        assert provider.run(sandbox, "import os\nprint(os.environ.get('K'))", {}, 30).stdout.strip() == "None"
+        after = provider.run(sandbox, "print('still here')", {}, 30)
+        assert after.ok and after.stdout.strip() == "still here"
+    finally:
+        provider.destroy(sandbox)
