@@ -260,6 +260,9 @@ class ModalProvider(Provider):
                                   "counted per sample in sandbox.sdk_attempts",
                 "throttle_wait_s": os.environ.get("MODAL_MAX_THROTTLE_WAIT"),
                 "leak_bound": f"sandbox timeout {s.sandbox_timeout} s (Modal ends the sandbox)",
+                "pause_resume": "its own kind, not a resume: pause = snapshot_filesystem then terminate(wait=True); "
+                                "resume = a new sandbox from the snapshot image until its readiness probe passes "
+                                "(a cold boot of a copy: files kept, memory not); Modal's pause is _experimental_",
             },
         }
 
