@@ -23,7 +23,7 @@ from tests.netns import netns_unavailable
 _why_not = netns_unavailable()
 pytestmark = pytest.mark.skipif(_why_not is not None, reason=f"partition tests skipped: {_why_not}")
 
-NAP = '# /// farm\n# name = "nap"\n# ///\nimport time\ntime.sleep(0.4)\n'
+NAP = '# /// farm\n# name = "nap"\n# ///\nimport time\ntime.sleep(1.0)\n'
 
 
 class NetFarm:
@@ -158,11 +158,11 @@ def test_partition_healed_mid_run_every_sample_once_and_no_sandbox_left(tmp_path
             assert farm.store.interrupted(run_id) == {}
             assert _leftover_dirs(root) == []
 
-            # And it works again: a second run gets samples from both hosts.
-            again = farm.start_run(_snippets()[:1], repetitions=30)
-            farm.follow(again, timeout=300)
-            hosts = {s["worker"].split(":")[0] for s in _assert_exactly_once(farm, again, planned=30)}
-            assert "hosta" in hosts, hosts
+            # And it works again: it takes tasks of a new run (however long its connections take to
+            # retransmit, at most TCP's 120 s cap after the heal).
+            again = farm.start_run(_snippets()[:1], repetitions=400)
+            wait_until(lambda: any(s["worker"].startswith("hosta:") for s in farm.store.samples(again)), 300,
+                       "hosta to commit a sample of a new run")
         finally:
             farm.close()
 
