@@ -12,6 +12,11 @@ Delivery policy, and why:
   sits reserved behind a long sample or stranded in a dead worker's buffer.
 - ``task_reject_on_worker_lost``: a child killed by the hard time limit or the OOM killer puts the
   message back instead of acking it as failed.
+- ``broker_channel_error_retry``: Redis full (maxmemory, noeviction) refuses the write kombu makes
+  when it takes a message (a ResponseError, a "channel" error): the consumer restarts and retries
+  instead of the worker's main process exiting with "Unrecoverable error" (farm/worker_consumer.py
+  spaces the restarts out). The message it had popped is re-sent by the reconciler (a lost
+  message, farm/reconcile.py).
 The visibility timeout must agree across every process, so it is set here, in all three places.
 """
 
@@ -55,6 +60,8 @@ def make_app(redis_url: str) -> Celery:
         result_backend_transport_options=transport,
         visibility_timeout=transport["visibility_timeout"],
         broker_connection_retry_on_startup=True,
+        broker_channel_error_retry=True,
+        worker_consumer="farm.worker_consumer:Consumer",
         task_ignore_result=True,          # samples go to the farm's own keys, not Celery results
         task_acks_late=True,
         task_reject_on_worker_lost=True,

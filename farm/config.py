@@ -69,6 +69,9 @@ class Defaults(Strict):
                                 "no longer queued (its worker died holding it)")
     sweep_grace_s: float = Field(60, ge=0, le=WEEK_S, description="farm sweep deletes a sandbox of a live run "
                                  "only this long after its attempt was first seen dead (lease lapsed)")
+    stall_after_s: float | None = Field(None, gt=0, le=WEEK_S, description="farm run/watch report the run "
+                                        "stalled (exit 6) after this long with no sample committed; default: "
+                                        "a sample's hard time limit + its lease + lost_after_s + 60 s")
     seed: int | None = None
     timeouts: Timeouts = Timeouts()
 

@@ -1,7 +1,7 @@
 """User-facing errors: one line, an exit code, no traceback.
 
 Exit codes (README, Commands): 1 a farm error, 2 configuration or flags, 3 Redis, 4 ``farm compare``
-compared nothing, 5 a ``--fail-on`` gate was breached, 130 interrupted.
+compared nothing, 5 a ``--fail-on`` gate was breached, 6 a followed run stalled, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -35,3 +35,10 @@ class GateBreach(FarmError):
     """A ``--fail-on`` gate failed (farm/gates.py): the results were printed, the reason is one line."""
 
     exit_code = 5
+
+
+class Stalled(FarmError):
+    """``farm run``/``farm watch``: the followed run committed nothing for the stall bound
+    (farm/stall.py); the message names the reason. The run is kept."""
+
+    exit_code = 6

@@ -22,6 +22,7 @@ from farm.redact import redact
 from farm.document import Document
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
+from farm.stall import StallWatch, stall_bound_s
 from farm.worker_check import MissingWorkers
 from farm.manifest import new_run_id
 from farm.scenarios import DEFAULT as DEFAULT_SCENARIO
@@ -78,21 +79,30 @@ def connect(config: FarmConfig, config_path: str | None = None, read_only: bool 
 def follow(store: Store, scheduler: Scheduler, run_id: str,
            on_progress: Callable[[RunStatus], None] | None = None, every_s: float = 0.5,
            embedded: EmbeddedFarm | None = None, owner: str = "farm-run",
-           on_notice: Callable[[str], None] | None = None) -> RunStatus:
+           on_notice: Callable[[str], None] | None = None, stall_after_s: float | None = None) -> RunStatus:
     """Follow the run until it finishes, reconciling orphans and topping up queues as it goes: each
     tick reads the status and then blocks on the run's ``finished`` stream, so the finish is seen
     when it happens, not up to a tick later.
     A Redis restart is ridden out: the loop reconnects for up to ``REDIS_PATIENCE_S``. Without
-    local workers, ``on_notice`` hears about planned providers that no live worker serves."""
+    local workers, ``on_notice`` hears about planned providers that no live worker serves. Never
+    waits forever: no sample committed for the stall bound raises Stalled (farm/stall.py)."""
     outage_since: float | None = None
+    manifest = scheduler.manifest(run_id)
     missing = None
     if embedded is None and on_notice is not None:
-        missing = MissingWorkers(store, store.manifest(run_id)["plan"]["providers"])
+        missing = MissingWorkers(store, manifest.plan.providers)
+    stall = StallWatch(store, run_id, manifest.plan.providers, stall_bound_s(stall_after_s, manifest),
+                       local_workers=embedded is not None)
     while True:
+        full = False
         try:
             status = store.status(run_id)
             if status.state != "finished":
-                scheduler.reconcile_active(owner=owner, every_ms=int(every_s * 2000))
+                try:
+                    scheduler.reconcile_active(owner=owner, every_ms=int(every_s * 2000))
+                except RedisFull:  # workers hold their samples until there is room; the stall bound applies
+                    full = True
+                full = full or store.memory_full()
             outage_since = None
         except TRANSIENT_ERRORS as exc:
             outage_since = outage_since or time.monotonic()
@@ -107,9 +117,11 @@ def follow(store: Store, scheduler: Scheduler, run_id: str,
             return status
         if embedded is not None:
             embedded.check_alive()
-        notice = missing.notice() if missing is not None else None
-        if notice:
-            on_notice(notice)  # type: ignore[misc]
+        notice = stall.observe(status.done, full)
+        if notice is None and missing is not None:
+            notice = missing.notice()
+        if notice and on_notice is not None:
+            on_notice(notice)
         try:  # the tick's wait, cut short by the finish itself
             store.wait_finished(run_id, every_s)
         except TRANSIENT_ERRORS:
@@ -127,7 +139,8 @@ def _follow_to_end(store: Store, scheduler: Scheduler, run_id: str, embedded: Em
                    every_s: float, config: FarmConfig | None = None,
                    on_notice: Callable[[str], None] | None = None) -> Document:
     try:
-        follow(store, scheduler, run_id, on_progress, every_s, embedded, on_notice=on_notice)
+        follow(store, scheduler, run_id, on_progress, every_s, embedded, on_notice=on_notice,
+               stall_after_s=config.defaults.stall_after_s if config is not None else None)
     except KeyboardInterrupt:
         where = ("its samples are kept; `farm watch {id}` restarts local workers and carries on"
                  if embedded else "it goes on on the workers; `farm watch {id}` re-attaches")
@@ -205,11 +218,12 @@ def watch(config: FarmConfig, run_id: str, on_progress: Callable[[RunStatus], No
         app = make_app(url)
         scheduler = Scheduler(store, app)
         try:
-            manifest = scheduler.manifest(run_id)
-            if embedded is not None and store.status(run_id).state != "finished":
-                embedded.start_workers(store, manifest.plan.providers, manifest.concurrency, preflight=False)
-            if on_attached:
-                on_attached(store, run_id)
-            return _follow_to_end(store, scheduler, run_id, embedded, on_progress, every_s, config, on_notice)
+            with redis_edges(store, run_id):
+                manifest = scheduler.manifest(run_id)
+                if embedded is not None and store.status(run_id).state != "finished":
+                    embedded.start_workers(store, manifest.plan.providers, manifest.concurrency, preflight=False)
+                if on_attached:
+                    on_attached(store, run_id)
+                return _follow_to_end(store, scheduler, run_id, embedded, on_progress, every_s, config, on_notice)
         finally:
             app.close()

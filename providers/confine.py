@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from providers.cgroups import JOIN_NAME, Cgroups, detect as detect_cgroups
 from providers.sandbox_etc import sandbox_etc
 
 SANDBOX_UID = SANDBOX_GID = 65534   # inside a user namespace (a farm that is not root)
@@ -154,6 +155,7 @@ class Confinement:
     dirs: tuple[str, ...] = ()  # interpreter directories bound read-only
     read_only_paths: tuple[str, ...] = ()  # providers.local.read_only_paths: more host paths, read-only
     etc: str = "/nonexistent"  # the shared copy of a few /etc files (providers/sandbox_etc.py)
+    cgroups: Cgroups = Cgroups(reason="not checked")  # aggregate per-sample limits (providers/cgroups.py)
 
     @property
     def host_uid(self) -> int:
@@ -171,6 +173,8 @@ class Confinement:
                  "uid": ["own-dir"], "rlimits": ["own-dir"], "root": ["own-dir", "as-root"]}[self.level]
         if self.level in ("bwrap", "uid") and self.host_uid != os.geteuid():
             parts.append("uid-drop")
+        if self.cgroups.version:
+            parts.append(f"cgroup-{self.cgroups.version}")
         parts.append("rlimits")
         parts.append(("network" if self.network else "no-network") if self.level == "bwrap" else "host-network")
         return "+".join(parts)
@@ -180,18 +184,22 @@ class Confinement:
             "confinement": self.describe(), "confinement_level": self.level,
             "sandbox_uid": self.inside_uid, "sandbox_host_uid": "per worker process" if self.host_uid >= UID_BASE
             else self.host_uid, "limits": {**self.limits.__dict__}, "limits_scope": self.limits_scope(),
+            "cgroup": self.cgroups.describe(),
         }
         if self.reason:
             facts["confinement_fallback"] = self.reason
         return facts
 
     def limits_scope(self) -> str:
-        pids = ("pids per sample" if self.pids_applied() else
-                "pids not limited (below bwrap they would count every process of the farm's user)")
         disk = (f"writable space per sample: /tmp {self.limits.disk_mb} MB + /dev/shm {SHM_MB} MB"
                 if self.level == "bwrap" else "disk per file only (file_size_mb)")
-        return (f"{pids}; memory and CPU per process (no cgroup: a sample's total address space is "
-                f"at most pids x memory_mb); {disk}")
+        if self.cgroups.version:
+            return (f"memory_mb and pids per sample (cgroup {self.cgroups.version}: all its processes, its "
+                    f"tmpfs files included); address space, CPU seconds and file size per process; {disk}")
+        pids = ("pids per sample" if self.pids_applied() else
+                "pids not limited (below bwrap they would count every process of the farm's user)")
+        return (f"{pids}; memory and CPU per process (no cgroup: {self.cgroups.reason}; a sample's total "
+                f"address space is at most pids x memory_mb); {disk}")
 
     def pids_applied(self) -> bool:
         """RLIMIT_NPROC counts a uid's processes: per sample only where that uid is the sample's own."""
@@ -293,7 +301,7 @@ class Confinement:
 
 # -- choosing the level ---------------------------------------------------------------------------
 
-TOOLS = ("bwrap", "setpriv", "prlimit")  # their own failures name themselves: "bwrap: ..."
+TOOLS = ("bwrap", "setpriv", "prlimit", JOIN_NAME)  # their own failures name themselves: "bwrap: ..."
 
 
 def confinement_failure(exit_code: int | None, stdout: str, stderr: str) -> str | None:
@@ -328,7 +336,15 @@ def probe(conf: Confinement, root: Path) -> str | None:
 def decide(python: str, limits: Limits, network: bool | None, mode: str, root: Path,
            read_only_paths: tuple[str, ...] = ()) -> Confinement:
     """The strongest level ``mode`` allows on this host, or ConfinementError (one line) when
-    the configured one cannot be had. ``network`` None: off under bwrap, host network below."""
+    the configured one cannot be had. ``network`` None: off under bwrap, host network below.
+    Aggregate limits come from a cgroup per sample wherever the host gives one (any level)."""
+    conf = _decide_level(python, limits, network, mode, root, read_only_paths)
+    conf.cgroups = detect_cgroups(limits.memory_mb, limits.pids)
+    return conf
+
+
+def _decide_level(python: str, limits: Limits, network: bool | None, mode: str, root: Path,
+                  read_only_paths: tuple[str, ...]) -> Confinement:
     dirs, _version = interpreter_dirs(python)
     root_farm = os.geteuid() == 0
     if root_farm and not shutil.which("setpriv"):

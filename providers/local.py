@@ -143,6 +143,7 @@ class LocalProvider(Provider):
         # labels first: a worker killed while the sandbox is prepared leaves a folder `farm sweep` finds
         (box.root / "labels.json").write_text(json.dumps(dict(spec.labels)))
         self.confine.prepare(box)
+        self.confine.cgroups.make(box.root.name)  # aggregate limits for all the sample's processes
         return Sandbox(id=str(box.root), handle=box)
 
     def run(self, sandbox: Sandbox, code: str, env: Mapping[str, str], timeout: float) -> RunResult:
@@ -160,7 +161,7 @@ class LocalProvider(Provider):
         """Untimed set-up: start the sandbox's long-lived interpreter, confined like any execution;
         from now on the sandbox's commands run in it, so what it holds is what a resume must keep."""
         box: Box = sandbox.handle
-        argv = self.confine.argv(box, Resident.CODE, "run")
+        argv = [*self.confine.cgroups.join(box.root.name), *self.confine.argv(box, Resident.CODE, "run")]
         sandbox.info["resident"] = Resident.start(argv, self.confine.cwd(box), self.environment(box, {}))
 
     def pause(self, sandbox: Sandbox) -> None:
@@ -222,7 +223,7 @@ class LocalProvider(Provider):
 
     def _run(self, box: Box, code: str, env: Mapping[str, str], timeout: float, phase: str) -> RunResult:
         out_path, err_path = box.out / "stdout", box.out / "stderr"
-        argv = self.confine.argv(box, code, phase)
+        argv = [*self.confine.cgroups.join(box.root.name), *self.confine.argv(box, code, phase)]
         with out_path.open("wb") as out, err_path.open("wb") as err:
             # own session and process group, so a timeout kills everything the snippet started
             proc = subprocess.Popen(argv, cwd=self.confine.cwd(box), env=self.environment(box, env),
@@ -236,6 +237,8 @@ class LocalProvider(Provider):
             except BaseException:  # soft time limit or shutdown: never leave the process behind
                 self._kill(proc)
                 raise
+            finally:  # whatever left the process group (uid level: setsid daemons) goes too
+                self.confine.cgroups.kill(box.root.name)
         result = RunResult(exit_code=code_, stdout=_tail(out_path), stderr=_tail(err_path))
         failure = confinement_failure(result.exit_code, result.stdout, result.stderr)
         if failure:  # the sandbox never started: its tool's own words, not "exit 1"
@@ -254,6 +257,7 @@ class LocalProvider(Provider):
         resident: Resident | None = sandbox.info.pop("resident", None)
         if resident is not None:
             resident.kill()
+        self.confine.cgroups.remove(sandbox.handle.root.name)
         shutil.rmtree(sandbox.handle.root, ignore_errors=False)
 
     def list_leftovers(self, labels: Mapping[str, str]) -> list[str]:
@@ -271,4 +275,5 @@ class LocalProvider(Provider):
         home = Path(sandbox_id)
         if home.parent != self.root or not home.name.startswith("farm-sbx-"):
             raise ProviderError("not_found", f"{sandbox_id} is not a local farm sandbox")
+        self.confine.cgroups.remove(home.name)
         shutil.rmtree(home, ignore_errors=True)

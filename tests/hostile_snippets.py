@@ -126,6 +126,20 @@ held = sum(b"held" in p.communicate(timeout=120)[0] for p in procs)
 report("memory-3x1.5GB", held > 0, f"{held} of 3 processes got 1.5 GB")
 '''
 
+MEMORY_AGGREGATE = PRELUDE + '''
+# Each process stays under the per-process limit (RLIMIT_AS); together they are far above memory_mb.
+mb = int(os.environ["HOSTILE_MEMORY_MB"]) * 4 // 10
+code = ("import sys\\nb = bytearray(%d << 20)\\nfor i in range(0, len(b), 4096): b[i] = 1\\n"
+        "print('ready', flush=True)\\nsys.stdin.read()" % mb)
+procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL) for _ in range(4)]
+ready = sum(p.stdout.readline().startswith(b"ready") for p in procs)  # all hold their memory until stdin closes
+for p in procs:
+    p.stdin.close()
+    p.wait()
+report("memory-4x0.4-at-once", ready == 4, f"{ready} of 4 processes held {mb} MB at the same time")
+'''
+
 DISK_BOMB = PRELUDE + '''
 def fill(path, limit_mb=1200):
     written = 0
@@ -174,6 +188,9 @@ ATTEMPTS = {  # snippet -> the attempts it must report NOTHING for
     "disk_bomb": ["disk-./bomb", "disk-/dev/shm/bomb", "disk-total"],
     "sockets": ["tcp-127.0.0.1:6379", "dns"],
 }
+# Aggregate limits need a cgroup per sample (a root farm on this host: providers/cgroups.py); a farm
+# without one (non-root, no delegation) is bounded only by pids x memory_mb, as its facts say.
+AGGREGATE_ATTEMPTS = {"memory_aggregate": ["memory-4x0.4-at-once"]}
 SETUP_TRICKS = {  # snippet -> packages it declares (a manifest written by something other than the parser)
     "trick_options": ("--no-index", "{evilpkg}"),
     "trick_url": ("https://example.invalid/evil-1.0-py3-none-any.whl",),
@@ -184,7 +201,8 @@ SETUP_TRICKS = {  # snippet -> packages it declares (a manifest written by somet
 
 def hostile_snippets(evilpkg: str) -> list[Snippet]:
     bodies = {"forge": FORGE, "escape": ESCAPE, "exfiltrate": EXFILTRATE, "fork_bomb": FORK_BOMB,
-              "memory_bomb": MEMORY_BOMB, "disk_bomb": DISK_BOMB, "sockets": SOCKETS}
+              "memory_bomb": MEMORY_BOMB, "disk_bomb": DISK_BOMB, "sockets": SOCKETS,
+              "memory_aggregate": MEMORY_AGGREGATE}
     snippets = [parse_snippet(f'# /// farm\n# name = "{name}"\n# ///\n{body}', f"{name}.py")
                 for name, body in bodies.items()]
     for name, packages in SETUP_TRICKS.items():

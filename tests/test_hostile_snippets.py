@@ -21,7 +21,7 @@ from farm.snippets import parse_snippet
 from farm.errors import ConfigError
 from farm.store import Store
 from tests.harness import Farm, redis_text
-from hostile_snippets import ATTEMPTS, EVIL_SETUP, SETUP_TRICKS, hostile_snippets
+from hostile_snippets import AGGREGATE_ATTEMPTS, ATTEMPTS, EVIL_SETUP, SETUP_TRICKS, hostile_snippets
 
 pytestmark = pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap not installed (CI installs it)")
 
@@ -57,7 +57,7 @@ def hostile_run(tmp_path_factory):
     env = {"HOSTILE_SOCKET": str(data / "redis" / "redis.sock"), "HOSTILE_OUTSIDE": str(tmp / "outside.txt"),
            "HOSTILE_ENV_FILE": str(env_file), "HOSTILE_DATA": str(data),
            "HOSTILE_PORT": str(listener.getsockname()[1]), "HOSTILE_PIDS": str(LIMITS["pids"]),
-           "HOSTILE_DISK_MB": str(LIMITS["disk_mb"])}
+           "HOSTILE_DISK_MB": str(LIMITS["disk_mb"]), "HOSTILE_MEMORY_MB": str(LIMITS["memory_mb"])}
     config = {"env_vars": {"pass_to_sandbox": sorted([*env, "HOSTILE_STREAM"])},
               "providers": {"local": {"limits": LIMITS}}}
     snippets = hostile_snippets(str(evilpkg))
@@ -99,6 +99,18 @@ def test_each_attempt_gets_nothing(hostile_run, name):
     assert "GOT " not in out, out
     for attempt in _attempts(name, hostile_run["env"]):
         assert f"NOTHING {attempt}:" in out, (attempt, sample["error"], out)
+
+
+def test_aggregate_memory_is_bounded_per_sample_where_a_cgroup_is_used(hostile_run):
+    """Shape 5 of issue 19: RLIMITs are per process, so several processes each under memory_mb held
+    far more together. A cgroup per sample bounds them together (its facts say which hierarchy)."""
+    facts = hostile_run["facts"]
+    if facts["cgroup"].startswith("none"):
+        pytest.skip(f"no cgroup on this host: {facts['cgroup']} (limits_scope: {facts['limits_scope']})")
+    assert "per sample" in facts["limits_scope"] and f"cgroup-{facts['cgroup'][:2]}" in facts["confinement"]
+    out = hostile_run["samples"]["memory_aggregate"]["output"] or ""
+    for attempt in AGGREGATE_ATTEMPTS["memory_aggregate"]:
+        assert f"NOTHING {attempt}:" in out and "GOT " not in out, out
 
 
 def test_host_is_untouched_and_the_secret_never_reached_redis(hostile_run):
@@ -167,7 +179,8 @@ def _run_as_non_root_farm(home):
     env = {"HOSTILE_SOCKET": str(data / "redis.sock"), "HOSTILE_OUTSIDE": str(home / "outside.txt"),
            "HOSTILE_ENV_FILE": str(home / ".env"), "HOSTILE_DATA": str(data), "HOSTILE_STREAM": "farm:run:x:samples",
            "HOSTILE_PORT": str(listener.getsockname()[1]), "HOSTILE_PIDS": str(LIMITS["pids"]),
-           "HOSTILE_DISK_MB": str(LIMITS["disk_mb"]), "HOSTILE_EVILPKG": str(evilpkg)}
+           "HOSTILE_DISK_MB": str(LIMITS["disk_mb"]), "HOSTILE_MEMORY_MB": str(LIMITS["memory_mb"]),
+           "HOSTILE_EVILPKG": str(evilpkg)}
     (home / "env.json").write_text(json.dumps(env))
     for path in (home.parent, home, *home.rglob("*")):
         os.chown(path, UNPRIVILEGED, UNPRIVILEGED, follow_symlinks=False)

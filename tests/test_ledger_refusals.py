@@ -33,6 +33,10 @@ def test_commit_and_claim_after_flushall_write_nothing(farm):
     assert farm.store.commit_and_reserve(run_id, _sample(), window=2, plan_length=3) == (RUN_GONE, -1)
     assert farm.store.commit(run_id, _sample(1, "error")) == RUN_GONE
     assert farm.store.claim(run_id, member, "test:1", 15_000, slot=0) == (RUN_GONE, "")
+    # the worker's other per-run writes need their run too
+    assert farm.store.file_provider_facts(run_id, "sim", {"sdk": "x"}) is False
+    farm.store.register_sandbox(run_id, member, "test:1", "sb-1")
+    assert farm.store.first_sighting(run_id, "sandbox:sb-1", "{}") is None
     assert farm.store.raw.dbsize() == 0, sorted(farm.store.raw.scan_iter("*"))
 
 

@@ -68,8 +68,9 @@ def test_without_bwrap_the_report_says_so(tmp_path):
         run_id = farm.start_run(["local"], farm.snippets("hello"), repetitions=1)
         farm.wait(run_id)
         facts = json.loads(farm.store.r.hget(Store.key(run_id, "facts"), "local"))
-    assert facts["confinement"] == ("own-dir+as-root+rlimits+host-network" if os.geteuid() == 0
-                                    else "own-dir+rlimits+host-network")
+    cgroup = "" if facts["cgroup"].startswith("none") else f"+cgroup-{facts['cgroup'].split()[0]}"
+    assert facts["confinement"] == (f"own-dir+as-root{cgroup}+rlimits+host-network" if os.geteuid() == 0
+                                    else f"own-dir{cgroup}+rlimits+host-network")
 
 
 # --- where bwrap cannot make namespaces (Docker's default seccomp profile, issue 17) ---------------
@@ -140,3 +141,29 @@ def test_a_confinement_failure_reaches_the_sample_in_the_tools_own_words(tmp_pat
         (sample,) = farm.store.samples(run_id)
     assert sample["outcome"] == "error" and sample["error_class"] == "config" and sample["error_phase"] == "ready"
     assert NO_NAMESPACES[:60] in sample["error"] and "readiness check failed" not in sample["error"]
+
+
+@pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap not installed (CI installs it)")
+def test_the_setup_phase_never_has_the_hosts_network_even_when_the_run_phase_does(tmp_path):
+    """Issue 19, shape 3: the setup phase ran in the host's network namespace. Even with
+    `network: true` (the run phase shares the host's), what runs in the setup phase cannot reach a
+    loopback service. The real provider and bwrap, driven at the provider's seam."""
+    from providers.base import SandboxSpec
+    from providers.local import LocalProvider
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    connect = (f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
+               "    print('reached')\nexcept OSError as exc:\n    print('blocked', type(exc).__name__)\n")
+    provider = LocalProvider({"network": True})
+    sandbox = provider.create(SandboxSpec(labels={"farm-run": "setup-net"}))
+    try:
+        setup = provider._run(sandbox.handle, connect, {}, 60, "setup")
+        run = provider._run(sandbox.handle, connect, {}, 60, "run")
+    finally:
+        provider.destroy(sandbox)
+        listener.close()
+    assert setup.stdout.startswith("blocked"), setup
+    assert run.stdout.startswith("reached"), run  # the same code, the run phase: the seam is real

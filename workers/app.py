@@ -27,7 +27,8 @@ from farm.samples import Sample
 from farm.scenarios import DEFAULT as DEFAULT_SCENARIO
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
-from farm.store import RUN_GONE, TRANSIENT_ERRORS, WRONG_TYPE, Store, member_key
+from farm.store import (RUN_GONE, TRANSIENT_ERRORS, WRONG_TYPE, RedisError, RedisFull, Store, is_redis_full,
+                        member_key)
 from providers import get_provider
 from providers.base import Provider, ProviderError, SandboxSpec, sandbox_labels
 from workers import sketches
@@ -137,14 +138,14 @@ def provider_for(run_id: str, name: str, manifest: Manifest) -> Provider:
         _providers[cache_key] = provider
     provider = _providers[cache_key]
     if (run_id, name) not in _facts_filed:  # once per run and process: no round trip per sample
-        if not store().has_provider_facts(run_id, name):
+        if not retrying(lambda: store().has_provider_facts(run_id, name), "provider facts"):
             facts = {**provider.manifest_facts(), "worker": socket.gethostname()}
             checked = store().assumptions(name)  # what `farm doctor --live` last found about the real API
             if checked:
                 facts["assumptions"] = checked
             if _warm_facts.get(cache_key):
                 facts["warm"] = _warm_facts[cache_key]
-            store().file_provider_facts(run_id, name, facts)
+            retrying(lambda: store().file_provider_facts(run_id, name, facts), "provider facts")
         _facts_filed.add((run_id, name))
     return provider
 
@@ -183,18 +184,46 @@ def lease(run_id: str, member: str, worker: str) -> Iterator[None]:
             _leases.pop((run_id, member), None)
 
 
-def retrying(fn: Callable[[], T], what: str, patience_s: float = 120.0) -> T:
-    """Call ``fn``, riding out a Redis restart: reconnect with backoff instead of losing the sample."""
+# Redis full (maxmemory, noeviction) refuses writes until memory frees: a finished measurement
+# waits this long for room before its member is left to the reconciler (it re-runs once there is).
+FULL_PATIENCE_S = 600.0
+
+
+def retrying(fn: Callable[[], T], what: str, patience_s: float = 120.0,
+             full_patience_s: float = FULL_PATIENCE_S) -> T:
+    """Call ``fn``, riding out a Redis restart (reconnect with backoff) and Redis full (wait for
+    room) instead of losing the sample. One log line when Redis is full, one when it has room."""
     delay, deadline = 0.1, time.monotonic() + patience_s
+    full_since: float | None = None
     while True:
         try:
-            return fn()
+            result = fn()
+            if full_since is not None:
+                log.warning("Redis has room again: %s went through after %.0f s", what, time.monotonic() - full_since)
+            return result
         except TRANSIENT_ERRORS:
             if time.monotonic() > deadline:
                 raise
             log.warning("Redis unavailable during %s; retrying in %.1f s", what, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        except RedisError as exc:
+            if not is_redis_full(exc):
+                raise
+            if full_since is None:
+                full_since = time.monotonic()
+                log.warning("Redis is full (maxmemory, noeviction): %s waits for room, up to %.0f s",
+                            what, full_patience_s)
+            elif time.monotonic() - full_since > full_patience_s:
+                raise RedisFull(f"Redis stayed full for {full_patience_s:.0f} s during {what}") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _best_effort(fn: Callable[[], Any], what: str) -> None:
+    """Bookkeeping after a commit (facts, leaks): a Redis refusal is logged, never fails the sample."""
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("%s not recorded: %s", what, redact(f"{type(exc).__name__}: {exc}")[:200])
 
 
 REFUSED = (RUN_GONE, WRONG_TYPE)
@@ -256,6 +285,10 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                                         retries=manifest.retries, backoff_s=manifest.backoff_s,
                                         register=register,
                                         reuse=ReuseCheck(st, run_id, member, attempt)))
+            except RedisError as exc:  # the farm's Redis, not the provider: no failure is recorded
+                log.warning("run %s: %s stopped before measuring: %s; left for the reconciler", run_id, member,
+                            redact(f"{type(exc).__name__}: {exc}")[:200])
+                return "redis-unavailable"
             except Exception as exc:  # a provider that cannot even start is a recorded failure
                 cls = exc.error_class if isinstance(exc, ProviderError) else "provider_error"
                 record.update(outcome="error", error_class=cls, error_phase="create",
@@ -265,11 +298,15 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
         record = Sample.from_dict(record).to_dict()  # every field a sample has, and nothing else
         register.settle()
         # the successor's message is built per attempt, so its enqueued_ns is never older than the push
-        result, next_index = retrying(lambda: st.commit_and_reserve(
-            run_id, record, window, length, successor=successor,
-            message=_successor_message(run_id, provider, successor), destroyed=register.destroyed), "commit")
+        with lease(run_id, member, me):  # while Redis is full the commit waits; no one else re-runs the member
+            result, next_index = retrying(lambda: st.commit_and_reserve(
+                run_id, record, window, length, successor=successor,
+                message=_successor_message(run_id, provider, successor), destroyed=register.destroyed), "commit")
         if result not in REFUSED:  # the commit dropped them from the register
             register.destroyed.clear()
+    except RedisFull as exc:
+        log.warning("run %s: %s; %s is left for the reconciler (it re-runs once there is room)", run_id, exc, member)
+        return "redis-full"
     finally:
         register.flush()  # unregisters what was destroyed if no commit did
     if result in REFUSED:
@@ -282,9 +319,9 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     if result and isolation:  # what the probe recognised from inside: a fact about the provider
         env_facts = {**(env_facts or {}), "isolation": isolation}
     if result and env_facts:
-        _file_env_facts(st, run_id, provider, env_facts)
+        _best_effort(lambda: _file_env_facts(st, run_id, provider, env_facts), "sandbox facts")
     if result and record.get("leaked"):  # `farm sweep` credits the run when it reclaims this one
-        st.record_leak(record["leaked"], run_id, provider)
+        _best_effort(lambda: st.record_leak(record["leaked"], run_id, provider), "leaked sandbox")
     if next_index >= 0:  # the commit reserved an item but did not push its task: send it
         retrying(lambda: scheduler().dispatch_index(run_id, provider, next_index), "dispatch")
     return {0: "duplicate-dropped", 1: "committed", 2: "committed-run-finished"}[result]
@@ -330,13 +367,18 @@ def _beat(processes: int | None) -> dict[str, Any]:
 def _background(me: str, processes: int | None) -> None:
     first: dict[str, tuple[Any, int]] = {}  # run id -> (load, ns) when this worker first saw it active
     while not _stop_background.wait(3):
+        # Redis restarting, full or emptied: each step is tried again on the next tick, and one
+        # failing never stops the other (this thread must outlive any Redis state).
         try:
             beat = _beat(processes)
             store().heartbeat(me, beat)
             note_active_runs(me, beat, first)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
             scheduler().reconcile_active(owner=me)
-        except Exception:  # Redis restarting: try again on the next tick
-            continue
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def note_active_runs(me: str, beat: dict[str, Any], first: dict[str, tuple[Any, int]]) -> None:
@@ -360,7 +402,10 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     processes = processes if isinstance(processes, int) else None
     me = f"{hostname}:{os.getpid()}"
     _me.append(me)
-    store().heartbeat(me, _beat(processes))
+    try:
+        store().heartbeat(me, _beat(processes))
+    except Exception:  # noqa: BLE001 (Redis full or restarting: the background thread beats next)
+        pass
     threading.Thread(target=_background, args=(me, processes), name="farm-heartbeat", daemon=True).start()
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from farm.samples import (PHASES, SAMPLE_FIELDS, SCHEMA_VERSION, Batch, decode_sample,  # noqa: F401
                           encode_sample)
-from farm.store.base import TRANSIENT_ERRORS, AuthenticationError, RedisError, RedisFull  # noqa: F401
+from farm.store.base import (TRANSIENT_ERRORS, AuthenticationError, RedisError, RedisFull,  # noqa: F401
+                             is_redis_full)
 from farm.store.dispatch import Dispatch
 from farm.store.fleet import Fleet
 from farm.store.keys import member_key, parse_member  # noqa: F401

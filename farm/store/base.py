@@ -50,6 +50,28 @@ class SentWrite:
         self.conn = None
 
 
+def is_redis_full(exc: BaseException) -> bool:
+    """Redis refused a write for want of memory: OutOfMemoryError, or the same refusal inside a
+    Lua script, which redis-py reports as a plain ResponseError ("-OOM command not allowed")."""
+    return isinstance(exc, RedisFull) or (isinstance(exc, redis.ResponseError) and "OOM command not allowed" in str(exc))
+
+
+class _Script:
+    """A registered script whose out-of-memory refusal is raised as RedisFull, like a command's.
+    Redis refuses a script's first write when it is full, before anything is written."""
+
+    def __init__(self, script: Any) -> None:
+        self.script = script
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.script(*args, **kwargs)
+        except redis.ResponseError as exc:
+            if is_redis_full(exc) and not isinstance(exc, RedisFull):
+                raise RedisFull(str(exc)) from None
+            raise
+
+
 class StoreBase:
     """``r`` decodes replies to str; ``raw`` does not (sample entries carry a binary block).
     Tests may inspect keys through them; farm code calls the store's named methods."""
@@ -59,17 +81,18 @@ class StoreBase:
         kwargs = {**client.connection_pool.connection_kwargs, "decode_responses": False}
         self.raw = redis.Redis(connection_pool=redis.ConnectionPool(
             connection_class=client.connection_pool.connection_class, **kwargs))
-        self._claim = client.register_script(scripts.CLAIM)
-        self._commit = client.register_script(scripts.COMMIT)
-        self._requeue = client.register_script(scripts.REQUEUE)
-        self._renew = client.register_script(scripts.RENEW)
-        self._finalize = client.register_script(scripts.FINALIZE)
-        self._reserve = client.register_script(scripts.RESERVE)
-        self._reset_slots = client.register_script(scripts.RESET_SLOTS_IF_IDLE)
-        self._file_facts = client.register_script(scripts.FILE_FACTS)
-        self._note_host = client.register_script(scripts.NOTE_HOST)
-        self._register_sandbox = client.register_script(scripts.REGISTER_SANDBOX)
-        self._first_sightings = client.register_script(scripts.FIRST_SIGHTINGS)
+        self._claim = _Script(client.register_script(scripts.CLAIM))
+        self._commit = _Script(client.register_script(scripts.COMMIT))
+        self._requeue = _Script(client.register_script(scripts.REQUEUE))
+        self._renew = _Script(client.register_script(scripts.RENEW))
+        self._finalize = _Script(client.register_script(scripts.FINALIZE))
+        self._reserve = _Script(client.register_script(scripts.RESERVE))
+        self._reset_slots = _Script(client.register_script(scripts.RESET_SLOTS_IF_IDLE))
+        self._file_facts = _Script(client.register_script(scripts.FILE_FACTS))
+        self._note_host = _Script(client.register_script(scripts.NOTE_HOST))
+        self._register_sandbox = _Script(client.register_script(scripts.REGISTER_SANDBOX))
+        self._first_sightings = _Script(client.register_script(scripts.FIRST_SIGHTINGS))
+        self._unregister_sandbox = _Script(client.register_script(scripts.UNREGISTER_SANDBOX))
 
     @classmethod
     def from_url(cls, url: str) -> Any:

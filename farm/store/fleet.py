@@ -23,6 +23,12 @@ class Fleet(StoreBase):
         values = self.r.mget(keys) if keys else []
         return {k[len(WORKER_PREFIX):]: json.loads(v) for k, v in zip(keys, values) if v}
 
+    def memory_full(self) -> bool:
+        """Redis refuses writes for want of memory: maxmemory reached under noeviction."""
+        info = self.r.info("memory")
+        limit = int(info.get("maxmemory", 0))
+        return bool(limit) and info.get("maxmemory_policy") == "noeviction" and int(info["used_memory"]) >= limit
+
     def try_lock(self, name: str, owner: str, ttl_ms: int) -> bool:
         return bool(self.r.set(lock_key(name), owner, nx=True, px=ttl_ms))
 

@@ -51,11 +51,8 @@ class Sandboxes(StoreBase):
                                    sandbox_id, f"{member}|{worker}|{time.time_ns()}", run_id)])
 
     def unregister_sandbox(self, run_id: str, sandbox_id: str) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hdel(self.key(run_id, "sandboxes"), sandbox_id)
-        pipe.hdel(SANDBOXES, sandbox_id)
-        pipe.hdel(SANDBOXES_DEAD, sandbox_id)
-        pipe.execute()
+        """Drop a destroyed sandbox (a script, not MULTI: it still works when Redis is full)."""
+        self._unregister_sandbox(keys=[self.key(run_id, "sandboxes"), SANDBOXES, SANDBOXES_DEAD], args=[sandbox_id])
 
     def first_sighting(self, run_id: str, what: str, value: str) -> str | None:
         """Record ``value`` as the first sighting of ``what`` (a sandbox id or boot identity) in the

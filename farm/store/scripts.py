@@ -208,3 +208,12 @@ for i = 1, #ARGV, 2 do
 end
 return earlier
 """
+
+# Deletions only: Redis allows them when full, where MULTI would refuse even an HDEL.
+# KEYS: run sandboxes, farm sandboxes, farm sandboxes dead   ARGV: sandbox_id
+UNREGISTER_SANDBOX = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
