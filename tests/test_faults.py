@@ -3,7 +3,9 @@
 import time
 from collections import Counter
 
+from farm.celery_app import queue_name
 from farm.store import member_key
+from farm.waiting import wait_until
 
 
 def _members(samples):
@@ -11,12 +13,8 @@ def _members(samples):
 
 
 def _wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    """A deadline for a loaded machine, never a window: returns as soon as ``predicate`` holds."""
+    return wait_until(predicate, timeout, what, every=0.05)
 
 
 def test_sigkilled_worker_restarted_run_completes_exactly_once(tmp_path):
@@ -52,10 +50,10 @@ def _sigkill_and_recover(farm, root, sweep):
     farm.worker("local", concurrency=2)  # its own reconciler re-enqueues the dead worker's claims
     # The point is that recovery does not wait for the 3600 s visibility timeout (leases lapse in
     # 15 s); the bound is far below that and far above what a loaded machine needs.
-    deadline = time.monotonic() + 330
-    while farm.store.status(run_id).state != "finished":
-        assert time.monotonic() < deadline, farm.store.status(run_id)
-        time.sleep(0.2)
+    try:
+        _wait_for(lambda: farm.store.status(run_id).state == "finished", 330, "the run to finish")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}: {farm.store.status(run_id)}") from None
     recovery_s = time.monotonic() - restarted_at
     assert recovery_s < 300, f"run took {recovery_s:.1f}s to finish after the worker came back"
 
@@ -86,17 +84,17 @@ def test_redis_restart_mid_run_loses_no_committed_sample(farm):
     done_before_stop = farm.store.done_members(run_id)  # a commit racing the stop may add more
     farm.redis.stop()  # SIGTERM: redis-server fsyncs its AOF and exits
     farm.redis.start()
-    deadline = time.monotonic() + 120
-    while True:
+
+    def finished() -> bool:
         try:
-            st = farm.store.status(run_id)
-            if st.state == "finished":
-                break
+            if farm.store.status(run_id).state == "finished":
+                return True
             farm.scheduler.reconcile_active(owner="test", every_ms=500)
         except Exception:  # the client reconnects on the next call
             pass
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+        return False
+
+    _wait_for(finished, 120, "the run to finish after the Redis restart")
     assert len(done_before_stop) >= 10
     samples = farm.store.samples(run_id)
     assert done_before_stop <= set(_members(samples))
@@ -122,9 +120,13 @@ def test_deadline_finalizes_with_missing_members_named(tmp_path):
         assert doc["status"]["incomplete"] and doc["status"]["missing_count"] == 3
         assert doc["warnings"][0].startswith("run finished incomplete (deadline of 2 s passed): 3 sample(s) missing: local|hello|0")
         # A late worker cannot add samples to a finalized run.
+        # Whatever was queued for the run must have reached the worker and been refused: wait until
+        # the queue and the unacked set are empty (a condition, not a window a loaded machine misses).
+        queued_at_start = farm.store.r.llen(queue_name("local"))
         farm.worker("local", concurrency=1)
-        time.sleep(2)
-        assert farm.store.samples(run_id) == []
+        _wait_for(lambda: farm.store.r.llen(queue_name("local")) == 0 and not farm.store.r.hlen("unacked"),
+                  120, "the late worker to drain the queue")
+        assert farm.store.samples(run_id) == [] and farm.store.status(run_id).done == 0, queued_at_start
 
 
 def test_ctrl_c_keeps_the_run_and_farm_watch_finishes_it(tmp_path):
@@ -145,11 +147,19 @@ def test_ctrl_c_keeps_the_run_and_farm_watch_finishes_it(tmp_path):
     _wait_for(sock.exists, 120, "embedded redis")  # deadlines, not windows: generous under load
     store = Store(redis_lib.Redis(unix_socket_path=str(sock), decode_responses=True))
 
-    def some_progress():
+    def some_progress_and_not_all():
+        # Ctrl-C must land mid-run: some samples committed (the run exists and works) and most not
+        # (37 more primes at -c 1 cannot finish between this check and the signal).
+        if proc.poll() is not None:
+            raise AssertionError(f"farm run exited {proc.returncode} before the signal: {proc.stderr.read()}")
         runs = store.recent_runs(1)
-        return bool(runs) and store.status(runs[0]).done >= 3
+        if not runs:
+            return False
+        st = store.status(runs[0])
+        assert st.state != "finished", f"the run finished before the signal could interrupt it: {st}"
+        return 3 <= st.done < 40
 
-    _wait_for(some_progress, 180, "3 samples")
+    _wait_for(some_progress_and_not_all, 180, "3 samples")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
