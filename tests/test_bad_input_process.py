@@ -10,6 +10,7 @@ import time
 import pytest
 
 from farm.embedded import redis_server_binary
+from farm.waiting import wait_until
 from tests.harness import farm_cli
 
 HEADER = '# /// farm\n# name = "{name}"\n# ///\nprint("hi")\n'
@@ -40,10 +41,12 @@ def password_redis(tmp_path):
     sock = tmp_path / "pw.sock"
     proc = subprocess.Popen([redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--save", "",
                              "--requirepass", "the-right-one"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+
+    def listening() -> bool:
+        assert proc.poll() is None, "redis-server exited"
+        return sock.exists()
+
+    wait_until(listening, 60, "redis-server's socket", 0.05)
     yield sock
     proc.terminate()
     proc.wait(timeout=20)

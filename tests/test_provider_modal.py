@@ -24,6 +24,7 @@ from farm.config import parse_config
 from farm.live import HELD, check_assumptions
 from farm.ops import doctor, sweep
 from farm.snippets import Snippet
+from farm.waiting import wait_until as farm_wait_until
 from providers import get_provider
 from providers.base import ProviderError, SandboxSpec
 from providers.modal.adapter import ModalProvider
@@ -49,13 +50,9 @@ def ready_provider(settings: dict | None = None) -> ModalProvider:
     return provider
 
 
-def wait_until(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
+def wait_until(condition, timeout: float = 60.0) -> bool:
+    """A deadline generous for a loaded 2-core machine; returns as soon as ``condition`` holds."""
+    return bool(farm_wait_until(condition, timeout, "the fake Modal to settle", every=0.02))
 
 
 def test_lifecycle_through_measure_sends_tags_probe_lifetime_and_per_exec_env(fake):

@@ -21,6 +21,7 @@ from farm.render import html as html_format
 from farm.render import markdown, table
 from farm.report import build_document, render
 from farm.snippets import parse_snippet
+from farm.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -100,12 +101,8 @@ def test_html_is_self_contained_and_escaped(reported):
 
 
 def _wait_file(path, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip():
-            return path.read_text().split()[0]
-        time.sleep(0.05)
-    raise TimeoutError(f"{path} not written in {timeout}s")
+    text = wait_until(lambda: path.exists() and path.read_text().strip(), timeout, f"{path} to be written", 0.05)
+    return text.split()[0]
 
 
 class DevTools:

@@ -6,24 +6,18 @@ import json
 import os
 import re
 import signal
-import time
 
 from farm.ops import sweep
 from farm.report import build_document, leaked_summary
 from farm.snippets import parse_snippet
+from farm.waiting import wait_until
 from tests.harness import Farm, farm_cli
 
 NAP = '# /// farm\n# name = "nap"\n# ///\nimport time\ntime.sleep({s})\nprint("rested")\n'
 
 
 def _wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(predicate, timeout, what, every=0.05)
 
 
 def _claimed(farm, run_id):
