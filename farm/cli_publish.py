@@ -52,6 +52,9 @@ def publish_cmd(ctx: click.Context, out: str, since: str, schedule: str | None, 
     click.echo(f"wrote {result.pages} pages and {result.series} series to {result.out} "
                f"({result.bytes / 1e6:.1f} MB, {time.perf_counter() - started:.1f} s)"
                + ("; the data is STALE" if result.stale else ""))
+    if result.series == 0:
+        click.echo("note: no finished scheduled run measured anything in this window, so the site has no data: "
+                   "publish reads the runs of config.yml's schedules (`farm schedules`, `farm beat`)", err=True)
 
 
 COMMANDS = [publish_cmd]

@@ -11,7 +11,7 @@ import pytest
 
 from farm.aggregate import aggregate
 from farm.document import Document, Row, Status
-from farm.errors import FarmError
+from farm.errors import ConfigError
 from farm.render import render
 from farm.render.summary import BY_NAME, DEFAULT_COLUMNS, parse_columns, table
 from farm.render.table import table_lines
@@ -130,14 +130,15 @@ def test_columns_choice():
     assert parse_columns("max, p50") == ("p50", "max")  # shown in the table's order
     assert parse_columns("+max,+mean") == (*DEFAULT_COLUMNS[:-1], "max", "mean", "flags")
     assert parse_columns("provider,p50") == ("p50",)  # identity columns are always there
-    with pytest.raises(FarmError, match="unknown column 'p59'.*did you mean 'p99'"):
+    # flag mistakes are ConfigError: exit 2, as README's Commands section says
+    with pytest.raises(ConfigError, match="unknown column 'p59'.*did you mean 'p99'"):
         parse_columns("p59")
-    with pytest.raises(FarmError, match="not both"):
+    with pytest.raises(ConfigError, match="not both"):
         parse_columns("p50,+max")
     doc = _doc(_samples("local", "hello", {"run": RNG.normal(20, 1, 30)}))
     summary = table(doc, parse_columns("p50,max"))
     assert summary.headers == ["provider", "snippet", "phase", "unit", "p50", "max"]
-    with pytest.raises(FarmError, match="--columns .* table, markdown, html"):
+    with pytest.raises(ConfigError, match="--columns .* table, markdown, html"):
         render(doc, "csv", ("p50",))
 
 

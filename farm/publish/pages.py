@@ -52,9 +52,11 @@ def _ci(ci: list[float] | None) -> str:
 def stale_banner(data: SiteData) -> str:
     if not data.stale:
         return ""
-    last = data.last_run["created"] if data.last_run else "never"
-    return (f'<p class="stale" id="stale">Stale data: the last scheduled run finished before {escape(last)}, '
-            f'older than {data.stale_after_s / 3600:g} h before this site was built ({escape(data.generated)}).</p>')
+    if not data.last_run:
+        return ('<p class="stale" id="stale">Stale data: no scheduled run in this window; the site is built from '
+                'the runs of config.yml\'s schedules (`farm beat`).</p>')
+    return (f'<p class="stale" id="stale">Stale data: the last scheduled run started {escape(data.last_run["created"])}, '
+            f'more than {data.stale_after_s / 3600:g} h before this site was built ({escape(data.generated)}).</p>')
 
 
 def group_slug(entry: dict[str, Any]) -> str:

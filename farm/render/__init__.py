@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from farm.document import Document
-from farm.errors import FarmError
+from farm.errors import ConfigError
 
 FORMATS = ("table", "json", "markdown", "csv", "html")
 
@@ -25,12 +25,12 @@ TABLE_FORMATS = ("table", "markdown", "html")
 def render(doc: Document, fmt: str, columns: Sequence[str] | None = None) -> str:
     """The document in one of FORMATS; ``columns`` chooses the summary table's columns."""
     if fmt not in FORMATS:
-        raise FarmError(f"unknown report format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown report format {fmt!r}: choose one of {', '.join(FORMATS)}")
     module = importlib.import_module(f"farm.render.{fmt}")
     if columns is None:
         return module.render(doc)
     if fmt not in TABLE_FORMATS:
-        raise FarmError(f"--columns chooses the summary table's columns: use it with --format "
+        raise ConfigError(f"--columns chooses the summary table's columns: use it with --format "
                         f"{', '.join(TABLE_FORMATS)}, not {fmt}")
     return module.render(doc, columns)
 
@@ -45,8 +45,8 @@ def write(text: str, output: str) -> str:
     path = Path(output)
     try:
         if not path.parent.is_dir():
-            raise FarmError(f"cannot write {output}: folder {path.parent} does not exist")
+            raise ConfigError(f"cannot write {output}: folder {path.parent} does not exist")
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise FarmError(f"cannot write {output}: {exc.strerror or type(exc).__name__}") from None
+        raise ConfigError(f"cannot write {output}: {exc.strerror or type(exc).__name__}") from None
     return f"wrote {path} ({len(text.encode()) / 1024:.0f} KiB)"

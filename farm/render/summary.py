@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from farm.document import Document, Row
-from farm.errors import FarmError
+from farm.errors import ConfigError
 from farm.render.units import MISSING, RowFormat, row_format
 from farm.phases import WALL_CLOCK_PHASES, phase_label
 from farm.stats import min_n
@@ -111,13 +111,13 @@ def parse_columns(spec: str | None) -> tuple[str, ...]:
     names = [s.strip() for s in spec.split(",") if s.strip()]
     adding = all(n.startswith("+") for n in names)
     if not adding and any(n.startswith("+") for n in names):
-        raise FarmError(f"--columns {spec!r}: either list the columns or add to the default with +name, not both")
+        raise ConfigError(f"--columns {spec!r}: either list the columns or add to the default with +name, not both")
     wanted = [n.lstrip("+") for n in names if n.lstrip("+") not in IDENTITY]
     for name in wanted:
         if name not in BY_NAME:
             close = difflib.get_close_matches(name, list(BY_NAME), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise FarmError(f"unknown column {name!r} in --columns: {hint}choose from "
+            raise ConfigError(f"unknown column {name!r} in --columns: {hint}choose from "
                             f"{', '.join(BY_NAME)}, 'default' or 'all' (provider, snippet, phase are always shown)")
     chosen = set(wanted) | (set(DEFAULT_COLUMNS) if adding else set())
     return tuple(c.name for c in COLUMNS if c.name in chosen)
