@@ -77,7 +77,9 @@ def _in_terminal(args, cwd, env, interrupt_when=None, timeout=240):
     proc = subprocess.Popen([sys.executable, "-m", "farm", *args], cwd=cwd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=slave,
                             env={**{k: v for k, v in os.environ.items() if k != "NO_COLOR"}, "TERM": "xterm-256color",
-                                 "COLUMNS": str(COLS), **env})
+                                 "COLUMNS": str(COLS), **env},
+                            # SIGINT answered even when pytest runs in a non-interactive shell's background
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(slave)
     written, interrupted, deadline = b"", False, time.monotonic() + timeout
     try:

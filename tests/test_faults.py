@@ -129,6 +129,13 @@ def test_deadline_finalizes_with_missing_members_named(tmp_path):
         assert farm.store.samples(run_id) == [] and farm.store.status(run_id).done == 0, queued_at_start
 
 
+def _ctrl_c_answered():
+    """In the child: SIGINT back to its default, so Python turns it into KeyboardInterrupt even when
+    pytest itself was started in the background of a non-interactive shell (SIGINT ignored, inherited)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_the_run_and_farm_watch_finishes_it(tmp_path):
     import json
     import signal
@@ -142,7 +149,7 @@ def test_ctrl_c_keeps_the_run_and_farm_watch_finishes_it(tmp_path):
 
     proc = subprocess.Popen([sys.executable, "-m", "farm", "run", "--snippets", "primes", "-n", "40",
                              "--warmup", "0", "-c", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_answered)
     sock = tmp_path / ".farm" / "redis.sock"
     _wait_for(sock.exists, 120, "embedded redis")  # deadlines, not windows: generous under load
     store = Store(redis_lib.Redis(unix_socket_path=str(sock), decode_responses=True))
