@@ -7,9 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
+
+from farm.waiting import wait_until
 
 AUTH = "farmer:s3cret-pw"
 
@@ -33,16 +34,16 @@ def _get(url, auth=None):
 
 def _wait_healthy(proc, port, timeout=60):
     """Until Flower answers /healthcheck; fails with its stderr if `farm flower` exits first."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def healthy() -> bool:
         try:
             if _get(f"http://127.0.0.1:{port}/healthcheck")[0] == 200:
-                return
+                return True
         except OSError:
             pass
         assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+        return False
+
+    wait_until(healthy, timeout, "Flower's /healthcheck", 0.3)
 
 
 def test_flower_lists_worker_and_farm_tasks_with_auth_only(farm, tmp_path):
@@ -57,25 +58,21 @@ def test_flower_lists_worker_and_farm_tasks_with_auth_only(farm, tmp_path):
         run_id = farm.start_run(["local"], farm.snippets("hello"), repetitions=3)
         farm.wait(run_id)
 
-        deadline = time.monotonic() + 30
-        while True:
+        def three_successes():
             status, body = _get(f"{base}/api/tasks", AUTH)
             tasks = json.loads(body) if status == 200 else {}
-            if len([t for t in tasks.values() if t.get("state") == "SUCCESS"]) >= 3:
-                break
-            assert time.monotonic() < deadline, (status, body[:500])
-            time.sleep(0.5)
+            return tasks if len([t for t in tasks.values() if t.get("state") == "SUCCESS"]) >= 3 else None
+
+        tasks = wait_until(three_successes, 90, "Flower to list 3 successful tasks", 0.5)
         names = {t["name"] for t in tasks.values()}
         assert any(n.startswith(f"farm.sample[{run_id} local/hello#") for n in names), names
         assert any(run_id in t["args"] and "'hello'" in t["args"] for t in tasks.values())
 
-        deadline = time.monotonic() + 30
-        while True:  # Flower asks workers over the broker's control channel; give it a moment
+        def worker_listed() -> bool:  # Flower asks workers over the broker's control channel
             status, body = _get(f"{base}/api/workers?refresh=1", AUTH)
-            if status == 200 and worker.name in json.loads(body):
-                break
-            assert time.monotonic() < deadline, (status, body[:500])
-            time.sleep(0.5)
+            return status == 200 and worker.name in json.loads(body)
+
+        wait_until(worker_listed, 90, f"Flower to list worker {worker.name}", 0.5)
         assert _get(f"{base}/api/workers")[0] == 401
         assert _get(f"{base}/api/workers", "farmer:wrong")[0] == 401
         status, metrics = _get(f"{base}/metrics")
