@@ -20,7 +20,8 @@ LABELS = {"farm": "sandbox-farm", "farm-run": "run-m", "farm-provider": "morph",
           "farm-rep": "0"}
 GREET = Snippet(name="greet", code="import os, sys\nprint('hello', os.environ['GREETING'])\n"
                                    "print('to stderr', file=sys.stderr)\n")
-SLACK_MS = 400  # scheduling noise on a loaded 2-core machine; bench/fidelity_morph.py states the real error
+SLACK_MS = 600  # scheduling noise on a loaded 2-core machine (load 8+); still far below the 1 s SDK poll
+# the upper bounds exist to catch. bench/fidelity_morph.py states the real error
 
 
 @pytest.fixture

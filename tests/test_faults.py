@@ -109,7 +109,7 @@ def test_deadline_finalizes_with_missing_members_named(tmp_path):
     with Farm(tmp_path, config={"defaults": {"deadline_s": 2}}) as farm:
         # No worker at all: nothing can complete, and the run must not hang forever.
         run_id = farm.start_run(["local"], farm.snippets("hello"), repetitions=3)
-        status = farm.wait(run_id, timeout=30)
+        status = farm.wait(run_id, timeout=120)
         assert status.state == "finished" and status.incomplete and status.done == 0
         assert status.missing_count == 3
         assert status.missing == ["local|hello|0", "local|hello|1", "local|hello|2"]
@@ -243,7 +243,7 @@ def test_task_longer_than_visibility_timeout_still_gives_one_sample(tmp_path, mo
         assert farm.app.conf.broker_transport_options["visibility_timeout"] == 2
         farm.worker("sim", concurrency=2)
         run_id = farm.start_run(["sim"], farm.snippets("hello"), repetitions=1, concurrency=1)
-        status = farm.wait(run_id, timeout=60)
+        status = farm.wait(run_id, timeout=180)
         samples = farm.store.samples(run_id)
         log = "\n".join(w.log() for w in farm.workers)
     assert status.done == 1 and len(samples) == 1
@@ -284,6 +284,6 @@ def test_bad_tasks_never_crash_a_worker(farm):
     farm.app.send_task("farm.unknown_task", args=[1], queue=queue)
     run_id = farm.start_run(["local"], farm.snippets("hello"), repetitions=3)
     farm.app.send_task("farm.sample", args=[run_id, "e2b", "hello", 0], queue=queue)  # wrong queue
-    status = farm.wait(run_id, timeout=60)
+    status = farm.wait(run_id, timeout=180)
     assert status.done == status.ok == 3 and worker.proc.poll() is None
     assert {s["provider"] for s in farm.store.samples(run_id)} == {"local"}

@@ -30,7 +30,7 @@ def test_run_timeout_kills_snippet_destroys_sandbox_and_records_phase(tmp_path):
         farm.worker("local", concurrency=1)
         hang = _snippet("hang", "import time  # marker-hang-7f3a\nwhile True:\n    time.sleep(1)\n")
         run_id = farm.start_run(["local"], [hang], repetitions=2)
-        farm.wait(run_id, timeout=60)
+        farm.wait(run_id, timeout=180)
         samples = farm.store.samples(run_id)
     assert len(samples) == 2
     for s in samples:
@@ -49,7 +49,7 @@ def test_soft_time_limit_destroys_sandbox_before_hard_limit(tmp_path):
         farm.worker("local", concurrency=1)
         hang = _snippet("hang", "import time  # marker-soft-91c2\ntime.sleep(120)\n")
         run_id = farm.start_run(["local"], [hang], repetitions=1)
-        farm.wait(run_id, timeout=60)
+        farm.wait(run_id, timeout=180)
         (s,) = farm.store.samples(run_id)
     assert s["outcome"] == "timeout" and s["error_phase"] == "run"
     assert "soft time limit" in s["error"] and s["destroy_ns"] > 0 and s["attempt"] == 1
@@ -62,7 +62,7 @@ def test_megabytes_of_output_are_capped_not_stored(tmp_path):
         farm.worker("local", concurrency=1)
         loud = _snippet("loud", "import sys\nfor _ in range(40):\n    sys.stdout.write('x' * 1_000_000)\nprint('END')\n")
         run_id = farm.start_run(["local"], [loud], repetitions=1)
-        farm.wait(run_id, timeout=60)
+        farm.wait(run_id, timeout=180)
         (s,) = farm.store.samples(run_id)
         used = farm.store.r.memory_usage(farm.store.key(run_id, "samples"))
     assert s["outcome"] == "ok" and s["output"].endswith("END\n")

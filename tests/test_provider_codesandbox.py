@@ -86,7 +86,7 @@ def test_plan_through_a_real_worker_lands_samples_in_redis(service, tmp_path):
         # a template CodeSandbox does not know: every sample is a recorded not_found, never a zero
         farm.config.providers["codesandbox"]["template"] = "tpl-missing"
         missing_run = farm.start_run(["codesandbox"], farm.snippets("hello"), repetitions=2, warmup=0)
-        farm.wait(missing_run, timeout=60)
+        farm.wait(missing_run, timeout=180)
         missing = farm.store.samples(missing_run)
         stored = redis_text(farm.store)
         log = worker.log()

@@ -205,7 +205,7 @@ def test_network_snippets_skip_cleanly_without_network_and_never_hang(tmp_path):
             lib = library()
             started = time.monotonic()
             run_id = farm.start_run(["local"], [lib["network_egress"]], repetitions=1)
-            farm.wait(run_id, timeout=60)
+            farm.wait(run_id, timeout=180)
             (silent,) = farm.store.samples(run_id)
             assert time.monotonic() - started < 30
             assert silent["outcome"] == "skipped" and silent["run_ns"] is None and silent["internal"] is None
@@ -214,7 +214,7 @@ def test_network_snippets_skip_cleanly_without_network_and_never_hang(tmp_path):
             # A provider without network: both network snippets are skipped before any sandbox exists.
             farm.config = type(farm.config).model_validate({**config, "providers": {"local": {"network": False}}})
             run_id = farm.start_run(["local"], [lib["network_egress"], lib["package_install"]], repetitions=1)
-            farm.wait(run_id, timeout=60)
+            farm.wait(run_id, timeout=180)
             for s in farm.store.samples(run_id):
                 assert s["outcome"] == "skipped" and s["error"] == "provider local cannot offer network"
                 assert s["create_ns"] is None and s["run_ns"] is None
