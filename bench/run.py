@@ -258,7 +258,7 @@ def _bench_sketch_merge(count: int = 1000, per_sketch: int = 1000) -> None:
 
 
 SECTIONS = ("dispatch", "cli-dispatch", "scheduling", "fidelity", "cloud-fidelity", "aggregation", "memory", "bounded",
-            "publish")
+            "publish", "burst")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.publish import bench_publish
 
             bench_publish(record, tmp, 60 if q else 365)
+        if "burst" in only:
+            from bench.burst import bench_burst
+
+            bench_burst(record, tmp, 50, 1 if q else 3)
     Path(args.json).write_text(json.dumps({"machine": {"node": platform.node(), "cores": os.cpu_count(),
                                                        "python": platform.python_version()},
                                            "quick": q, "results": RESULTS}, indent=2))

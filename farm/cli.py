@@ -81,12 +81,26 @@ def _columns(spec: str | None, as_json: bool = False) -> tuple[str, ...] | None:
     return parse_columns(spec)
 
 
+def check_burst_flags(scenario_names: tuple[str, ...], burst: int | None) -> None:
+    """--burst goes with --scenario burst, alone (its dispatch window is the burst)."""
+    if burst is not None and "burst" not in scenario_names:
+        raise ConfigError("--burst needs --scenario burst")
+    if "burst" in scenario_names and burst is None:
+        raise ConfigError("--scenario burst needs --burst N: how many creates to release at one instant")
+    if "burst" in scenario_names and len(scenario_names) > 1:
+        raise ConfigError(f"--scenario burst runs alone (its dispatch window is the burst), not with "
+                          f"{', '.join(s for s in scenario_names if s != 'burst')}: run the same plan with "
+                          "--scenario cold and compare the two runs")
+
+
 @cli.command("run")
 @click.option("--providers", help="comma-separated providers (default: plan.providers in config)")
 @click.option("--snippets", help="comma-separated snippet names, or 'all' (default: plan.snippets)")
 @click.option("--snippets-dir", type=click.Path(), help="extra folder of snippets")
 @click.option("--scenario", "scenarios", help="comma-separated lifecycle scenarios: cold, resume, ... "
               "(default: plan.scenarios; docs/scenarios.md)")
+@click.option("--burst", type=click.IntRange(1, 10_000), help="with --scenario burst: creates released at one "
+              "instant per group (default -n: one burst)")
 @click.option("--repetitions", "-n", type=click.IntRange(1, 10_000_000), help="measured repetitions")
 @click.option("--warmup", type=click.IntRange(0, 1000), help="warm-up rounds (excluded from statistics)")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 1024), help="worker processes per provider")
@@ -97,8 +111,9 @@ def _columns(spec: str | None, as_json: bool = False) -> tuple[str, ...] | None:
 @fail_on_option(FAIL_ON_HELP + "; recorded with the run, so farm report and farm watch check it again")
 @click.pass_context
 def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, snippets_dir: str | None,
-            scenarios: str | None, repetitions: int | None, warmup: int | None, concurrency: int | None,
-            seed: int | None, label: str, as_json: bool, columns_spec: str | None, fail_on: tuple[str, ...]) -> None:
+            scenarios: str | None, burst: int | None, repetitions: int | None, warmup: int | None,
+            concurrency: int | None, seed: int | None, label: str, as_json: bool, columns_spec: str | None,
+            fail_on: tuple[str, ...]) -> None:
     """Schedule a benchmark, follow its progress, and print the results."""
     from farm import gates
 
@@ -123,14 +138,15 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
         scenario_names = scenario_registry.check_names(_split(scenarios, "--scenario") or config.plan.scenarios)
     except ValueError as exc:
         raise ConfigError(f"--scenario: {exc}") from None
+    check_burst_flags(scenario_names, burst)
     from farm import runner  # after the checks: a bad flag is refused before Redis and numpy load
 
     options = runner.RunOptions(
         providers=provider_names, snippets=chosen,
-        repetitions=repetitions or config.defaults.repetitions,
+        repetitions=repetitions or burst or config.defaults.repetitions,
         warmup=config.defaults.warmup if warmup is None else warmup,
         concurrency=concurrency or config.defaults.concurrency, seed=seed, label=label,
-        scenarios=scenario_names, config_path=ctx.obj["config_path"], gates=[g.text for g in run_gates])
+        scenarios=scenario_names, burst=burst, config_path=ctx.obj["config_path"], gates=[g.text for g in run_gates])
 
     def started(run_id: str, mode: str) -> None:
         shown = "" if scenario_names == ("cold",) else f"{len(scenario_names)} scenario(s) ({', '.join(scenario_names)}) × "

@@ -114,8 +114,11 @@ def render_compare(result: dict[str, Any], alpha: float, threshold: float) -> st
 @click.option("--fail-on", "fail_on", multiple=True, metavar="GATE",
               help="exit 5 with a one-line reason when a series of B is called slower than A: regression, "
                    "or regression:PHASE / regression:PROVIDER/PHASE; repeatable (docs/statistics.md, Gates)")
+@click.option("--across-scenarios", is_flag=True, help="match rows by provider/snippet/phase whatever their "
+              "scenario: the same plan run cold and as a burst (docs/scenarios.md)")
 @click.pass_context
-def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool, fail_on: tuple[str, ...]) -> None:
+def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool, fail_on: tuple[str, ...],
+                across_scenarios: bool) -> None:
     """Compare RUN_B against RUN_A per provider/snippet/phase: ratios B/A with intervals, FDR-controlled.
 
     Exits 4 when the runs have no provider/snippet/phase in common (nothing was compared), 5 when a
@@ -131,7 +134,7 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool, fail_
 
         for run_id in (run_a, run_b):
             require_run(store, run_id)
-        result = compare_runs(store, run_a, run_b, stats)
+        result = compare_runs(store, run_a, run_b, stats, across_scenarios)
         outcomes = gates.check_comparison(result, regression_gates)
         if as_json:
             text = json.dumps({**result, "alpha": stats.compare_alpha, "fdr_method": "Benjamini-Hochberg",

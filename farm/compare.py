@@ -101,26 +101,43 @@ def load_run(store: Any, run_id: str, stats: Statistics, only: tuple[str, str] |
 SETTINGS_DIFFER = "settings differ"
 
 
-def compare_data(a: RunData, b: RunData, stats: Statistics, incomparable: frozenset[str] = frozenset()
-                 ) -> list[dict[str, Any]]:
+def _by_series(data: RunData, across_scenarios: bool) -> dict[Series, tuple[Series, Row]]:
+    """The run's rows by the series they are matched on (the snippet alone, when comparing across
+    scenarios), each with its own key for the sample values."""
+    out = {}
+    for key, row in data.rows().items():
+        match = (key[0], split_subject(key[1])[0], key[2]) if across_scenarios else key
+        out[match] = (key, row)
+    return out
+
+
+def compare_data(a: RunData, b: RunData, stats: Statistics, incomparable: frozenset[str] = frozenset(),
+                 across_scenarios: bool = False) -> list[dict[str, Any]]:
     """One entry per series present in both runs: p50/p95/p99 of each, the effect and its verdict.
 
     Rows of providers in ``incomparable`` (their settings or facts differ) get the verdict
-    "settings differ" and stay out of the FDR family: a changed setting, not noise, explains them."""
-    rows_a, rows_b = a.rows(), b.rows()
+    "settings differ" and stay out of the FDR family: a changed setting, not noise, explains them.
+    ``across_scenarios`` matches rows by provider, snippet and phase whatever their scenario (the
+    same plan measured cold and as a burst); each entry names both scenarios."""
+    rows_a, rows_b = _by_series(a, across_scenarios), _by_series(b, across_scenarios)
     keys = sorted(set(rows_a) & set(rows_b), key=lambda k: (k[0], k[1], phase_key(k[2])))
     judged = [k for k in keys if k[0] not in incomparable]
-    effects = dict(zip(judged, compare_many([(a.sample.array(k), b.sample.array(k)) for k in judged],
-                                            stats.compare_alpha, stats.compare_threshold)))
+
+    def arrays(k: Series) -> tuple[np.ndarray, np.ndarray]:
+        return a.sample.array(rows_a[k][0]), b.sample.array(rows_b[k][0])
+
+    effects = dict(zip(judged, compare_many([arrays(k) for k in judged], stats.compare_alpha, stats.compare_threshold)))
     out = []
     for key in keys:
-        ra, rb = rows_a[key], rows_b[key]
+        (key_a, ra), (key_b, rb) = rows_a[key], rows_b[key]
         if key in effects:
             effect = effects[key].as_dict()
         else:
-            effect = {**compare_one(a.sample.array(key), b.sample.array(key), stats.compare_alpha,
+            effect = {**compare_one(*arrays(key), stats.compare_alpha,
                                     stats.compare_threshold).as_dict(), "verdict": SETTINGS_DIFFER, "settle_n": None}
-        entry: dict[str, Any] = {**_entry_key(key), **effect, "n_a": ra.n, "n_b": rb.n}
+        entry: dict[str, Any] = {**_entry_key(key_a), **effect, "n_a": ra.n, "n_b": rb.n}
+        if across_scenarios:
+            entry["scenario"] = f"{split_subject(key_a[1])[1]} vs {split_subject(key_b[1])[1]}"
         for q in CHANGE_QUANTILES:
             entry[f"p{q}_a_ms"], entry[f"p{q}_b_ms"] = getattr(ra, f"p{q}_ms"), getattr(rb, f"p{q}_ms")
         # percentiles of either run without an interval of their own: no change in them means anything
@@ -130,13 +147,16 @@ def compare_data(a: RunData, b: RunData, stats: Statistics, incomparable: frozen
     return out
 
 
-def compare_runs(store: Any, run_a: str, run_b: str, stats: Statistics) -> dict[str, Any]:
-    """``farm compare RUN_A RUN_B``: B measured against A, with what differs between their settings."""
+def compare_runs(store: Any, run_a: str, run_b: str, stats: Statistics, across_scenarios: bool = False
+                 ) -> dict[str, Any]:
+    """``farm compare RUN_A RUN_B``: B measured against A, with what differs between their settings
+    (``across_scenarios``: rows matched whatever their scenario, see ``compare_data``)."""
     desc_a, desc_b = likeness.run_description(store, run_a), likeness.run_description(store, run_b)
     diffs = likeness.differences(desc_a, desc_b)
     incomparable = frozenset(p for p in set(desc_a["plan"]["providers"]) | set(desc_b["plan"]["providers"])
                              if any(d.startswith((f"provider_settings.{p}", f"provider_facts.{p}")) for d in diffs))
-    series = compare_data(load_run(store, run_a, stats), load_run(store, run_b, stats), stats, incomparable)
+    series = compare_data(load_run(store, run_a, stats), load_run(store, run_b, stats), stats, incomparable,
+                          across_scenarios)
     return {"run_a": run_a, "run_b": run_b, "differences": diffs, "incomparable": sorted(incomparable),
             "drift": drift_warnings(store, (run_a, run_b), stats), "series": series}
 

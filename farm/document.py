@@ -21,7 +21,7 @@ from farm.phases import WALL_CLOCK_PHASES
 from farm.scenarios import DEFAULT as DEFAULT_SCENARIO, subject
 
 SCHEMA_VERSION = 1
-DOCUMENT_VERSION = 8
+DOCUMENT_VERSION = 9
 
 SampleSource = Callable[[], Iterable[dict[str, Any]]]
 
@@ -131,6 +131,8 @@ class Document:
     # Providers side by side (farm/headline.py): per snippet, each provider's tti p50 as a multiple of
     # the fastest's, with its interval (version 7)
     headline: list[dict[str, Any]] = field(default_factory=list)
+    # a burst run's groups, spreads and start skews per provider (farm/burst_report.py); else None (version 9)
+    burst: dict[str, Any] | None = None
     samples: SampleSource | None = field(default=None, repr=False, compare=False)
 
     def iter_samples(self) -> Iterator[dict[str, Any]]:
@@ -153,6 +155,7 @@ class Document:
             "errors_by_class": self.errors_by_class,
             "error_messages": self.error_messages,
             "reused": self.reused,
+            "burst": self.burst,
             "results": [row.to_dict() for row in self.results],
             "statistics": self.statistics,
             "warnings": self.warnings,
@@ -189,7 +192,7 @@ class Document:
 
 
 _OPTIONAL = ("leaks", "statistics", "warnings", "distributions", "baseline", "cost", "error_messages",
-             "change_points", "reused", "headline")
+             "change_points", "reused", "headline", "burst")
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

@@ -73,6 +73,7 @@ class Manifest(_Frozen):
     plan: PlanSpec
     concurrency: int
     window: int  # tasks in flight per provider
+    burst: int | None = None  # the burst scenario's group size: creates released at one instant
     max_attempts: int
     retries: int = 0
     backoff_s: Seconds = 1.0
@@ -94,9 +95,10 @@ class Manifest(_Frozen):
                  *, repetitions: int, warmup: int, concurrency: int, seed: int | None = None,
                  label: str = "", hosts: dict[str, HostFacts] | None = None,
                  gates: Sequence[str] = (), window: int | None = None,
-                 scenarios: Sequence[str] = (DEFAULT_SCENARIO,)) -> "Manifest":
+                 scenarios: Sequence[str] = (DEFAULT_SCENARIO,), burst: int | None = None) -> "Manifest":
         """The manifest of a new run: its plan (seed drawn unless given) and the config it runs under;
-        ``window`` (tasks in flight per provider) defaults to twice the concurrency, at least 4."""
+        ``window`` (tasks in flight per provider) defaults to the burst in a burst run (its N tasks
+        in flight together), else to twice the concurrency, at least 4."""
         seed = seed if seed is not None else (config.defaults.seed if config.defaults.seed is not None
                                               else secrets.randbelow(2**31))
         plan = Plan.build(providers, [s.name for s in snippets],
@@ -107,7 +109,8 @@ class Manifest(_Frozen):
             plan=PlanSpec(providers=tuple(providers), snippets=tuple(s.name for s in snippets),
                           once=tuple(sorted(plan.once)), repetitions=repetitions, warmup=warmup,
                           seed=seed, total=plan.total, measured=plan.measured, scenarios=plan.scenarios),
-            concurrency=concurrency, window=window if window is not None else max(2 * concurrency, 4),
+            concurrency=concurrency, burst=burst,
+            window=window if window is not None else burst if burst else max(2 * concurrency, 4),
             max_attempts=config.defaults.max_attempts, retries=config.defaults.retries,
             backoff_s=config.defaults.backoff_s, deadline_s=config.defaults.deadline_s,
             lost_after_s=config.defaults.lost_after_s, timeouts=timeouts.model_dump(),

@@ -132,9 +132,10 @@ def measure_level(level: int, run_id: str, provider: str, samples: Sequence[Mapp
         capped.append(f"the workers offer {offered} slot(s) for {provider}: level {level} ran at most {offered} at once")
     expected = min(level, offered) if offered is not None else level
     if len(mine) >= expected and peak < expected:
-        why = f"{provider}'s client pools: {client_pool.get('what', client_pool)}" if isinstance(client_pool, dict) else \
-            "something between the farm and the provider (an SDK connection pool, a sidecar's limit)"
-        capped.append(f"only {peak} sample(s) ran at once although {expected} could: {why} held it down")
+        why = f"{provider}'s client pools ({client_pool.get('what', client_pool)})" if isinstance(client_pool, dict) \
+            else "a client-side limit (an SDK connection pool, a sidecar)"
+        capped.append(f"only {peak} sample(s) ran at once although {expected} could: {why} held them down, "
+                      "or the worker pools started some late")
     return Level(level=level, run_id=run_id, offered=offered, n=len(mine), ok=len(ok), errors=len(failed),
                  error_rate=len(failed) / len(mine) if mine else None,
                  error_rate_ci=wilson(len(failed), len(mine)),

@@ -18,7 +18,7 @@ from farm.config import FarmConfig
 from farm.embedded import EmbeddedFarm
 from farm.manifest import new_run_id
 from farm.ramp import DEFAULT_TOLERANCE, RampResult, find_knee, measure_level
-from farm.runner import connect, follow, redis_edges
+from farm.runner import connect, follow, offered_slots, redis_edges
 from farm.scheduler import Scheduler
 from farm.snippets import Snippet
 from farm.store import Store
@@ -37,13 +37,6 @@ class RampOptions:
     config_path: str | None = None
     max_processes: int = MAX_LOCAL_PROCESSES
     progress_every_s: float = 0.5
-
-
-def offered_slots(store: Store, provider: str) -> int | None:
-    """Worker pool processes serving ``provider`` now, from live heartbeats (None: none says)."""
-    sizes = [info.get("processes") for info in store.live_workers().values() if info.get("provider") == provider]
-    known = [s for s in sizes if isinstance(s, int)]
-    return sum(known) if known else None
 
 
 def run_ramp(config: FarmConfig, options: RampOptions,

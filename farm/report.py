@@ -123,8 +123,18 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
                        run_change_points(store, run_id, stats)) if baseline else None,
         reused=agg.reused,
         headline=headline(versus, agg.rows, stats.compare_alpha, stats.compare_threshold),
+        burst=_burst(store, run_id),
         samples=lambda: store.iter_samples(run_id),
     )
+
+
+def _burst(store: Store, run_id: str) -> dict[str, Any] | None:
+    """A burst run's groups, spreads and skews (one more pass over its samples); None otherwise."""
+    if not store.manifest(run_id).get("burst"):
+        return None
+    from farm.burst_report import burst_summary
+
+    return burst_summary(store.burst_groups(run_id), store.iter_samples(run_id))
 
 
 def _manifest(store: Store, run_id: str) -> dict[str, Any]:

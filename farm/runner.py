@@ -42,6 +42,7 @@ class RunOptions:
     seed: int | None = None
     label: str = ""
     scenarios: Sequence[str] = (DEFAULT_SCENARIO,)
+    burst: int | None = None      # the burst scenario's size (creates released at one instant)
     config_path: str | None = None
     progress_every_s: float = 0.5
     gates: Sequence[str] = ()  # --fail-on expressions, recorded in the manifest (farm/gates.py)
@@ -162,14 +163,17 @@ def run(config: FarmConfig, options: RunOptions,
         scheduler = Scheduler(store, app)
         run_id = new_run_id()
         try:
-            if embedded is not None:
-                embedded.start_workers(store, options.providers, options.concurrency)
+            if embedded is not None:  # a burst needs a worker process per create released at once
+                embedded.start_workers(store, options.providers, max(options.concurrency, options.burst or 0))
+            if options.burst:
+                check_burst_slots(store, options.providers, options.burst)
             with redis_edges(store, run_id):
                 scheduler.create_run(config, options.providers, options.snippets,
                                      repetitions=options.repetitions, warmup=options.warmup,
                                      concurrency=options.concurrency, seed=options.seed,
                                      label=options.label, run_id=run_id, gates=options.gates,
-                                     scenarios=options.scenarios)
+                                     scenarios=options.scenarios,
+                                     burst=options.burst)
             if on_started:
                 on_started(run_id, "embedded" if embedded else "distributed")
             if on_attached:
@@ -179,6 +183,22 @@ def run(config: FarmConfig, options: RunOptions,
                                               options.progress_every_s, config, on_notice)
         finally:
             app.close()
+
+
+def offered_slots(store: Store, provider: str) -> int | None:
+    """Worker pool processes serving ``provider`` now, from live heartbeats (None: none says)."""
+    sizes = [info.get("processes") for info in store.live_workers().values() if info.get("provider") == provider]
+    known = [s for s in sizes if isinstance(s, int)]
+    return sum(known) if known else None
+
+
+def check_burst_slots(store: Store, providers: Sequence[str], burst: int) -> None:
+    """A burst of N needs N worker processes per provider, or its barrier never fills: refuse now."""
+    for provider in providers:
+        offered = offered_slots(store, provider)
+        if offered is not None and offered < burst:
+            raise FarmError(f"a burst of {burst} needs {burst} worker processes for {provider}; the live workers "
+                            f"offer {offered}: start more (`farm worker --provider {provider} -c N`) or lower --burst")
 
 
 @contextmanager

@@ -9,7 +9,7 @@ Every stream entry has the same five fields, so Redis stores their names once pe
     n  numbers: started_ns and the measured phase durations (PHASES), little-endian int64;
                 -1 = not measured. Version 1 entries hold the first eight phases only.
     i  internal timings the snippet reported: "name=ns,name=ns" ("" when none)
-    x  JSON of the free text: error, output, retry_log, sandbox ("" when all empty); ``sandbox`` is
+    x  JSON of the free text: error, output, retry_log, sandbox, burst ("" when all empty); ``sandbox`` is
        what the provider said about the sandbox (warm signal, readiness polls, SDK attempts)
 
 The fixed binary block is what makes reports fast: the aggregator reads ``g``, ``n`` and ``i``
@@ -35,7 +35,7 @@ SCHEMA_VERSION = 2  # 2: the resume phases (pause, resume, tti_resume) appended 
 NUMBERS = ("started_ns", *(f"{p}_ns" for p in PHASES))
 GROUP = ("provider", "snippet", "warmup", "outcome", "error_class")
 KEYS = ("rep", "attempt", "retries", "exit_code", "warm", "leaked", "error_phase", "worker", "v", "reused")
-TEXT = ("error", "output", "retry_log", "sandbox")
+TEXT = ("error", "output", "retry_log", "sandbox", "burst")
 INT_KEYS = {"rep", "attempt", "retries", "exit_code", "v"}
 SEP = "\x1f"
 _SEP_BYTES, _LEAKED, _REUSED = SEP.encode(), KEYS.index("leaked"), KEYS.index("reused")
@@ -81,6 +81,7 @@ class Sample:
     internal: dict[str, int] | None = None          # sections the snippet timed itself, ns
     retry_log: list[dict[str, Any]] | None = None   # one entry per failed create attempt
     sandbox: dict[str, Any] | None = None           # what the provider said: warm signal, polls, SDK attempts
+    burst: dict[str, Any] | None = None             # burst scenario: group, size, release_ns, start_ns, skew_ms
     output: str | None = None                       # the tail of stdout/stderr, redacted
 
     @classmethod

@@ -33,10 +33,22 @@ class ScenarioSpec:
     lifecycle: str               # "module:function" measuring one sample (workers/measure.py's signature)
     phases: tuple[str, ...]      # the phases its samples time, in reading order
     requires: str | None = None  # the optional provider capability it needs (e.g. "pause"), if any
+    # "module:function" giving the lifecycle's extra keyword arguments for one sample, called by the
+    # worker as f(store, run_id, member, manifest, slot) (the burst barrier); None: no extras
+    context: str | None = None
+    alone: bool = False          # runs only in a plan of its own (burst: its dispatch window is the burst)
 
     def load(self) -> Callable[..., dict[str, Any]]:
-        module, _, attr = self.lifecycle.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return _attr(self.lifecycle)
+
+    def extras(self, store: Any, run_id: str, member: str, manifest: Any, slot: int | None) -> dict[str, Any]:
+        """The lifecycle's extra keyword arguments for one sample."""
+        return _attr(self.context)(store, run_id, member, manifest, slot) if self.context else {}
+
+
+def _attr(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 _REGISTRY: dict[str, ScenarioSpec] = {}
@@ -103,3 +115,8 @@ register(ScenarioSpec(
     summary="back from a pause: set-up (untimed) → marker → pause → resume until a command sees "
             "the marker → run → destroy",
     phases=("queue", "pause", "resume", "tti_resume", "run", "destroy", "total")))
+register(ScenarioSpec(
+    name="burst", lifecycle="workers.burst:measure_burst", context="workers.burst:barrier_for", alone=True,
+    summary="N creates released at one instant across all workers (a Redis barrier), then the cold "
+            "lifecycle: create → ready → setup → run → destroy",
+    phases=("queue", "claim", "create", "ready", "tti", "setup", "run", "destroy", "total")))

@@ -35,7 +35,8 @@ class Scheduler:
     def create_run(self, config: FarmConfig, providers: Sequence[str], snippets: Sequence[Snippet], *,
                    repetitions: int, warmup: int, concurrency: int, seed: int | None = None,
                    label: str = "", run_id: str | None = None, gates: Sequence[str] = (),
-                   window: int | None = None, scenarios: Sequence[str] = (DEFAULT_SCENARIO,)) -> str:
+                   window: int | None = None, scenarios: Sequence[str] = (DEFAULT_SCENARIO,),
+                   burst: int | None = None) -> str:
         """Write the manifest and status to Redis, then dispatch the first window of tasks. The
         manifest records the worker hosts live now (their load before the run) and the run's gates.
         ``window`` (tasks in flight per provider) defaults to twice the concurrency; `farm ramp`
@@ -43,7 +44,7 @@ class Scheduler:
         manifest = Manifest.assemble(config, run_id or new_run_id(), providers, snippets,
                                      repetitions=repetitions, warmup=warmup, concurrency=concurrency,
                                      seed=seed, label=label, hosts=hosts.snapshot(self.store.live_workers()),
-                                     gates=gates, window=window, scenarios=scenarios)
+                                     gates=gates, window=window, scenarios=scenarios, burst=burst)
         self.store.create_run(manifest.run_id, manifest.to_dict(), manifest.plan.total, label=label)
         self.dispatcher.remember(manifest)
         for provider in providers:

@@ -51,7 +51,7 @@ def test_wilson_and_peak_overlap():
 
 def sim_config(tmp_path):
     # the run phase keeps each sandbox alive long enough that a level's samples overlap on a loaded machine
-    return {"providers": {"sim": {"create": {"dist": "fixed", "ms": CREATE_MS}, "run": {"dist": "fixed", "ms": 400},
+    return {"providers": {"sim": {"create": {"dist": "fixed", "ms": CREATE_MS}, "run": {"dist": "fixed", "ms": 2500},
                                   "seed": 5,
                                   "capacity": {"in_flight": 8, "slowdown": 4.0, "reject": 0.5,
                                                "state_dir": str(tmp_path / "in-flight")}}},
@@ -61,7 +61,7 @@ def sim_config(tmp_path):
 def test_ramp_on_sim_with_capacity_8_finds_the_knee_at_8_and_draws_it(tmp_path):
     with Farm(tmp_path, sim_config(tmp_path)) as farm:
         farm.worker("sim", concurrency=16)
-        options = RampOptions(providers=["sim"], snippets=[HELLO], levels=[1, 2, 4, 8, 16], per_level=20,
+        options = RampOptions(providers=["sim"], snippets=[HELLO], levels=[1, 2, 4, 8, 16], per_level=12,
                               tolerance=0.5, seed=2)
         result = ramp_levels(farm.store, farm.scheduler, farm.config, options)
         stored = farm.store.ramp(result.ramp_id)
@@ -69,7 +69,9 @@ def test_ramp_on_sim_with_capacity_8_finds_the_knee_at_8_and_draws_it(tmp_path):
     (ramp,) = result.providers
     by_level = {lv.level: lv for lv in ramp.levels}
     assert (ramp.knee, ramp.degraded_at) == (8, 16), ramp_table(result)
-    assert all(lv.offered == 16 and not lv.capped for lv in ramp.levels)
+    # every level got the slots it asked for (a peak below the level, if the pools started a task
+    # late, is stated but not a cap of the workers)
+    assert all(lv.offered == 16 and not any("workers offer" in c for c in lv.capped) for lv in ramp.levels)
     for lv in (1, 2, 4, 8):  # within capacity: every create took the sim's CREATE_MS, no 429
         assert by_level[lv].errors == 0 and by_level[lv].tti["p50_ms"] >= CREATE_MS
         assert by_level[lv].peak_in_flight <= lv
@@ -144,7 +146,7 @@ def test_a_declared_shared_client_pool_below_the_level_and_a_held_down_peak_are_
     lv = measure_level(8, "r", "csb", samples, offered=8, confidence=0.95, client_pool=pool)
     assert lv.peak_in_flight == 2
     assert lv.capped[0].startswith("csb's client shares a pool of 2 connection(s)")
-    assert "only 2 sample(s) ran at once although 8 could: csb's client pools: a sidecar's pool of 2" in lv.capped[1]
+    assert "only 2 sample(s) ran at once although 8 could: csb's client pools (a sidecar's pool of 2)" in lv.capped[1]
     per_process = measure_level(8, "r", "csb", samples, offered=8, confidence=0.95,
                                 client_pool={"per_process": 16, "shared": None, "what": "x"})
     assert not any("shares a pool" in c for c in per_process.capped)  # one sample per process: 16 never binds

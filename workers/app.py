@@ -253,8 +253,12 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     member = member_key(provider, snippet, rep, warmup, scenario)
     me = worker_id()
     window, length = scheduler().window(run_id, provider)
+    # A burst run names no successor at claim: a group's members must all be dispatched at once, and
+    # a successor taken from the cursor would wait for its predecessor's commit, which waits at the
+    # barrier for it. Its commits free their slot and reserve the next item instead.
     attempt, holder, successor = retrying(
-        lambda: st.claim_with_successor(run_id, member, me, LEASE_MS, slot, length), "claim")
+        lambda: st.claim_with_successor(run_id, member, me, LEASE_MS, slot, None if manifest.burst else length),
+        "claim")
     if attempt in REFUSED:
         return _refused(attempt, run_id, member, "claim")
     if attempt == -1:
@@ -280,11 +284,13 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
                 spec = SandboxSpec(labels=sandbox_labels(run_id, provider, snippet, rep, farm_id()),
                                    settings=manifest.settings_for(provider),
                                    timeout_s=manifest.timeouts["create"])
-                lifecycle = scenarios.get(scenario).load()  # the scenario's measuring function
+                chosen = scenarios.get(scenario)
+                lifecycle = chosen.load()  # the scenario's measuring function
                 record.update(lifecycle(prov, spec, snip, env, manifest.timeouts,
                                         retries=manifest.retries, backoff_s=manifest.backoff_s,
                                         register=register,
-                                        reuse=ReuseCheck(st, run_id, member, attempt)))
+                                        reuse=ReuseCheck(st, run_id, member, attempt),
+                                        **chosen.extras(st, run_id, member, manifest, slot)))
             except RedisError as exc:  # the farm's Redis, not the provider: no failure is recorded
                 log.warning("run %s: %s stopped before measuring: %s; left for the reconciler", run_id, member,
                             redact(f"{type(exc).__name__}: {exc}")[:200])

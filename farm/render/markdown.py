@@ -6,6 +6,7 @@ from typing import Sequence
 
 from farm.document import Document
 from farm.error_messages import message_lines
+from farm.burst_report import burst_lines
 from farm.render.summary import cost_lines, error_counts, headline_lines, table, warnings
 
 
@@ -21,7 +22,7 @@ def render(doc: Document, columns: Sequence[str] | None = None) -> str:
     if doc.errors_by_class:
         out.append("\n**Errors by class:** " + "; ".join(error_counts(doc)))
         out += [f"- `{line}`" if i else f"\n- `{line}`" for i, line in enumerate(message_lines(doc.error_messages))]
-    for line in cost_lines(doc):
+    for line in cost_lines(doc) + burst_lines(doc.burst):
         out.append(f"\n{line}")
     for w in warnings(doc):
         out.append(f"\n> ⚠ {w}")

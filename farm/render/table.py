@@ -9,6 +9,7 @@ from typing import Sequence
 
 from farm.document import Document
 from farm.error_messages import message_lines
+from farm.burst_report import burst_lines
 from farm.render.summary import cost_lines, error_counts, headline_lines, table, warnings
 from farm.render.units import aligned
 
@@ -34,6 +35,6 @@ def render(doc: Document, columns: Sequence[str] | None = None) -> str:
     out += [f"note: {line}" for line in table(doc, columns).notes]
     out += [f"errors {line}" for line in error_counts(doc)]
     out += [f"  {line}" for line in message_lines(doc.error_messages)]
-    out += cost_lines(doc)
+    out += cost_lines(doc) + burst_lines(doc.burst)
     out += [f"warning: {w}" for w in warnings(doc)]
     return "\n".join(out)

@@ -10,6 +10,7 @@ One module per concern, combined into the ``Store`` callers use:
     stream.py    reading samples (entries, column batches, dicts) and sketches
     dispatch.py  cursor, slots, in-flight entries, task titles waiting in a queue
     fleet.py     worker heartbeats, locks, leaked sandboxes and sweeps, schedule guards, API checks
+    barrier.py   the burst barrier: N creates released at one instant across workers
     sandboxes.py the sandbox register (created, not yet destroyed, per attempt) and the farm's id
     series.py    finished runs' cached summaries, change points already announced
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from farm.samples import (PHASES, SAMPLE_FIELDS, SCHEMA_VERSION, Batch, decode_sample,  # noqa: F401
                           encode_sample)
+from farm.store.barrier import Barrier
 from farm.store.base import (TRANSIENT_ERRORS, AuthenticationError, RedisError, RedisFull,  # noqa: F401
                              is_redis_full)
 from farm.store.dispatch import Dispatch
@@ -30,5 +32,5 @@ from farm.store.series import SeriesStore
 from farm.store.stream import Stream
 
 
-class Store(Runs, Ledger, Stream, Dispatch, Fleet, Sandboxes, SeriesStore):
+class Store(Runs, Ledger, Stream, Dispatch, Fleet, Sandboxes, SeriesStore, Barrier):
     """Typed access to the farm's Redis keys: ``Store.from_url(url)``."""

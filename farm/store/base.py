@@ -93,6 +93,8 @@ class StoreBase:
         self._register_sandbox = _Script(client.register_script(scripts.REGISTER_SANDBOX))
         self._first_sightings = _Script(client.register_script(scripts.FIRST_SIGHTINGS))
         self._unregister_sandbox = _Script(client.register_script(scripts.UNREGISTER_SANDBOX))
+        self._burst_arrive = _Script(client.register_script(scripts.BURST_ARRIVE))
+        self._burst_started = _Script(client.register_script(scripts.BURST_STARTED))
 
     @classmethod
     def from_url(cls, url: str) -> Any:

@@ -35,6 +35,8 @@ Per run (``{r}`` = ``farm:run:<run_id>``):
                                       except for a run `farm runs --prune` pruned (farm/prune.py): it
                                       deletes samples, done, cursor, slots, inflight:*, lease:*, next:*,
                                       sandboxes, sweep, sets status pruned_ns, and the summary stays
+    {r}:burst:<provider>:<n>   HASH   burst group n: size, arrived, release_us (the instant, µs), first_ns, last_ns,
+                                      started (farm/store/barrier.py); :in SET arrived members; :go LIST wake-ups
     {r}:seen                   HASH   "sandbox:<id>" / "boot:<fingerprint>" -> JSON {member, sandbox, uptime_s, ns}:
                                       the first sample that saw a sandbox id or boot identity (workers/reuse.py)
 

@@ -217,3 +217,37 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
 """
+
+# --- the burst barrier (farm/store/barrier.py) ---
+# KEYS: group hash, members set, go list   ARGV: member, size, lead_ms, key ttl s
+# -> {release_us or 0, arrived, late (1: the group was released before this member arrived)}
+# Times are microseconds here: nanoseconds since the epoch do not fit a Lua number (a double) exactly.
+BURST_ARRIVE = """
+local released = redis.call('HGET', KEYS[1], 'release_us')
+redis.call('SADD', KEYS[2], ARGV[1])
+local arrived = redis.call('SCARD', KEYS[2])
+redis.call('HSETNX', KEYS[1], 'size', ARGV[2])
+for _, k in ipairs(KEYS) do redis.call('EXPIRE', k, ARGV[4]) end
+if released then return {tonumber(released), arrived, 1} end
+if arrived >= tonumber(ARGV[2]) then
+  local t = redis.call('TIME')
+  local release = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[3]) * 1000
+  redis.call('HSET', KEYS[1], 'release_us', string.format('%.0f', release), 'arrived', arrived)
+  for i = 1, arrived - 1 do redis.call('RPUSH', KEYS[3], string.format('%.0f', release)) end
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+  return {release, arrived, 0}
+end
+return {0, arrived, 0}
+"""
+
+# KEYS: group hash   ARGV: start_ns   -> started count. Nanosecond strings are compared as digit
+# strings (a longer one is larger), never as Lua numbers, which would round them.
+BURST_STARTED = """
+local function less(a, b) return #a < #b or (#a == #b and a < b) end
+local s = ARGV[1]
+local first = redis.call('HGET', KEYS[1], 'first_ns')
+local last = redis.call('HGET', KEYS[1], 'last_ns')
+if not first or less(s, first) then redis.call('HSET', KEYS[1], 'first_ns', s) end
+if not last or less(last, s) then redis.call('HSET', KEYS[1], 'last_ns', s) end
+return redis.call('HINCRBY', KEYS[1], 'started', 1)
+"""
