@@ -90,11 +90,15 @@ def _assert_exactly_once(farm: NetFarm, run_id: str, planned: int) -> list[dict[
 
 
 def _cut_mid_sample(lab: Any, farm: NetFarm, run_id: str, host: str, how: str = "port") -> dict[str, str]:
-    """Wait until ``host`` is napping inside a sample, cut it off, and return what it held."""
+    """Wait until ``host`` is inside a napping sample with its sandbox alive, cut it off, and
+    return what it held."""
     from farm.waiting import wait_until
 
-    wait_until(lambda: any("|nap|" in m for m in _claims_of(farm, run_id, host)), 180,
-               f"{host} to claim a napping sample", 0.02)
+    def napping() -> bool:  # claimed, and its sandbox created and registered: the nap is next
+        claimed = _claims_of(farm, run_id, host)
+        return any("|nap|" in e.member and e.member in claimed for e in farm.store.run_sandboxes(run_id))
+
+    wait_until(napping, 180, f"{host} to be inside a napping sample", 0.02)
     lab.cut(host, how)
     held = _claims_of(farm, run_id, host)  # read after the cut: nothing it does lands any more
     assert held, "the claim was committed just before the cut; nothing was interrupted"
@@ -141,8 +145,8 @@ def test_partition_healed_mid_run_every_sample_once_and_no_sandbox_left(tmp_path
             lab.heal("hosta", how)
             farm.follow(run_id, timeout=300)
             samples = _assert_exactly_once(farm, run_id, planned=80)
-            # hostb did the held members again (unless hosta's late commit won the race, which is
-            # fine: the other copy was dropped); either way the stream has one sample per member.
+            # hostb did the held members again, or hosta's late commit won the race (the other copy
+            # was dropped); either way the stream has one sample per member.
             assert {s["worker"].split(":")[0] for s in samples} <= {"hosta", "hostb"}
 
             # hosta comes back on its own, over the same TCP connections once they retransmit.
