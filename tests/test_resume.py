@@ -164,3 +164,36 @@ def test_local_long_lived_interpreter_survives_hostile_commands():
         assert after.ok and after.stdout.strip() == "still here"
     finally:
         provider.destroy(sandbox)
+
+
+class _SlowRegister:
+    """A sandbox register whose Redis answers after exactly ``ms`` (a partition healing, a full Redis)."""
+
+    def __init__(self, ms):
+        self.ms, self.calls = ms, []
+
+    def created(self, sandbox_id):
+        import time
+        time.sleep(self.ms / 1000)
+        self.calls.append(("created", sandbox_id))
+
+    def released(self, sandbox_id):
+        self.calls.append(("released", sandbox_id))
+
+
+def test_a_total_that_waited_on_the_farms_own_redis_says_how_long():
+    """Ground truth: the register's created() takes exactly 300 ms. ``total`` spans it (it spans the
+    sandbox's life), and ``sandbox.farm_wait_ms`` says how much of it was the farm's own wait, so
+    it is never read as the provider's; no phase contains it."""
+    from workers.measure import measure
+    for lifecycle in (measure, measure_resume):
+        register = _SlowRegister(300)
+        out = lifecycle(_sim(), SPEC, library()["hello"], {}, TIMEOUTS, register=register)
+        assert out["outcome"] == "ok", out
+        assert [c[0] for c in register.calls] == ["created", "released"]
+        assert 300 <= out["sandbox"]["farm_wait_ms"] <= 300 + SLACK_MS
+        assert out["total_ns"] >= out["sandbox"]["farm_wait_ms"] * 1e6
+        phases = [v for k, v in out.items() if k.endswith("_ns") and k != "total_ns"]
+        assert all(v < 300e6 for v in phases), out  # sim's phases here are 5-70 ms: none holds the wait
+    quick = measure(_sim(), SPEC, library()["hello"], {}, TIMEOUTS, register=_SlowRegister(0))
+    assert "farm_wait_ms" not in (quick.get("sandbox") or {})  # round trips, not a wait: nothing recorded

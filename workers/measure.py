@@ -3,6 +3,8 @@
 
 The identity probe (workers/identity.py, reuse.py) runs after ``ready`` and before ``setup``,
 outside every timed phase but ``total``; its own duration is recorded as ``sandbox.identity.probe_ms``.
+The farm's own Redis calls inside ``total`` (sandbox register, reuse check) are summed apart and,
+when they waited (``FARM_WAIT_SHOWN_NS``), recorded as ``sandbox.farm_wait_ms``.
 
 Each phase is ``perf_counter_ns`` around exactly one provider call (``_timed``); ``tti_resume`` is
 the sum of two such calls (resume, then the first command). Package installs are the ``setup``
@@ -180,6 +182,47 @@ class SandboxRegister(Protocol):
         """Destroyed, or its failed destroy recorded in the sample (``leaked``)."""
 
 
+# The farm's own calls inside ``total`` (sandbox register, reuse check: Redis round trips) are timed
+# apart, so a ``total`` that waited on Redis (a partition, a full Redis) says so: recorded as
+# ``sandbox.farm_wait_ms`` once they took this long (a wait, not the usual round trips).
+FARM_WAIT_SHOWN_NS = 5_000_000
+
+
+class _FarmClock:
+    """Sums the time spent in the farm's own calls made while a sample's ``total`` runs."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def wrap(self, target: T | None) -> T | None:
+        return None if target is None else _Timed(target, self)  # type: ignore[return-value]
+
+    def close(self, out: dict[str, Any], total_start: int) -> None:
+        out["total_ns"] = time.perf_counter_ns() - total_start
+        if self.ns >= FARM_WAIT_SHOWN_NS:
+            out["sandbox"] = {**out.get("sandbox", {}), "farm_wait_ms": round(self.ns / 1e6, 3)}
+
+
+class _Timed:
+    """``target`` with every method call's duration added to a ``_FarmClock``."""
+
+    def __init__(self, target: Any, clock: _FarmClock) -> None:
+        self._target, self._clock = target, clock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter_ns()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._clock.ns += time.perf_counter_ns() - start
+        return timed
+
+
 def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mapping[str, str],
             timeouts: Mapping[str, float], retries: int = 0, backoff_s: float = 1.0,
             register: SandboxRegister | None = None, reuse: ReuseVerdict | None = None) -> dict[str, Any]:
@@ -190,7 +233,8 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
     missing = set(snippet.needs) - set(provider.capabilities)
     if missing:
         return {"outcome": "skipped", "error": f"provider {provider.name} cannot offer {', '.join(sorted(missing))}"}
-    sample, sandbox = _Sample(provider, snippet, env, timeouts), None
+    sample, sandbox, farm = _Sample(provider, snippet, env, timeouts), None, _FarmClock()
+    register, reuse = farm.wrap(register), farm.wrap(reuse)
     total_start = time.perf_counter_ns()
     try:
         sandbox = sample.acquire(spec, retries, backoff_s)
@@ -212,7 +256,7 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
             sample.destroy(sandbox)
             if register is not None:  # destroyed, or the sample now carries the leak
                 register.released(sandbox.id)
-    sample.out["total_ns"] = time.perf_counter_ns() - total_start
+    farm.close(sample.out, total_start)
     return sample.out
 
 
@@ -290,7 +334,8 @@ def measure_resume(provider: Provider, spec: SandboxSpec, snippet: Snippet, env:
     unsupported = provider.pause_support()
     if unsupported:
         return {"outcome": "skipped", "error": redact(unsupported)[:300]}
-    sample, token = _ResumeSample(provider, snippet, env, timeouts), secrets.token_hex(8)
+    sample, token, farm = _ResumeSample(provider, snippet, env, timeouts), secrets.token_hex(8), _FarmClock()
+    register, reuse = farm.wrap(register), farm.wrap(reuse)
     total_start = time.perf_counter_ns()
     try:
         sandbox = sample.set_up(spec, retries, backoff_s, register, reuse)
@@ -310,5 +355,5 @@ def measure_resume(provider: Provider, spec: SandboxSpec, snippet: Snippet, env:
             sample.destroy(sandbox)
             if register is not None:
                 register.released(sandbox.id)
-    sample.out["total_ns"] = time.perf_counter_ns() - total_start
+    farm.close(sample.out, total_start)
     return sample.out
