@@ -171,16 +171,23 @@ class LocalWorkers:
         self.procs.clear()
 
 
-def preflight_builtin(providers_settings: dict[str, Any], providers: Sequence[str]) -> None:
-    """Built-in providers (no SDK, no credentials) run on this machine: build each once before any
-    worker starts, so a setting this host cannot honour — e.g. a confinement it cannot give —
-    refuses the run in one line instead of failing every sample."""
-    from providers import get_provider, spec_of
+def preflight_providers(providers_settings: dict[str, Any], providers: Sequence[str]) -> None:
+    """Embedded workers run on this machine with this environment: check each provider here before
+    any worker starts (and before the run is created), so a missing SDK or credential — or a
+    setting this host cannot honour, e.g. a confinement it cannot give — refuses the run in one
+    line instead of failing every sample. Built-in providers (no SDK, no credentials) are built
+    and checked in full; SDK providers get their SDK import and credential check only, since
+    their ``prepare()`` may need a sidecar that starts with the workers."""
+    from providers import get_provider, provider_class, spec_of
     from providers.base import ProviderError
 
     for name in providers:
         spec = spec_of(name)
         if spec.credentials or spec.extra:
+            try:  # these messages already name the provider, the variable (never its value), the fix
+                provider_class(name).check_credentials()
+            except ProviderError as exc:
+                raise ConfigError(str(exc)) from None
             continue
         try:
             get_provider(name, providers_settings.get(name, {})).check()
@@ -281,7 +288,7 @@ class EmbeddedFarm:
                       preflight: bool = True, timeout: float = 60.0) -> LocalWorkers:
         """Sidecars first (workers inherit what they export), then one worker per provider."""
         if preflight:
-            preflight_builtin(self.providers_settings, providers)
+            preflight_providers(self.providers_settings, providers)
         self._start_sidecars(providers)
         workers = self.workers = LocalWorkers(self.url, self.log_dir, self.config_path)
         for provider in providers:

@@ -153,12 +153,17 @@ class Provider:
     def check(self) -> None:
         """Raise ProviderError('auth'|'config') if this worker cannot serve the provider at all;
         then ``prepare()``: build clients here, so their construction is never timed."""
-        missing = [name for name in self.credentials if not os.environ.get(name)]
+        self.check_credentials()
+        self.prepare()
+
+    @classmethod
+    def check_credentials(cls) -> None:
+        """Raise ProviderError('auth') naming (never showing) the credential variables not set."""
+        missing = [name for name in cls.credentials if not os.environ.get(name)]
         if missing:
             verb = "is" if len(missing) == 1 else "are"
-            hint = f": {self.spec.credential_hint}" if self.spec and self.spec.credential_hint else ""
-            raise ProviderError("auth", f"{self.name}: {' and '.join(missing)} {verb} not set{hint}")
-        self.prepare()
+            hint = f": {cls.spec.credential_hint}" if cls.spec and cls.spec.credential_hint else ""
+            raise ProviderError("auth", f"{cls.name}: {' and '.join(missing)} {verb} not set{hint}")
 
     def prepare(self) -> None:
         """Build SDK clients once per process (after the credential check)."""
