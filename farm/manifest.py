@@ -74,6 +74,9 @@ class Manifest(_Frozen):
     concurrency: int
     window: int  # tasks in flight per provider
     burst: int | None = None  # the burst scenario's group size: creates released at one instant
+    # Every task of the window in flight together (a burst, a ramp level): claims name no successor,
+    # which would take a plan index from the cursor that the first top-up then does not dispatch.
+    whole_window: bool = False
     max_attempts: int
     retries: int = 0
     backoff_s: Seconds = 1.0
@@ -109,7 +112,7 @@ class Manifest(_Frozen):
             plan=PlanSpec(providers=tuple(providers), snippets=tuple(s.name for s in snippets),
                           once=tuple(sorted(plan.once)), repetitions=repetitions, warmup=warmup,
                           seed=seed, total=plan.total, measured=plan.measured, scenarios=plan.scenarios),
-            concurrency=concurrency, burst=burst,
+            concurrency=concurrency, burst=burst, whole_window=bool(burst) or window is not None,
             window=window if window is not None else burst if burst else max(2 * concurrency, 4),
             max_attempts=config.defaults.max_attempts, retries=config.defaults.retries,
             backoff_s=config.defaults.backoff_s, deadline_s=config.defaults.deadline_s,

@@ -130,7 +130,7 @@ def measure_level(level: int, run_id: str, provider: str, samples: Sequence[Mapp
                       f"processes ({client_pool.get('what', 'declared')}): fewer than level {level}")
     if offered is not None and offered < level:
         capped.append(f"the workers offer {offered} slot(s) for {provider}: level {level} ran at most {offered} at once")
-    expected = min(level, offered) if offered is not None else level
+    expected = min(level, offered if offered is not None else level, len(mine))
     if len(mine) >= expected and peak < expected:
         why = f"{provider}'s client pools ({client_pool.get('what', client_pool)})" if isinstance(client_pool, dict) \
             else "a client-side limit (an SDK connection pool, a sidecar)"

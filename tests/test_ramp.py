@@ -51,7 +51,7 @@ def test_wilson_and_peak_overlap():
 
 def sim_config(tmp_path):
     # the run phase keeps each sandbox alive long enough that a level's samples overlap on a loaded machine
-    return {"providers": {"sim": {"create": {"dist": "fixed", "ms": CREATE_MS}, "run": {"dist": "fixed", "ms": 2500},
+    return {"providers": {"sim": {"create": {"dist": "fixed", "ms": CREATE_MS}, "run": {"dist": "fixed", "ms": 1500},
                                   "seed": 5,
                                   "capacity": {"in_flight": 8, "slowdown": 4.0, "reject": 0.5,
                                                "state_dir": str(tmp_path / "in-flight")}}},
@@ -61,7 +61,7 @@ def sim_config(tmp_path):
 def test_ramp_on_sim_with_capacity_8_finds_the_knee_at_8_and_draws_it(tmp_path):
     with Farm(tmp_path, sim_config(tmp_path)) as farm:
         farm.worker("sim", concurrency=16)
-        options = RampOptions(providers=["sim"], snippets=[HELLO], levels=[1, 2, 4, 8, 16], per_level=12,
+        options = RampOptions(providers=["sim"], snippets=[HELLO], levels=[1, 2, 4, 8, 16], per_level=16,
                               tolerance=0.5, seed=2)
         result = ramp_levels(farm.store, farm.scheduler, farm.config, options)
         stored = farm.store.ramp(result.ramp_id)

@@ -253,11 +253,13 @@ def sample(self, run_id: str, provider: str, snippet: str, rep: int, warmup: boo
     member = member_key(provider, snippet, rep, warmup, scenario)
     me = worker_id()
     window, length = scheduler().window(run_id, provider)
-    # A burst run names no successor at claim: a group's members must all be dispatched at once, and
-    # a successor taken from the cursor would wait for its predecessor's commit, which waits at the
-    # barrier for it. Its commits free their slot and reserve the next item instead.
+    # A burst run or a ramp level names no successor at claim (Manifest.whole_window): a claim racing
+    # the first top-up would take a plan index the top-up then does not send, so fewer than the window
+    # would run at once (a burst's barrier would wait for a task that waits for its commit). Their
+    # commits free the slot and reserve the next item instead.
     attempt, holder, successor = retrying(
-        lambda: st.claim_with_successor(run_id, member, me, LEASE_MS, slot, None if manifest.burst else length),
+        lambda: st.claim_with_successor(run_id, member, me, LEASE_MS, slot,
+                                        None if manifest.whole_window else length),
         "claim")
     if attempt in REFUSED:
         return _refused(attempt, run_id, member, "claim")
