@@ -9,8 +9,6 @@ FARM_UPDATE_SCREENSHOTS=1 also writes docs/img/site-leaderboard.png and docs/img
 import base64
 import json
 import os
-import subprocess
-import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -21,7 +19,8 @@ from farm.errors import FarmError
 from farm.publish import publish
 from farm.publish.data import rank
 from tests.test_changepoints import make_night, nights
-from tests.test_report_html import CHROMIUM, REPO, DevTools, _wait_file
+from tests.chromium import CHROMIUM, headless
+from tests.test_report_html import REPO
 
 DAY = 86400
 
@@ -117,21 +116,8 @@ def test_every_page_loads_in_headless_chromium(history, tmp_path):
     publish(farm.store, farm.config, tmp_path / "site", reports=5)
     site = tmp_path / "site"
     pages = sorted(site.rglob("*.html"))
-    profile = tmp_path / "profile"
-    proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-         "--window-size=1280,900", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     found, shots = {}, {}
-    try:
-        port = _wait_file(profile / "DevToolsActivePort", 30)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
-            target = next(t for t in json.load(resp) if t["type"] == "page")
-        cdp = DevTools(target["webSocketDebuggerUrl"])
-        for domain in ("Runtime", "Log", "Page", "Network"):
-            cdp.call(f"{domain}.enable")
+    with headless(tmp_path / "profile") as cdp:
         for page in pages:
             cdp.events.clear()
             cdp.call("Page.navigate", url=page.as_uri())
@@ -146,18 +132,13 @@ def test_every_page_loads_in_headless_chromium(history, tmp_path):
                     settings: f.querySelectorAll('line.settings').length,
                     drawn: f.querySelector('svg.trend').getBBox().width > 100})),
                 boards: document.querySelectorAll('table.board').length})""")["result"]["value"])
-            problems = [e for e in cdp.events if e.get("method") in ("Runtime.exceptionThrown", "Network.loadingFailed")
-                        or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "warning"))
-                        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] in ("error", "warning"))]
+            problems = cdp.problems()
             assert problems == [], (page, problems)
             if page.name in ("index.html", "local--hello--cold.html"):
                 height = cdp.call("Page.getLayoutMetrics")["cssContentSize"]["height"]
                 shot = cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
                                 clip={"x": 0, "y": 0, "width": 1280, "height": min(height, 2400), "scale": 1})
                 shots[page.name] = base64.b64decode(shot["data"])
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=20)
 
     for page, seen in found.items():
         for href in seen["links"]:  # every link resolves to a file of the site

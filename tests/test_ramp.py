@@ -4,9 +4,6 @@ headless Chromium. The sim's truth: up to 8 of a run's sandboxes in flight, crea
 above 8, a create takes 4x as long or (probability 0.5) is refused with a 429."""
 
 import json
-import os
-import subprocess
-import urllib.request
 
 import pytest
 
@@ -15,7 +12,7 @@ from farm.ramp_runner import RampOptions, ramp_levels, ramp_table
 from farm.render.ramp_html import render as render_html
 from farm.snippets import Snippet
 from tests.harness import Farm
-from tests.test_report_html import CHROMIUM, DevTools, _wait_file
+from tests.chromium import CHROMIUM, headless
 
 CREATE_MS = 150
 HELLO = Snippet(name="hello", code="print('hi')\n")
@@ -94,19 +91,7 @@ def draw(html, tmp_path):
     """The page in headless Chromium: what the SVG holds once laid out, and any console problem."""
     page = tmp_path / "ramp.html"
     page.write_text(html, encoding="utf-8")
-    profile = tmp_path / "profile"
-    proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-         "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        port = _wait_file(profile / "DevToolsActivePort", 30)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
-            target = next(t for t in json.load(resp) if t["type"] == "page")
-        cdp = DevTools(target["webSocketDebuggerUrl"])
-        for domain in ("Runtime", "Log", "Page", "Network"):
-            cdp.call(f"{domain}.enable")
+    with headless(tmp_path / "profile") as cdp:
         cdp.call("Page.navigate", url=page.as_uri())
         cdp.wait_event("Page.loadEventFired")
         found = json.loads(cdp.call("Runtime.evaluate", returnByValue=True, expression="""JSON.stringify({
@@ -116,11 +101,7 @@ def draw(html, tmp_path):
             knee: (document.querySelector('svg.chart.ramp text.knee-label') || {}).textContent,
             bars: document.querySelectorAll('svg.chart.ramp-errors rect').length,
             wide: [...document.querySelectorAll('svg.chart')].every(s => s.getBBox().width > 300)})""")["result"]["value"])
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=20)
-    found["problems"] = [e for e in cdp.events if e.get("method") in ("Runtime.exceptionThrown", "Network.loadingFailed")
-                         or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
+    found["problems"] = cdp.problems(levels=("error",))
     return found
 
 

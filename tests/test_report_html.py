@@ -8,10 +8,6 @@ FARM_UPDATE_SCREENSHOTS=1 also writes docs/img/report.png (the README's picture)
 import base64
 import json
 import os
-import shutil
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,10 +17,9 @@ from farm.render import html as html_format
 from farm.render import markdown, table
 from farm.report import build_document, render
 from farm.snippets import parse_snippet
-from farm.waiting import wait_until
+from tests.chromium import CHROMIUM, headless
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BOOM = '# /// farm\n# name = "boom"\n# description = "always fails"\n# ///\nraise SystemExit(4)\n'
 OLD_ROW_KEYS = {"provider", "snippet", "phase", "n", "errors", "error_rate", "min_ms", "p50_ms", "p90_ms",
                 "p95_ms", "p99_ms", "max_ms", "mean_ms", "stdev_ms"}
@@ -100,60 +95,12 @@ def test_html_is_self_contained_and_escaped(reported):
     assert f">{doc['manifest']['plan']['seed']}<" in html
 
 
-def _wait_file(path, timeout):
-    text = wait_until(lambda: path.exists() and path.read_text().strip(), timeout, f"{path} to be written", 0.05)
-    return text.split()[0]
-
-
-class DevTools:
-    """A minimal Chrome DevTools Protocol client over one page's websocket."""
-
-    def __init__(self, ws_url):
-        import websocket
-
-        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
-        self.next_id = 0
-        self.events = []
-
-    def call(self, method, **params):
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == self.next_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            self.events.append(msg)
-
-    def wait_event(self, method, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(e.get("method") == method for e in self.events):
-                return
-            self.events.append(json.loads(self.ws.recv()))
-        raise TimeoutError(method)
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium)")
 def test_html_report_renders_in_headless_chromium(reported, tmp_path):
     doc, html = reported
     page = tmp_path / "report.html"
     page.write_text(html, encoding="utf-8")
-    profile = tmp_path / "profile"
-    proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-         "--window-size=1280,900", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        port = _wait_file(profile / "DevToolsActivePort", 30)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
-            target = next(t for t in json.load(resp) if t["type"] == "page")
-        cdp = DevTools(target["webSocketDebuggerUrl"])
-        for domain in ("Runtime", "Log", "Page", "Network"):
-            cdp.call(f"{domain}.enable")
+    with headless(tmp_path / "profile") as cdp:
         cdp.call("Page.navigate", url=page.as_uri())
         cdp.wait_event("Page.loadEventFired")
         found = json.loads(cdp.call("Runtime.evaluate", returnByValue=True, expression="""JSON.stringify({
@@ -167,14 +114,7 @@ def test_html_report_renders_in_headless_chromium(reported, tmp_path):
         shot = cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
                         clip={"x": 0, "y": 0, "width": 1280, "height": metrics["height"], "scale": 1})
         png = base64.b64decode(shot["data"])
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=20)
-
-    problems = [e for e in cdp.events if e.get("method") in ("Runtime.exceptionThrown", "Network.loadingFailed")
-                or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "warning"))
-                or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] in ("error", "warning"))]
-    assert problems == []
+    assert cdp.problems() == []
     phases = {r["phase"] for r in doc["results"] if r["n"]}
     assert found["cdf"] == len(phases) and found["lines"] >= len(doc["distributions"])
     assert found["tti"] == 2 and found["errors"] == 1 and found["drawn"]
