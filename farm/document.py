@@ -21,7 +21,7 @@ from farm.phases import WALL_CLOCK_PHASES
 from farm.scenarios import DEFAULT as DEFAULT_SCENARIO, subject
 
 SCHEMA_VERSION = 1
-DOCUMENT_VERSION = 9
+DOCUMENT_VERSION = 10
 
 SampleSource = Callable[[], Iterable[dict[str, Any]]]
 
@@ -90,12 +90,13 @@ class Status:
     planned: int
     done: int
     ok: int
-    failed: int
+    failed: int       # failed samples; from version 10 skipped ones are not among them
     label: str = ""
     incomplete: bool = False
     missing_count: int = 0
     missing: list[str] = field(default_factory=list)
     finish_reason: str = ""
+    skipped: int = 0  # samples whose snippet/scenario the provider could not run (version 10)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Status":
@@ -133,6 +134,8 @@ class Document:
     headline: list[dict[str, Any]] = field(default_factory=list)
     # a burst run's groups, spreads and start skews per provider (farm/burst_report.py); else None (version 9)
     burst: dict[str, Any] | None = None
+    # "provider/subject" -> [{"reason", "count"}], most frequent first: why samples were skipped (version 10)
+    skipped: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     samples: SampleSource | None = field(default=None, repr=False, compare=False)
 
     def iter_samples(self) -> Iterator[dict[str, Any]]:
@@ -154,6 +157,7 @@ class Document:
             "counts": self.counts,
             "errors_by_class": self.errors_by_class,
             "error_messages": self.error_messages,
+            "skipped": self.skipped,
             "reused": self.reused,
             "burst": self.burst,
             "results": [row.to_dict() for row in self.results],
@@ -192,7 +196,7 @@ class Document:
 
 
 _OPTIONAL = ("leaks", "statistics", "warnings", "distributions", "baseline", "cost", "error_messages",
-             "change_points", "reused", "headline", "burst")
+             "change_points", "reused", "headline", "burst", "skipped")
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

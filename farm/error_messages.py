@@ -44,6 +44,38 @@ def top_messages(entries: Iterable[list[list[Any]]], top: int = TOP_MESSAGES) ->
     return out
 
 
+Skips = dict[str, list[dict[str, Any]]]  # "provider/snippet" -> [{reason, count}], most frequent first
+
+
+def skip_summary(entries: Iterable[list[list[Any]]], top: int = TOP_MESSAGES) -> tuple[int, Skips]:
+    """Skipped samples (warm-ups included, as in the run's status counts) and, per measured
+    provider/snippet, the ``top`` most frequent reasons. Skipped is its own outcome: the snippet or
+    scenario could not be run there (a precondition the provider lacks), which is no failure."""
+    total = 0
+    counters: dict[str, Counter[str]] = defaultdict(Counter)
+    for batch in entries:
+        for _id, fields in batch:
+            provider, snippet, warmup, outcome, _class = fields[1].decode().split(SEP)
+            if outcome != "skipped":
+                continue
+            total += 1
+            if warmup == "1":
+                continue
+            text = fields[9].decode() if isinstance(fields[9], bytes) else fields[9]
+            reason = _short(str(json.loads(text).get("error") or "")) if text else ""
+            counter = counters[f"{provider}/{snippet}"]
+            reason = reason or "(no reason recorded)"
+            if reason in counter or len(counter) < DISTINCT_LIMIT:
+                counter[reason] += 1
+    return total, {key: [{"reason": redact(r), "count": n} for r, n in counter.most_common(top)]
+                   for key, counter in sorted(counters.items())}
+
+
+def skip_lines(skips: Skips) -> list[str]:
+    """``provider · snippet ×n: reason`` per kept reason, for text renderers."""
+    return [f"{key.replace('/', ' · ', 1)} ×{s['count']}: {s['reason']}" for key, items in skips.items() for s in items]
+
+
 def message_lines(messages: Messages) -> list[str]:
     """``provider/snippet class ×n: message`` per kept message, for text renderers."""
     return [f"{key} {cls} ×{m['count']}: {m['message']}"

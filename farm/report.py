@@ -18,7 +18,7 @@ from farm import render as formats
 from farm.aggregate import CDF_PROBS, aggregate_run
 from farm.config import FarmConfig, Statistics
 from farm.document import Document, Status
-from farm.error_messages import top_messages
+from farm.error_messages import skip_summary, top_messages
 from farm.headline import PhaseSample, headline
 from farm.manifest import HostFacts
 from farm.samples import Batch
@@ -97,10 +97,12 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
     base = compare.baseline_flags(store, run_id, stats, compare.RunData(run_id, agg, sample)) if prior else None
     leaks = leak_summary(store, run_id, leaked)
     manifest = _manifest(store, run_id)
+    # the status hash counts a skipped sample as failed; the stream says which were skipped
+    skipped, skips = skip_summary(store.iter_entries(run_id)) if status.failed else (0, {})
     return Document(
         run_id=run_id,
         status=Status(state=status.state, planned=status.planned, done=status.done, ok=status.ok,
-                      failed=status.failed, label=status.label, incomplete=status.incomplete,
+                      failed=status.failed - skipped, skipped=skipped, label=status.label, incomplete=status.incomplete,
                       missing_count=status.missing_count, missing=status.missing or [],
                       finish_reason=status.finish_reason),
         leaks=leaks,
@@ -119,6 +121,7 @@ def build(store: Store, run_id: str, config: FarmConfig | None = None, baseline:
         baseline=base,
         cost=meter.report(config),
         error_messages=top_messages(store.iter_entries(run_id)) if agg.errors_by_class else {},
+        skipped=skips,
         change_points=(known_change_points if known_change_points is not None else
                        run_change_points(store, run_id, stats)) if baseline else None,
         reused=agg.reused,

@@ -38,7 +38,7 @@ def test_a_v1_document_loads_with_absent_keys_empty():
     assert doc.baseline is None and doc.cost is None and doc.leaks == {"leaked": {}, "reclaimed": {}}
     assert row.scenario == "cold" and row.subject == "hello"  # rows from before scenarios (version < 4) are cold
     upgraded = doc.to_json()  # written back as the current version, the original values kept
-    assert upgraded["schema_version"] == SCHEMA_VERSION and upgraded["document_version"] == DOCUMENT_VERSION == 9
+    assert upgraded["schema_version"] == SCHEMA_VERSION and upgraded["document_version"] == DOCUMENT_VERSION == 10
     assert upgraded["reused"] == {}  # version 6: a v1 document had no reused sandboxes to say of
     assert upgraded["results"][0]["stdev_ms"] == 2.0 and upgraded["counts"] == V1["counts"]
 
@@ -51,7 +51,7 @@ def test_a_v1_document_renders_in_every_format_but_csv():
     assert "— n≥" in table  # no interval in a v1 row: the cell says how many samples it needs
     assert "schedule:nightly" in render(doc, "html")
     assert "| local | hello | 25.0 | run |" in render(doc, "markdown")
-    assert json.loads(render(doc, "json"))["document_version"] == 9
+    assert json.loads(render(doc, "json"))["document_version"] == 10
     with pytest.raises(DocumentError, match="no samples attached"):
         render(doc, "csv")  # raw samples live in Redis, never in the document
     assert set(FORMATS) == {"table", "json", "markdown", "csv", "html"}

@@ -13,7 +13,7 @@ from html import escape
 from typing import Any, Collection, Sequence
 
 from farm.document import SCHEMA_VERSION, Document, Row
-from farm.render.summary import confidence, headline_lines, table, warnings
+from farm.render.summary import outcome_counts, confidence, headline_lines, table, warnings
 from farm.render.units import MISSING
 from farm.render.units import short_ms as _nice_ms
 from farm.samples import phase_key
@@ -274,7 +274,7 @@ def render(doc: Document, columns: Sequence[str] | None = None) -> str:
 <title>Sandbox Farm run {_e(doc.run_id)}</title><style>{CSS}</style></head>
 <body>
 <h1>Sandbox Farm run <code>{_e(doc.run_id)}</code></h1>
-<p class="meta">{_e(st.state)} · {st.ok} ok / {st.failed} failed of {st.planned} planned
+<p class="meta">{_e(st.state)} · {_e(outcome_counts(st))} of {st.planned} planned
 {(' · label ' + _e(st.label)) if st.label else ''} · schema v{SCHEMA_VERSION}</p>
 {_warnings_html(doc)}
 <h2>Summary</h2>

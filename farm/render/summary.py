@@ -255,3 +255,10 @@ def describe_change(cp: Mapping[str, Any]) -> str:
     return (f"{cp['provider']}/{cp['snippet']}/{cp['phase']} ({cp['scenario']}): p50 {change} "
             f"({cp['before_ms']:.4g} → {cp['after_ms']:.4g} ms) from run {cp['run_id']} "
             f"({cp['created'][:10] or 'date unknown'}), p={cp['p_value']:.2g} over {cp['runs']} scheduled runs")
+
+
+def outcome_counts(status: Any) -> str:
+    """``30 ok / 2 failed``, with ``/ 10 skipped`` when some were (and no ``0 failed`` then):
+    a skipped sample is its own outcome, never a failure."""
+    parts = [f"{status.ok} ok"] + ([f"{status.failed} failed"] if status.failed or not status.skipped else [])
+    return " / ".join(parts + ([f"{status.skipped} skipped"] if status.skipped else []))
