@@ -59,19 +59,28 @@ def eta_text(seconds: float | None) -> str:
 
 @dataclass
 class Tally:
-    """Per provider: samples committed and failed; failures by error class (the run's so far)."""
+    """Per provider: samples committed, failed and skipped; failures by error class (the run's so
+    far). A skipped sample (the provider cannot offer the scenario or a need) is not a failure."""
 
     done: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
     classes: Counter = field(default_factory=Counter)
 
     def add(self, groups: list[str]) -> None:
         for group in groups:
             provider, _snippet, _warmup, outcome, error_class = split_group(group)
             self.done[provider] += 1
-            if outcome != "ok":
+            if outcome == "skipped":
+                self.skipped[provider] += 1
+            elif outcome != "ok":
                 self.failed[provider] += 1
                 self.classes[error_class or outcome] += 1
+
+    def run_failed(self, status_failed: int) -> int:
+        """The run's failures: the status counts skipped samples among its failed (the commit
+        script has one counter for both), so the skipped seen so far are taken out."""
+        return max(status_failed - sum(self.skipped.values()), 0)
 
     def classes_text(self) -> str:
         return ", ".join(f"{name} {n}" for name, n in self.classes.most_common())
@@ -158,7 +167,10 @@ class ProgressView:
         return {p: (self.tally.done[p], each, self.tally.failed[p]) for p in names}
 
     def _plain(self, status: Any, eta: float | None, now: float) -> None:
-        parts = [f"{status.done}/{status.planned} done", f"{status.failed} failed", f"{status.remaining} remaining"]
+        parts = [f"{status.done}/{status.planned} done", f"{self.tally.run_failed(status.failed)} failed"]
+        if self.tally.skipped:
+            parts.append(f"{sum(self.tally.skipped.values())} skipped")
+        parts.append(f"{status.remaining} remaining")
         if status.state != "finished":
             parts.append(eta_text(eta))
         line = " · ".join(parts)
@@ -181,7 +193,8 @@ class ProgressView:
             for provider in (self.providers if len(self.providers) > 1 else []):
                 self.tasks[provider] = self.board.add_task(provider, total=None, failed=0, eta="")
         board = self.board
-        board.update(self.tasks["run"], completed=status.done, total=status.planned or None, failed=status.failed,
+        board.update(self.tasks["run"], completed=status.done, total=status.planned or None,
+                     failed=self.tally.run_failed(status.failed),
                      eta="done" if status.state == "finished" else eta_text(eta))
         for provider, (done, total, failed) in self._per_provider(status.planned).items():
             if provider in self.tasks:

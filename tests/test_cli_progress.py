@@ -50,6 +50,9 @@ def test_tally_counts_per_provider_and_error_class():
                sep.join(["e2b", "hello", "0", "error", "auth"])])
     assert tally.done == {"local": 2, "e2b": 2} and tally.failed == {"local": 1, "e2b": 2}
     assert tally.classes_text() == "auth 2, snippet_failed 1"
+    tally.add([sep.join(["sim", "hello@resume", "0", "skipped", ""])] * 2)  # cannot pause: not a failure
+    assert tally.skipped == {"sim": 2} and "sim" not in tally.failed and "skipped" not in tally.classes_text()
+    assert tally.run_failed(5) == 3  # the status's failed counts the 2 skipped too
 
 
 def _snippets(tmp_path):

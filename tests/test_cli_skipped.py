@@ -23,6 +23,8 @@ def test_skipped_samples_are_counted_and_explained_not_failed(tmp_path):
     assert f"skipped sim · system_info@resume ×1: {REASON}" in lines
     assert not any(line.startswith("errors ") for line in lines), done.stdout
     assert "gates passed: error-rate>0%" in done.stderr, done.stderr
+    final = [line for line in done.stderr.splitlines() if line.startswith("progress: 16/16 done")]
+    assert final and final[-1].startswith("progress: 16/16 done · 0 failed · 4 skipped"), done.stderr  # live, too
 
     run_id = head.split()[1]
     report = farm_cli("report", run_id, "--format", "json", cwd=tmp_path, env={"REDIS_URL": ""})
