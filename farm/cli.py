@@ -51,6 +51,19 @@ def _split(value: str | None, flag: str = "") -> list[str]:
     return items
 
 
+def _provider_names(providers: str | None, config: Any) -> list[str]:
+    """--providers (or the config's plan), each a known provider or a one-line did-you-mean."""
+    from providers import check_name
+
+    names = _split(providers, "--providers") or config.plan.providers
+    for name in names:
+        try:
+            check_name(name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return names
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="farm", message="%(prog)s %(version)s")
 @click.option("--config", "config_path", metavar="PATH", help="config file (default ./config.yml or FARM_CONFIG)")
@@ -119,16 +132,10 @@ def run_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sni
 
     columns = _columns(columns_spec, as_json)
     from farm.snippets import check_env_vars, library, select
-    from providers import check_name
 
     run_gates = gates.parse_all(fail_on)  # a bad gate is refused before anything runs
     config = _config(ctx)
-    provider_names = _split(providers, "--providers") or config.plan.providers
-    for name in provider_names:
-        try:
-            check_name(name)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+    provider_names = _provider_names(providers, config)
     available = library(snippets_dir or config.snippets_dir)
     chosen = select(available, _split(snippets, "--snippets") or config.plan.snippets)
     check_env_vars(chosen, config.env_vars.pass_to_sandbox)

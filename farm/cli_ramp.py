@@ -47,18 +47,12 @@ def ramp_cmd(ctx: click.Context, providers: str | None, snippets: str | None, sn
              levels: str, per_level: int, tolerance: float, max_processes: int, seed: int | None,
              html_path: str | None, as_json: bool) -> None:
     """Run the plan at each concurrency level and mark where each provider leaves its level-1 band."""
-    from farm.cli import _config, _split
+    from farm.cli import _config, _provider_names, _split
     from farm.snippets import check_env_vars, library, select
-    from providers import check_name
 
     chosen_levels = parse_levels(levels)
     config = _config(ctx)
-    provider_names = _split(providers, "--providers") or config.plan.providers
-    for name in provider_names:
-        try:
-            check_name(name)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+    provider_names = _provider_names(providers, config)
     chosen = select(library(snippets_dir or config.snippets_dir), _split(snippets, "--snippets") or config.plan.snippets)
     check_env_vars(chosen, config.env_vars.pass_to_sandbox)
     from farm.ramp_runner import RampOptions, ramp_table, run_ramp

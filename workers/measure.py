@@ -19,7 +19,8 @@ import random
 import re
 import secrets
 import time
-from typing import Any, Callable, Mapping, Protocol, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, Protocol, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -223,6 +224,20 @@ class _Timed:
         return timed
 
 
+@contextmanager
+def _failure_as_data(sample: "_Sample") -> Iterator[None]:
+    """A provider failure, the soft time limit or an SDK's unexpected exception becomes the sample's
+    failure in the phase it happened in: data, never a crashed worker."""
+    try:
+        yield
+    except ProviderError as exc:
+        sample.fail(sample.phase, exc)
+    except SoftTimeLimitExceeded:
+        sample.fail(sample.phase, ProviderError("timeout", f"task soft time limit reached during {sample.phase}"))
+    except Exception as exc:  # noqa: BLE001 - an SDK's unexpected exception is data
+        sample.fail(sample.phase, ProviderError("provider_error", f"{type(exc).__name__}: {exc}"))
+
+
 def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mapping[str, str],
             timeouts: Mapping[str, float], retries: int = 0, backoff_s: float = 1.0,
             register: SandboxRegister | None = None, reuse: ReuseVerdict | None = None) -> dict[str, Any]:
@@ -237,20 +252,15 @@ def measure(provider: Provider, spec: SandboxSpec, snippet: Snippet, env: Mappin
     register, reuse = farm.wrap(register), farm.wrap(reuse)
     total_start = time.perf_counter_ns()
     try:
-        sandbox = sample.acquire(spec, retries, backoff_s)
-        if register is not None:
-            register.created(sandbox.id)
-        sample.ready(sandbox)
-        if reuse is not None:
-            sample.identify(sandbox, reuse)
-        sample.setup(sandbox)
-        sample.run(sandbox)
-    except ProviderError as exc:
-        sample.fail(sample.phase, exc)
-    except SoftTimeLimitExceeded:
-        sample.fail(sample.phase, ProviderError("timeout", f"task soft time limit reached during {sample.phase}"))
-    except Exception as exc:  # an SDK's unexpected exception is data, never a crashed worker
-        sample.fail(sample.phase, ProviderError("provider_error", f"{type(exc).__name__}: {exc}"))
+        with _failure_as_data(sample):
+            sandbox = sample.acquire(spec, retries, backoff_s)
+            if register is not None:
+                register.created(sandbox.id)
+            sample.ready(sandbox)
+            if reuse is not None:
+                sample.identify(sandbox, reuse)
+            sample.setup(sandbox)
+            sample.run(sandbox)
     finally:
         if sandbox is not None:
             sample.destroy(sandbox)
@@ -338,17 +348,12 @@ def measure_resume(provider: Provider, spec: SandboxSpec, snippet: Snippet, env:
     register, reuse = farm.wrap(register), farm.wrap(reuse)
     total_start = time.perf_counter_ns()
     try:
-        sandbox = sample.set_up(spec, retries, backoff_s, register, reuse)
-        sample.write_marker(sandbox, token)
-        sample.pause(sandbox)
-        sample.resume(sandbox, token, register)
-        sample.run(sandbox)
-    except ProviderError as exc:
-        sample.fail(sample.phase, exc)
-    except SoftTimeLimitExceeded:
-        sample.fail(sample.phase, ProviderError("timeout", f"task soft time limit reached during {sample.phase}"))
-    except Exception as exc:  # an SDK's unexpected exception is data, never a crashed worker
-        sample.fail(sample.phase, ProviderError("provider_error", f"{type(exc).__name__}: {exc}"))
+        with _failure_as_data(sample):
+            sandbox = sample.set_up(spec, retries, backoff_s, register, reuse)
+            sample.write_marker(sandbox, token)
+            sample.pause(sandbox)
+            sample.resume(sandbox, token, register)
+            sample.run(sandbox)
     finally:
         sandbox = sample.set_up_sandbox  # set even when readiness failed: it must be destroyed
         if sandbox is not None:
