@@ -21,6 +21,20 @@ FULL_BACKOFF_MAX_S = 5.0
 EPISODE_GAP_S = 30.0  # a refusal this long after the last one starts a new episode (and log line)
 
 
+class _FullRedisOneLine(logging.Filter):
+    """kombu logs a refused binding refresh (a script, refused by a full Redis while consuming goes
+    on) with its traceback; a known condition is one line with the reason, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and is_redis_full(record.exc_info[1]):
+            record.msg = f"{record.getMessage()}: Redis is full (maxmemory, noeviction)"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+logging.getLogger("kombu.transport.redis").addFilter(_FullRedisOneLine())
+
+
 class Consumer(CeleryConsumer):
     _full_delay_s = 0.0
     _full_last = float("-inf")

@@ -8,6 +8,10 @@ from tests.harness import Farm
 for var in ("REDIS_URL", "FARM_CONFIG", "FARM_REDIS_URL", "FARM_PROVIDER", "FARM_DATA_DIR"):
     os.environ.pop(var, None)
 os.environ["FARM_ENV_FILE"] = "/nonexistent/.env"
+# Nor a terminal size: pytest-xdist's workers inherit COLUMNS=80/LINES=24 from execnet, which a
+# plain pytest run does not; a test that wants a width sets COLUMNS itself.
+for var in ("COLUMNS", "LINES"):
+    os.environ.pop(var, None)
 
 
 @pytest.fixture

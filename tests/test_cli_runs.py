@@ -119,3 +119,21 @@ def test_since_accepts_dates_times_and_ages():
         assert "not a date" in str(exc)
     else:
         raise AssertionError("accepted 'last tuesday'")
+
+
+def test_piped_output_is_one_line_per_row(tmp_path):
+    """Without a terminal (and no COLUMNS) `farm runs` never wraps: scripts and grep see one row per run."""
+    import os
+
+    from farm.render.grid import grid, terminal_width
+
+    env_columns = os.environ.pop("COLUMNS", None)
+    try:
+        width = terminal_width()  # pytest's stdout is captured: not a terminal
+    finally:
+        if env_columns is not None:
+            os.environ["COLUMNS"] = env_columns
+    label = "schedule:nightly-with-a-long-name"
+    lines = grid(["run", "label"], [["20261201-215452-57329b", label]], width=width, wrap={1})
+    assert lines[-1].endswith(label) and len(lines) == 3
+    assert grid(["run", "label"], [["20261201-215452-57329b", label]], width=40, wrap={1})[-1].strip() != label

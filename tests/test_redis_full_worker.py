@@ -93,3 +93,33 @@ def test_pool_children_hold_their_commit_until_redis_has_room(tmp_path):
         assert "Traceback" not in log and "Unrecoverable error" not in log
         samples = farm.store.samples(run_id)
         assert all(s["attempt"] == 1 for s in samples), [s["attempt"] for s in samples]  # no re-run
+
+
+def test_kombus_refused_binding_refresh_is_one_line_not_a_traceback():
+    """kombu logs a binding refresh refused by a full Redis with its traceback (timing decides
+    whether a run meets it); the worker makes it one line naming the reason."""
+    import io
+    import logging
+
+    import redis
+
+    import farm.worker_consumer  # noqa: F401 - installs the filter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger = logging.getLogger("kombu.transport.redis")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+        except redis.exceptions.OutOfMemoryError:
+            logger.warning("maybe_refresh_binding_expiry: Redis error, will retry", exc_info=True)
+        try:
+            raise redis.exceptions.ResponseError("NOSCRIPT")
+        except redis.exceptions.ResponseError:  # any other error keeps its traceback
+            logger.warning("maybe_refresh_binding_expiry: Redis error, will retry", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    first, *rest = out.getvalue().splitlines()
+    assert first == "maybe_refresh_binding_expiry: Redis error, will retry: Redis is full (maxmemory, noeviction)"
+    assert rest[0] == "maybe_refresh_binding_expiry: Redis error, will retry" and "Traceback" in rest[1]

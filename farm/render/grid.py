@@ -1,9 +1,12 @@
 """A plain-text table for command output (``farm doctor``, ``farm runs``): a header row, a rule,
-and cells that wrap within their column so long text never runs past the terminal's width."""
+and cells that wrap within their column so long text stays within the terminal's width (a word
+longer than its column is split); output to a pipe or file is not wrapped."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import textwrap
 from itertools import zip_longest
 from typing import Collection, Sequence
@@ -11,9 +14,14 @@ from typing import Collection, Sequence
 MIN_WRAP = 12  # a wrapped column never gets narrower than this
 
 
-def terminal_width(default: int = 100) -> int:
-    """The terminal's columns (COLUMNS wins); ``default`` when output is not a terminal."""
-    return shutil.get_terminal_size((default, 24)).columns
+UNWRAPPED = 10_000  # output to a pipe or file: one line per row, for scripts and grep
+
+
+def terminal_width() -> int:
+    """The terminal's columns (COLUMNS wins); no wrapping when output is not a terminal."""
+    if "COLUMNS" not in os.environ and not sys.stdout.isatty():
+        return UNWRAPPED
+    return shutil.get_terminal_size((UNWRAPPED, 24)).columns
 
 
 def grid(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None,

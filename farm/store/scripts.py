@@ -107,14 +107,17 @@ if not planned then return {-3, -1} end
 if not ints_ok({{KEYS[3], 'done'}, {KEYS[3], 'ok'}, {KEYS[3], 'failed'}, {KEYS[7], ARGV[5]},
                 {KEYS[8], ARGV[5]}, {KEYS[9], ARGV[2]}}) then return {-4, -1} end
 local fields = 11 + tonumber(ARGV[10])
+local duplicate = redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 or redis.call('HGET', KEYS[3], 'state') == 'finished'
+-- The first write must be one that needs memory: Redis refuses it when full (maxmemory, noeviction)
+-- and the script ends with nothing written; after a first write (even a deletion) a script's
+-- later writes would go through past maxmemory.
+if not duplicate then redis.call('SADD', KEYS[1], ARGV[2]) end
 for i = 11, fields - 1 do
   redis.call('HDEL', KEYS[11], ARGV[i])
   redis.call('HDEL', KEYS[12], ARGV[i])
   redis.call('HDEL', KEYS[13], ARGV[i])
 end
-if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then return {0, -1} end
-if redis.call('HGET', KEYS[3], 'state') == 'finished' then return {0, -1} end
-redis.call('SADD', KEYS[1], ARGV[2])
+if duplicate then return {0, -1} end
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, fields))
 redis.call('HINCRBY', KEYS[3], ARGV[3] == 'ok' and 'ok' or 'failed', 1)
 local done = redis.call('HINCRBY', KEYS[3], 'done', 1)
