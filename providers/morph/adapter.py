@@ -151,23 +151,22 @@ class MorphProvider(Provider):
 
     def pause(self, sandbox: Sandbox) -> None:
         """``POST /instance/{id}/pause``, then status reads until ``paused`` (not the SDK's 1 s waits)."""
-        deadline = time.perf_counter() + self.settings.http_timeout_s * 4
-        with self.guard("pause"):
-            self.api("POST", f"/instance/{sandbox.id}/pause", deadline=deadline)
-            polled = poll_until(lambda: self._status_is(sandbox.id, PAUSED, deadline),
-                                timeout=round(max(deadline - time.perf_counter(), 0.0), 3),
-                                what=f"morph pause: instance {sandbox.id}")
-        sandbox.facts["pause_polls"] = polled.polls
+        sandbox.facts["pause_polls"] = self._transition(sandbox, "pause", PAUSED)
 
     def resume(self, sandbox: Sandbox) -> None:
         """``POST /instance/{id}/resume``, then status reads until ``ready``."""
+        polls = self._transition(sandbox, "resume", READY)
+        sandbox.facts.update(resume_kind="morph POST /instance/{id}/resume", resume_polls=polls)
+
+    def _transition(self, sandbox: Sandbox, verb: str, wanted: str) -> int:
+        """POST the verb, then read the status until ``wanted``; how many reads it took."""
         deadline = time.perf_counter() + self.settings.http_timeout_s * 4
-        with self.guard("resume"):
-            self.api("POST", f"/instance/{sandbox.id}/resume", deadline=deadline)
-            polled = poll_until(lambda: self._status_is(sandbox.id, READY, deadline),
+        with self.guard(verb):
+            self.api("POST", f"/instance/{sandbox.id}/{verb}", deadline=deadline)
+            polled = poll_until(lambda: self._status_is(sandbox.id, wanted, deadline),
                                 timeout=round(max(deadline - time.perf_counter(), 0.0), 3),
-                                what=f"morph resume: instance {sandbox.id}")
-        sandbox.facts.update(resume_kind="morph POST /instance/{id}/resume", resume_polls=polled.polls)
+                                what=f"morph {verb}: instance {sandbox.id}")
+        return polled.polls
 
     def _status_is(self, instance_id: str, wanted: str, deadline: float) -> bool | None:
         status = self.api("GET", f"/instance/{instance_id}", deadline=deadline).get("status")
